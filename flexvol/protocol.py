@@ -1,0 +1,107 @@
+"""The FlexVolume wire: option keys, status words and the one reply a call prints.
+
+See FLEXVOLUME.md sections 2 to 4. This module is the only writer of a reply.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flexvol import wirejson
+from flexvol.errors import InvalidInput
+
+SUCCESS = "Success"
+FAILURE = "Failure"
+NOT_SUPPORTED = "Not supported"
+
+FS_TYPE = "kubernetes.io/fsType"
+READ_WRITE = "kubernetes.io/readwrite"
+PV_OR_VOLUME_NAME = "kubernetes.io/pvOrVolumeName"
+POD_NAME = "kubernetes.io/pod.name"
+POD_NAMESPACE = "kubernetes.io/pod.namespace"
+POD_UID = "kubernetes.io/pod.uid"
+SERVICE_ACCOUNT = "kubernetes.io/serviceAccount.name"
+FS_GROUP = "kubernetes.io/mounterArgs.FsGroup"
+# The key before Kubernetes 1.15 (commit 5b97b2860d9b); still read, FLEXVOLUME.md 8.6.
+FS_GROUP_LEGACY = "kubernetes.io/fsGroup"
+SECRET_PREFIX = "kubernetes.io/secret/"
+
+
+class Reply:
+    """One driver answer. `fields` holds the optional keys: device, attached, capabilities."""
+
+    __slots__ = ("fields", "message", "status")
+
+    def __init__(self, status: str, message: str = "", **fields: object) -> None:
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+    @property
+    def exit_code(self) -> int:
+        # Success must exit 0 (FLEXVOLUME.md 2); Not supported exits 0 as the examples do.
+        return 1 if self.status == FAILURE else 0
+
+    def as_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"status": self.status}
+        if self.message:
+            body["message"] = self.message
+        for key, value in self.fields.items():
+            if value is not None:
+                body[key] = value
+        return body
+
+    def render(self) -> str:
+        return wirejson.dumps(self.as_dict()) + "\n"
+
+
+def success(message: str = "", **fields: object) -> Reply:
+    return Reply(SUCCESS, message, **fields)
+
+
+def failure(message: str) -> Reply:
+    return Reply(FAILURE, message or "unknown error")
+
+
+def not_supported(verb: str) -> Reply:
+    return Reply(NOT_SUPPORTED, f"{verb!r} is not supported by this driver" if verb else "")
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """Parse the options argument: one JSON object whose values are all strings."""
+    if not text.strip():
+        raise InvalidInput("the options argument is empty", "pass the volume options as a JSON object")
+    try:
+        value = wirejson.loads(text)
+    except ValueError as error:
+        raise InvalidInput(f"the options argument is not valid JSON ({error})",
+                           "pass the volume options as one JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"the options argument must be a JSON object, not {_json_kind(value)}",
+                           'pass e.g. {"volumeID": "v1"}')
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise InvalidInput(f"option {key!r} must be a JSON string, not {_json_kind(item)}",
+                               "the kubelet sends every option as a string; quote the value")
+    return value
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
+
+
+def write_reply(reply: Reply, fd: int) -> None:
+    data = reply.render().encode()
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]

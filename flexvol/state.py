@@ -1,0 +1,237 @@
+"""flexvol's on-disk memory: records, the PV and mount-target indexes, and volume locks.
+
+The kernel is the truth about what is attached and mounted; these files remember what the
+kernel cannot: that a volume was formatted (so it is never formatted again), which PV name maps
+to which volume (detach receives only the PV name), and what a call was in the middle of.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from flexvol import run, wirejson
+from flexvol.config import Config
+from flexvol.errors import Busy, FlexvolError, StateCorrupt
+
+SCHEMA = 1
+LOCK_WAIT_SECONDS = 90.0
+
+
+def ensure_dirs(config: Config) -> None:
+    """Create the data root's directories, readable by root only."""
+    for path in (config.data_root, config.volumes_dir, config.records_dir, config.pvs_dir,
+                 config.targets_dir, config.locks_dir, config.log_dir):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise FlexvolError(f"cannot create {path}: {error.strerror}",
+                               "check that the data root (FLEXVOL_ROOT) is writable") from None
+
+
+def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data`: temp file in the same directory, fsync, rename, fsync dir.
+
+    A crash leaves either the old or the new content, never a torn file.
+    """
+    directory = os.path.dirname(path)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, path)
+        if durable:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except OSError as error:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        hint = "free space under the data root" if error.errno == errno.ENOSPC else \
+            "check that the data root is writable"
+        raise FlexvolError(f"cannot write {path}: {error.strerror}", hint) from None
+
+
+def read_json(path: str) -> dict | None:
+    """The JSON object stored at `path`, None if there is none, StateCorrupt if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StateCorrupt(f"cannot read {path}: {error.strerror}") from None
+    try:
+        value = wirejson.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise StateCorrupt(f"record {path} is corrupt",
+                           "run 'flexvol repair' or restore the record from its volume")
+    return value
+
+
+def remove(path: str, *, durable: bool = False) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    if durable:
+        dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return True
+
+
+# ---- volume records ------------------------------------------------------------------------
+
+def load_record(config: Config, volume_id: str) -> dict | None:
+    record = read_json(config.record_path(volume_id))
+    if record is not None and record.get("schema") != SCHEMA:
+        raise StateCorrupt(f"record of volume {volume_id} has schema {record.get('schema')!r}, "
+                           f"this flexvol reads schema {SCHEMA}", "upgrade flexvol")
+    return record
+
+
+def new_record(volume_id: str, size_bytes: int, fs_type: str) -> dict:
+    return {
+        "schema": SCHEMA,
+        "volume_id": volume_id,
+        "size_bytes": size_bytes,
+        "fs_type": fs_type,
+        "created_at": now(),
+        "formatted": None,
+        "mkfs_started": None,
+        "loop_device": None,
+        "direct_io": None,
+        "pv_names": [],
+    }
+
+
+def save_record(config: Config, record: dict, *, durable: bool = True) -> None:
+    atomic_write(config.record_path(record["volume_id"]),
+                 (wirejson.dumps(record) + "\n").encode(), durable=durable)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---- PV name -> volume id (detach gets only the PV name, FLEXVOLUME.md 8.5) ------------------
+
+def pv_path(config: Config, pv_name: str) -> str:
+    return os.path.join(config.pvs_dir, pv_name + ".json")
+
+
+def load_pv(config: Config, pv_name: str) -> dict | None:
+    return read_json(pv_path(config, pv_name))
+
+
+def save_pv(config: Config, pv_name: str, volume_id: str, nodes: list[str]) -> None:
+    body = {"schema": SCHEMA, "pv_name": pv_name, "volume_id": volume_id, "nodes": sorted(nodes)}
+    atomic_write(pv_path(config, pv_name), (wirejson.dumps(body) + "\n").encode())
+
+
+# ---- mount target -> volume id (unmount gets only the directory) -----------------------------
+
+def target_key(path: str) -> str:
+    """A file name for a mount target: readable when short, hashed when it would not fit."""
+    flat = path.strip("/").replace("%", "%25").replace("/", "%2F")
+    if len(flat) <= 200:
+        return flat or "%2F"
+    try:
+        from _sha256 import sha256
+    except ImportError:  # pragma: no cover - CPython always has it
+        from hashlib import sha256
+    return "sha256-" + sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def target_path(config: Config, mount_dir: str) -> str:
+    return os.path.join(config.targets_dir, target_key(mount_dir) + ".json")
+
+
+def load_target(config: Config, mount_dir: str) -> dict | None:
+    target = read_json(target_path(config, mount_dir))
+    if target is not None and target.get("path") != mount_dir:
+        return None
+    return target
+
+
+def save_target(config: Config, mount_dir: str, volume_id: str) -> None:
+    body = {"schema": SCHEMA, "path": mount_dir, "volume_id": volume_id}
+    atomic_write(target_path(config, mount_dir), (wirejson.dumps(body) + "\n").encode())
+
+
+def remove_target(config: Config, mount_dir: str) -> bool:
+    return remove(target_path(config, mount_dir))
+
+
+# ---- locks ---------------------------------------------------------------------------------
+
+class VolumeLock:
+    """An exclusive flock on one volume, with a bounded wait.
+
+    The descriptor is inherited by commands we start (see run.inherited_fds), so a mkfs or
+    losetup orphaned by a killed driver keeps the volume locked until it exits.
+    """
+
+    def __init__(self, config: Config, volume_id: str, wait: float = LOCK_WAIT_SECONDS) -> None:
+        self.path = config.lock_path(volume_id)
+        self.volume_id = volume_id
+        self.wait = wait
+        self.fd: int | None = None
+
+    def __enter__(self) -> VolumeLock:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.wait
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(fd)
+                    os.close(fd)
+                    raise Busy(f"volume {self.volume_id} is busy: {holder} has held its lock "
+                               f"for over {self.wait:g}s",
+                               "the call will be retried; if it never frees, check that process") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        run.inherited_fds.add(fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            run.inherited_fds.discard(self.fd)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "another call"

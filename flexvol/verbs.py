@@ -1,0 +1,294 @@
+"""One small function per FlexVolume verb, the table of verbs, and `main`.
+
+The dispatcher is the one place that parses arguments, takes the volume lock, journals the
+call and turns errors into replies (DESIGN.md). Argument order follows FLEXVOLUME.md 3.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flexvol import config as config_module
+from flexvol import journal, protocol, run, state
+from flexvol.config import Config
+from flexvol.errors import FlexvolError, InvalidInput
+from flexvol.journal import CallInfo
+from flexvol.options import VolumeSpec, check_pv_name, parse_spec
+from flexvol.protocol import Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def _spec(text: str, call: CallInfo) -> VolumeSpec:
+    spec = parse_spec(protocol.parse_options(text))
+    call.volume_id = spec.volume_id
+    call.secrets = len(spec.secrets)
+    return spec
+
+
+def _bytes(text: str, what: str) -> int:
+    from flexvol.quantity import parse_quantity
+
+    value = parse_quantity(text, what)
+    if value <= 0:
+        raise InvalidInput(f"{what} must be a positive byte count, got {text[:40]!r}")
+    return value
+
+
+def _device_token(volume_id: str) -> str:
+    # attach runs where the controller-manager runs, which holds no backing file and no loop
+    # device; the "device" is a stable name the node resolves in mountdevice.
+    return f"flexvol:{volume_id}"
+
+
+def _check_node(node: str) -> str:
+    if not node:
+        raise InvalidInput("the node name argument is empty")
+    return node
+
+
+# ---- verbs ---------------------------------------------------------------------------------
+
+def do_init(config: Config, args: list[str], call: CallInfo) -> Reply:
+    return protocol.success(capabilities={
+        "attach": config.attach,
+        "selinuxRelabel": True,
+        # false: the driver gives the volume root to the fsGroup itself (volume.apply_fs_group)
+        # instead of the kubelet's recursive chown of the whole volume on every mount.
+        "fsGroup": False,
+        "supportsMetrics": True,
+        "requiresFSResize": True,
+    })
+
+
+def do_mount(config: Config, args: list[str], call: CallInfo) -> Reply:
+    return _mount_at(config, args[0], _spec(args[1], call), call)
+
+
+def do_mountdevice(config: Config, args: list[str], call: CallInfo) -> Reply:
+    # args: <deviceMountPath> <devicePath> <options>; the device is resolved from volumeID.
+    return _mount_at(config, args[0], _spec(args[2], call), call)
+
+
+def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo) -> Reply:
+    from flexvol import kernel, volume
+    from flexvol.errors import Refused
+    from flexvol.undo import Undo
+
+    target = volume.check_target(target_arg, config)
+    call.target = target
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, spec.volume_id):
+        here = kernel.mounts_at(target)
+        if here:
+            owner = volume.volume_of_mount(config, here[-1])
+            if owner != spec.volume_id:
+                raise Refused(f"{target} is already a mount point of {here[-1].source}; refusing to "
+                              f"mount volume {spec.volume_id} over it")
+            if here[-1].read_only != spec.read_only:
+                raise Refused(f"volume {spec.volume_id} is already mounted at {target} "
+                              f"{'read-only' if here[-1].read_only else 'read-write'}; "
+                              f"refusing to change it to {spec.mode}",
+                              "unmount it first")
+            call.notes.append("already mounted")
+            return protocol.success()
+        undo = Undo()
+        try:
+            # Written first so that unmount can find the volume of a half-made mount.
+            if state.load_target(config, target) is None:
+                state.save_target(config, target, spec.volume_id)
+                undo.push("forget mount target", lambda: state.remove_target(config, target))
+            record = volume.ensure_file(config, spec, undo, may_create=not spec.read_only)
+            device = volume.ensure_loop(config, record, undo)
+            if volume.ensure_filesystem(config, record, device, spec):
+                call.notes.append(f"formatted {spec.fs_type}")
+            volume.ensure_mounted(device, target, spec, undo)
+            volume.apply_fs_group(target, spec)
+        except BaseException:
+            undo.rollback()
+            call.notes.extend(f"rolled back: {item}" for item in undo.done)
+            if undo.errors:
+                call.notes.extend(f"rollback failed: {item}" for item in undo.errors)
+            raise
+        undo.commit()
+    return protocol.success()
+
+
+def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
+    from flexvol import kernel, volume
+    from flexvol.errors import Refused
+
+    target = volume.check_target(args[0], config)
+    call.target = target
+    here = kernel.mounts_at(target)
+    volume_id = None
+    if here:
+        volume_id = volume.volume_of_mount(config, here[-1])
+        if volume_id is None:
+            raise Refused(f"{target} is mounted from {here[-1].source}, which is not a flexvol volume; "
+                          "refusing to unmount it")
+    else:
+        remembered = state.load_target(config, target)
+        volume_id = remembered["volume_id"] if remembered else None
+    if volume_id is None:
+        call.notes.append("nothing mounted")
+        return protocol.success()
+    call.volume_id = volume_id
+    with state.VolumeLock(config, volume_id):
+        here = kernel.mounts_at(target)
+        if here and volume.volume_of_mount(config, here[-1]) == volume_id:
+            volume.release_mount(target)
+        for device in volume.release_loop(config, volume_id):
+            call.notes.append(f"detached {device}")
+        state.remove_target(config, target)
+    return protocol.success()
+
+
+def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
+    spec = _spec(args[0], call)
+    node = _check_node(args[1])
+    pv_name = check_pv_name(spec.pv_name)
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, spec.volume_id):
+        known = state.load_pv(config, pv_name)
+        nodes = list(known["nodes"]) if known and known.get("volume_id") == spec.volume_id else []
+        if node not in nodes:
+            state.save_pv(config, pv_name, spec.volume_id, [*nodes, node])
+    return protocol.success(device=_device_token(spec.volume_id))
+
+
+def do_isattached(config: Config, args: list[str], call: CallInfo) -> Reply:
+    spec = _spec(args[0], call)
+    node = _check_node(args[1])
+    pv_name = check_pv_name(spec.pv_name)
+    known = state.load_pv(config, pv_name)
+    attached = bool(known and known.get("volume_id") == spec.volume_id and node in known.get("nodes", []))
+    return protocol.success(attached=attached)
+
+
+def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
+    from flexvol import volume
+
+    pv_name = check_pv_name(args[0])
+    node = _check_node(args[1])
+    known = state.load_pv(config, pv_name)
+    if known is None:
+        call.notes.append("not attached")
+        return protocol.success()
+    volume_id = known["volume_id"]
+    call.volume_id = volume_id
+    with state.VolumeLock(config, volume_id):
+        known = state.load_pv(config, pv_name) or {"nodes": []}
+        nodes = [item for item in known.get("nodes", []) if item != node]
+        if nodes:
+            state.save_pv(config, pv_name, volume_id, nodes)
+        else:
+            state.remove(state.pv_path(config, pv_name), durable=True)
+        # Where attach runs on the node (kubelet-attached), free a loop device nothing mounts.
+        if os.path.exists(config.backing_file(volume_id)):
+            for device in volume.release_loop(config, volume_id):
+                call.notes.append(f"detached {device}")
+    return protocol.success()
+
+
+def do_waitforattach(config: Config, args: list[str], call: CallInfo) -> Reply:
+    spec = _spec(args[1], call)
+    return protocol.success(device=_device_token(spec.volume_id))
+
+
+def do_expandvolume(config: Config, args: list[str], call: CallInfo) -> Reply:
+    # Runs on the controller-manager's machine, which holds no backing file: validate only.
+    _spec(args[0], call)
+    new = _bytes(args[2], "new size")
+    _bytes(args[3], "old size") if args[3] else 0
+    return protocol.success(volumeNewSize=str(new))
+
+
+def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
+    from flexvol import volume
+    from flexvol.errors import Refused
+    from flexvol.undo import Undo
+
+    spec = _spec(args[0], call)
+    # The options still carry the PV's original size; the new size comes from argv
+    # (FLEXVOLUME.md 7).
+    new = _bytes(args[3], "new size")
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, spec.volume_id):
+        record = state.load_record(config, spec.volume_id)
+        if record is None or not os.path.exists(config.backing_file(spec.volume_id)):
+            raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
+        undo = Undo()
+        attached_before = volume.find_loop(config, record) is not None
+        try:
+            if volume.grow(config, record, spec, new, undo):
+                call.notes.append(f"grew to {new}")
+        finally:
+            # A loop device attached only to grow an idle volume is released again.
+            if not attached_before:
+                volume.release_loop(config, spec.volume_id)
+    return protocol.success()
+
+
+
+# verb -> (handler, argument names after the verb)
+VERBS: dict[str, tuple[Callable[[Config, list[str], CallInfo], Reply], tuple[str, ...]]] = {
+    "init": (do_init, ()),
+    "attach": (do_attach, ("options", "node")),
+    "isattached": (do_isattached, ("options", "node")),
+    "detach": (do_detach, ("pv name", "node")),
+    "waitforattach": (do_waitforattach, ("device", "options")),
+    "mountdevice": (do_mountdevice, ("device mount dir", "device", "options")),
+    "unmountdevice": (do_unmount, ("device mount dir",)),
+    "mount": (do_mount, ("mount dir", "options")),
+    "unmount": (do_unmount, ("mount dir",)),
+    "expandvolume": (do_expandvolume, ("options", "controller path", "new size", "old size")),
+    "expandfs": (do_expandfs, ("options", "device", "mount dir", "new size", "old size")),
+}
+
+
+def dispatch(config: Config, argv: list[str], call: CallInfo) -> Reply:
+    """Answer one call. Raises FlexvolError for refusals; main turns them into a Failure."""
+    verb = argv[0] if argv else ""
+    entry = VERBS.get(verb)
+    if entry is None:
+        # getvolumename included: its name would be ignored anyway (FLEXVOLUME.md 3, #60046).
+        return protocol.not_supported(verb)
+    handler, names = entry
+    args = argv[1:]
+    call.args = args
+    if len(args) != len(names):
+        usage = " ".join(f"<{name}>" for name in names)
+        raise InvalidInput(f"{verb} takes {len(names)} argument(s), got {len(args)}",
+                           f"usage: {verb} {usage}".rstrip())
+    return handler(config, args, call)
+
+
+def main(argv: list[str], *, data_root: str | None = None, attach: bool | None = None) -> int:
+    """Run one driver call: exactly one JSON object on stdout, nothing on stderr, exit code."""
+    reply_fd = os.dup(1)
+    # Whatever else writes to stdout or stderr (a stray warning, the interpreter at exit) must
+    # not reach the kubelet, which parses both streams as one JSON object (FLEXVOLUME.md 2).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    call = CallInfo(argv[0] if argv else "")
+    config = config_module.load(data_root, attach)
+    try:
+        reply = dispatch(config, argv, call)
+    except FlexvolError as error:
+        reply = protocol.failure(str(error))
+    except Exception as error:
+        import traceback
+
+        call.error_detail = traceback.format_exc()[-4000:]
+        reply = protocol.failure(f"internal error in {call.verb or 'driver'}: "
+                                 f"{type(error).__name__}: {error}; see {config.journal_path}")
+    protocol.write_reply(reply, reply_fd)
+    os.close(reply_fd)
+    if call.verb != "init" and call.verb in VERBS:
+        journal.append(config, call, reply.status, reply.message, run.history)
+    return reply.exit_code

@@ -1,0 +1,363 @@
+"""The storage steps on one volume. Each is named for the state it leaves and is idempotent:
+observe what the kernel and the record say, do only what is missing, verify, and push an undo
+action for whatever it made (see undo.py).
+
+Callers hold the volume's lock (verbs.py) for the whole sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from flexvol import kernel, state
+from flexvol.config import Config
+from flexvol.errors import CommandFailed, FlexvolError, InvalidInput, ProbeFailed, Refused
+from flexvol.filesystems import BASE_MOUNT_OPTIONS, FILESYSTEMS
+from flexvol.options import VolumeSpec
+from flexvol.quantity import format_bytes
+from flexvol.run import run
+from flexvol.undo import Undo
+
+LOSETUP_TIMEOUT = 30
+MOUNT_TIMEOUT = 120
+MKFS_TIMEOUT = 600
+GROW_TIMEOUT = 600
+LOOP_ATTACH_ATTEMPTS = 5
+
+
+# ---- mount targets -------------------------------------------------------------------------
+
+def check_target(path: str, config: Config, *, what: str = "mount dir") -> str:
+    """The real path of a mount target, refusing ones that would hide or wreck the pool.
+
+    A target of `/`, the data root, anything inside it, or a parent of it is refused, also
+    through symlinks (FLEXVOLUME.md 9).
+    """
+    if not path:
+        raise InvalidInput(f"the {what} argument is empty", f"pass the absolute {what} path")
+    if not path.startswith("/"):
+        raise InvalidInput(f"the {what} {path[:200]!r} is not an absolute path")
+    if "\0" in path or len(path) > 4000:
+        raise InvalidInput(f"the {what} is not a usable path")
+    real = os.path.realpath(path)
+    root = os.path.realpath(config.data_root)
+    if real == "/":
+        raise Refused(f"refusing to use {path!r} as a {what}: it resolves to /")
+    if real == root or real.startswith(root + "/") or root.startswith(real + "/"):
+        raise Refused(f"refusing to use {path!r} as a {what}: it resolves to {real}, which overlaps "
+                      f"the flexvol data root {root}",
+                      "mount volumes outside the data root")
+    return real
+
+
+def volume_of_mount(config: Config, mount: kernel.Mount) -> str | None:
+    """The volume id behind a mount, if it is one of our loop devices."""
+    backing = kernel.loop_backing_file(mount.source)
+    if backing is None:
+        return None
+    return config.volume_id_of_backing_file(backing)
+
+
+# ---- backing file and record ---------------------------------------------------------------
+
+def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: bool) -> dict:
+    """Leave the volume's sparse backing file and its record in place; return the record."""
+    volume_id = spec.volume_id
+    path = config.backing_file(volume_id)
+    record = state.load_record(config, volume_id)
+    try:
+        info: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        if record is None:
+            # The file outlived its record (a crash between the two writes, or a file put
+            # there by hand): adopt it; ensure_filesystem decides from the file itself.
+            record = state.new_record(volume_id, info.st_size, spec.fs_type)
+            record["adopted"] = True
+            state.save_record(config, record)
+        return record
+    if record is not None and record.get("formatted"):
+        raise Refused(
+            f"the backing file of volume {volume_id} ({path}) is missing, but its record says it "
+            f"was formatted as {record['formatted'].get('fs_type')}",
+            "restore the file, or run 'flexvol delete' to forget the volume")
+    if not may_create:
+        raise Refused(f"volume {volume_id} does not exist yet and a read-only mount never creates "
+                      "or formats one", "mount it read-write once first")
+    _check_pool_space(config, spec.size_bytes, volume_id)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        undo.push(f"remove new backing file {path}", lambda: state.remove(path))
+        os.ftruncate(fd, spec.size_bytes)
+    finally:
+        os.close(fd)
+    created_record = record is None
+    record = record or state.new_record(volume_id, spec.size_bytes, spec.fs_type)
+    record["size_bytes"] = spec.size_bytes
+    record["fs_type"] = spec.fs_type
+    state.save_record(config, record)
+    if created_record:
+        undo.push(f"remove new record of {volume_id}",
+                  lambda: state.remove(config.record_path(volume_id)))
+    return record
+
+
+def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
+    pool = os.statvfs(config.volumes_dir)
+    total = pool.f_blocks * pool.f_frsize
+    if size > total:
+        raise InvalidInput(
+            f"size {format_bytes(size)} of volume {volume_id} is larger than the whole pool "
+            f"filesystem under {config.volumes_dir} ({format_bytes(total)})",
+            "ask for a smaller size")
+
+
+# ---- loop device ---------------------------------------------------------------------------
+
+def find_loop(config: Config, record: dict) -> str | None:
+    """The loop device attached to the volume's file: the recorded one if the kernel agrees,
+    else a scan of /sys/block."""
+    path = config.backing_file(record["volume_id"])
+    recorded = record.get("loop_device")
+    if recorded and kernel.loop_backing_file(recorded) == os.path.realpath(path):
+        return recorded
+    devices = kernel.loops_of_file(path)
+    return devices[0] if devices else None
+
+
+def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
+    """Leave exactly one loop device attached to the volume's file; return it."""
+    path = config.backing_file(record["volume_id"])
+    device = find_loop(config, record)
+    if device is None:
+        device = _attach_loop(path)
+        undo.push(f"detach {device}", lambda: detach_loop(device))
+    if record.get("loop_device") != device:
+        record["loop_device"] = device
+        record["direct_io"] = kernel.loop_direct_io(device)
+        # Not fsynced: the kernel is the truth about attachment; this only saves a scan.
+        state.save_record(config, record, durable=False)
+    return device
+
+
+def _attach_loop(path: str) -> str:
+    last_error: CommandFailed | None = None
+    for _attempt in range(LOOP_ATTACH_ATTEMPTS):
+        try:
+            # --find picks a free device; two callers can pick the same one and the loser
+            # gets EBUSY, so retry (the allocation race of losetup --find).
+            done = run(["losetup", "--find", "--show", "--direct-io=on", path],
+                       timeout=LOSETUP_TIMEOUT, what="losetup")
+        except CommandFailed as error:
+            if "busy" not in error.stderr.lower() and "resource" not in error.stderr.lower():
+                raise
+            last_error = error
+            continue
+        device = done.out.strip()
+        if not device.startswith("/dev/loop"):
+            raise CommandFailed(f"losetup printed no loop device for {path}: {done.out[:200]!r}")
+        return device
+    assert last_error is not None
+    raise last_error
+
+
+def detach_loop(device: str) -> None:
+    if kernel.loop_backing_file(device) is None:
+        return
+    run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, what="losetup --detach")
+
+
+def release_loop(config: Config, volume_id: str) -> list[str]:
+    """Detach the volume's loop devices that no mount uses any more; return those detached."""
+    detached = []
+    mounts = kernel.read_mounts()
+    for device in kernel.loops_of_file(config.backing_file(volume_id)):
+        if not kernel.mounts_of_device(device, mounts):
+            detach_loop(device)
+            detached.append(device)
+    record = state.load_record(config, volume_id)
+    if record is not None and record.get("loop_device") in detached:
+        record["loop_device"] = None
+        state.save_record(config, record, durable=False)
+    return detached
+
+
+# ---- filesystem ----------------------------------------------------------------------------
+
+def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpec) -> bool:
+    """Leave the volume formatted as spec.fs_type; format only a device proven blank.
+
+    Returns True when mkfs ran. Never formats a volume that was formatted before, that
+    probes as anything, or whose file was written to (DESIGN.md, Unknown is not blank).
+    """
+    volume_id = record["volume_id"]
+    formatted = record.get("formatted")
+    if formatted:
+        if formatted.get("fs_type") != spec.fs_type:
+            raise _wrong_type(volume_id, formatted.get("fs_type", "?"), spec.fs_type)
+        return False
+    interrupted = record.get("mkfs_started")
+    found = kernel.probe(device)
+    if not found.blank:
+        if found.fs_type == spec.fs_type and not interrupted:
+            # Formatted before the record could say so (or by hand): remember, do not redo.
+            _remember_formatted(config, record, found)
+            return False
+        if not (interrupted and interrupted.get("fs_type") == spec.fs_type):
+            raise _wrong_type(volume_id, found.fs_type, spec.fs_type)
+    if spec.read_only:
+        raise Refused(f"volume {volume_id} has no filesystem yet and a read-only mount never formats",
+                      "mount it read-write once first")
+    path = config.backing_file(volume_id)
+    if not interrupted and os.stat(path).st_blocks != 0:
+        raise ProbeFailed(
+            f"volume {volume_id} shows no filesystem signature but its backing file {path} holds "
+            "written blocks; refusing to format it",
+            "inspect the file by hand (blkid -p, file -s); flexvol formats only never-written files")
+    record["mkfs_started"] = {"fs_type": spec.fs_type, "at": state.now()}
+    state.save_record(config, record)
+    filesystem = FILESYSTEMS[spec.fs_type]
+    # --force only to finish our own mkfs that a killed call left half-done.
+    run(filesystem.mkfs_argv(device, force=bool(interrupted)), timeout=MKFS_TIMEOUT,
+        what=f"mkfs.{spec.fs_type}")
+    made = kernel.probe(device)
+    if made.fs_type != spec.fs_type:
+        raise CommandFailed(f"mkfs.{spec.fs_type} on {device} left {made.fs_type or 'no filesystem'}")
+    _remember_formatted(config, record, made)
+    return True
+
+
+def _remember_formatted(config: Config, record: dict, found: kernel.Probe) -> None:
+    record["formatted"] = {"fs_type": found.fs_type, "uuid": found.uuid, "at": state.now()}
+    record["mkfs_started"] = None
+    state.save_record(config, record)
+
+
+def _wrong_type(volume_id: str, found: str, wanted: str) -> Refused:
+    article = "an" if found[:1] in ("a", "e", "i", "o", "u", "x") else "a"
+    return Refused(f"volume {volume_id} already holds {article} {found} filesystem; refusing to format it "
+                   f"as {wanted}", f"set fsType to {found} or use another volumeID")
+
+
+# ---- mounts --------------------------------------------------------------------------------
+
+def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bool:
+    """Leave `device` mounted at `target` with the spec's mode. Returns True if it mounted."""
+    mounts = kernel.read_mounts()
+    here = kernel.mounts_at(target, mounts)
+    if here and here[-1].source == device:
+        return False
+    for other in kernel.mounts_of_device(device, mounts):
+        if other.read_only != spec.read_only:
+            have = "read-only" if other.read_only else "read-write"
+            raise Refused(f"volume {spec.volume_id} is mounted {have} at {other.mount_point}; "
+                          f"refusing a {spec.mode} mount beside it",
+                          "use the same readOnly setting for every pod of this volume")
+    _ensure_directory(target, undo)
+    options = [*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode]
+    # -w: without it mount(8) silently falls back to read-only when the device is read-only
+    # (util-linux), and we would report a rw mount that is not (FLEXVOLUME.md 9).
+    argv = ["mount", "-t", spec.fs_type, "-o", ",".join(options),
+            "-r" if spec.read_only else "-w", device, target]
+    run(argv, timeout=MOUNT_TIMEOUT, what="mount")
+    undo.push(f"unmount {target}", lambda: release_mount(target))
+    now = kernel.mounts_at(target)
+    if not now or now[-1].source != device or now[-1].read_only != spec.read_only:
+        raise Refused(f"mount of volume {spec.volume_id} at {target} did not take effect as {spec.mode}")
+    return True
+
+
+def _ensure_directory(target: str, undo: Undo) -> None:
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(target), 0o750, exist_ok=True)
+        os.mkdir(target, 0o750)
+        undo.push(f"remove directory {target}", lambda: os.rmdir(target))
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise InvalidInput(f"mount dir {target} exists and is not a directory")
+
+
+def release_mount(target: str) -> int:
+    """Unmount `target` until nothing is mounted there; return how many mounts went."""
+    released = 0
+    while kernel.mounts_at(target):
+        if released >= 8:
+            raise FlexvolError(f"{target} still has mounts stacked on it after 8 unmounts")
+        run(["umount", target], timeout=MOUNT_TIMEOUT, what="umount")
+        released += 1
+    return released
+
+
+def apply_fs_group(target: str, spec: VolumeSpec) -> bool:
+    """Give the volume's root directory to the pod's fsGroup, setgid, without a recursive walk.
+
+    New files inherit the group through the setgid bit; the kubelet's recursive chown on every
+    mount (kubernetes #68680) is avoided by declaring the fsGroup capability false.
+    """
+    if spec.fs_group is None or spec.read_only:
+        return False
+    info = os.stat(target)
+    changed = False
+    if info.st_gid != spec.fs_group:
+        os.chown(target, -1, spec.fs_group)
+        changed = True
+    mode = stat.S_IMODE(info.st_mode)
+    wanted = mode | stat.S_ISGID | stat.S_IRWXG
+    if mode != wanted:
+        os.chmod(target, wanted)
+        changed = True
+    return changed
+
+
+# ---- growth --------------------------------------------------------------------------------
+
+def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: Undo) -> bool:
+    """Grow the backing file, the loop device and the filesystem to at least new_bytes.
+
+    Never shrinks; repeating it is a no-op. Returns True if the file grew.
+    """
+    volume_id = record["volume_id"]
+    formatted = record.get("formatted")
+    if not formatted:
+        raise Refused(f"volume {volume_id} has never been formatted, so there is nothing to grow",
+                      "mount it once first")
+    fs_type = formatted["fs_type"]
+    filesystem = FILESYSTEMS[fs_type]
+    path = config.backing_file(volume_id)
+    current = os.stat(path).st_size
+    grew = False
+    if new_bytes > current:
+        _check_pool_space(config, new_bytes, volume_id)
+        os.truncate(path, new_bytes)
+        grew = True
+    device = ensure_loop(config, record, undo)
+    if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
+        run(["losetup", "--set-capacity", device], timeout=LOSETUP_TIMEOUT, what="losetup --set-capacity")
+    mounted = kernel.mounts_of_device(device)
+    if mounted:
+        run(filesystem.grow_argv(device, mounted[0].mount_point), timeout=GROW_TIMEOUT,
+            what=f"growing {fs_type}")
+    elif filesystem.grow_needs_mount:
+        scratch = os.path.join(config.scratch_dir, volume_id)
+        os.makedirs(scratch, 0o700, exist_ok=True)
+        run(["mount", "-t", fs_type, "-o", "nosuid,nodev,noexec", device, scratch],
+            timeout=MOUNT_TIMEOUT, what="mount")
+        try:
+            run(filesystem.grow_argv(device, scratch), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
+        finally:
+            release_mount(scratch)
+            os.rmdir(scratch)
+    else:
+        if filesystem.offline_check:
+            run([part.format(device=device) for part in filesystem.offline_check],
+                timeout=GROW_TIMEOUT, ok=(0, 1), what="fsck before growing")
+        run(filesystem.grow_argv(device, ""), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
+    size = os.stat(path).st_size
+    if record.get("size_bytes") != size:
+        record["size_bytes"] = size
+        state.save_record(config, record)
+    return grew

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Installs flexvol on a node: a virtual environment with the package and the toolkit under
+# PREFIX, the `flexvol` command in BIN_DIR, and the driver at
+# PLUGIN_DIR/flexvol~loop/loop (so pods name it `driver: flexvol/loop`).
+#
+#   ./install.sh [--prefix DIR] [--plugin-dir DIR] [--data-root DIR] [--bin-dir DIR]
+#                [--attach] [--uninstall] [--no-deps]
+#
+# Idempotent: running it twice is the same as once. --uninstall removes what it installed and
+# never the data root.
+set -euo pipefail
+
+PREFIX=/opt/flexvol
+PLUGIN_DIR=/usr/libexec/kubernetes/kubelet-plugins/volume/exec
+DATA_ROOT=/var/lib/flexvol
+BIN_DIR=/usr/local/bin
+ATTACH=False
+UNINSTALL=0
+DEPS=1
+# The kubelet runs the driver with its own environment: name the interpreter by absolute path.
+PYTHON=/usr/bin/python3
+SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while (($#)); do
+    case "$1" in
+        --prefix) PREFIX="$2"; shift 2 ;;
+        --plugin-dir) PLUGIN_DIR="$2"; shift 2 ;;
+        --data-root) DATA_ROOT="$2"; shift 2 ;;
+        --bin-dir) BIN_DIR="$2"; shift 2 ;;
+        --attach) ATTACH=True; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        --no-deps) DEPS=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+for dir in "$PREFIX" "$PLUGIN_DIR" "$DATA_ROOT" "$BIN_DIR"; do
+    if [[ "$dir" != /* ]]; then
+        echo "install.sh: $dir is not an absolute path" >&2
+        exit 2
+    fi
+done
+
+DRIVER_DIR="$PLUGIN_DIR/flexvol~loop"
+DRIVER="$DRIVER_DIR/loop"
+
+if ((UNINSTALL)); then
+    rm -f "$DRIVER"
+    rmdir "$DRIVER_DIR" 2>/dev/null || true
+    if [[ -L "$BIN_DIR/flexvol" && "$(readlink "$BIN_DIR/flexvol")" == "$PREFIX/"* ]]; then
+        rm -f "$BIN_DIR/flexvol"
+    fi
+    rm -rf "$PREFIX/venv"
+    rm -f "$PREFIX/installed"
+    rmdir "$PREFIX" 2>/dev/null || true
+    echo "flexvol uninstalled (data root $DATA_ROOT kept)"
+    exit 0
+fi
+
+if ((DEPS)); then
+    "$SOURCE/scripts/deps.sh"
+fi
+
+mkdir -p "$PREFIX"
+if [[ ! -x "$PREFIX/venv/bin/python" ]]; then
+    "$PYTHON" -m venv "$PREFIX/venv"
+fi
+#: build with the venv's own setuptools instead of fetching one.
+"$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check \
+    --upgrade "$SOURCE" >/dev/null
+SITE="$("$PREFIX/venv/bin/python" -c 'import flexvol, os; print(os.path.dirname(os.path.dirname(flexvol.__file__)))')"
+"$PREFIX/venv/bin/python" -m compileall -q "$SITE/flexvol" >/dev/null
+
+install -d -m 0700 "$DATA_ROOT"
+install -d -m 0755 "$DRIVER_DIR" "$BIN_DIR"
+
+# Written to a dot-file in the driver dir, then renamed: the kubelet re-probes on every change
+# there and must never run init on a half-written driver (FLEXVOLUME.md 1, 8.4).
+TEMP="$DRIVER_DIR/.loop.$$"
+trap 'rm -f "$TEMP"' EXIT
+cat > "$TEMP" <<DRIVER
+#!$PYTHON -ISB
+# flexvol/loop FlexVolume driver, installed by flexvol's install.sh.
+# -I -S -B: ignore the caller's environment and site, never write bytecode here.
+import sys
+sys.path.insert(0, "$SITE")
+from flexvol.verbs import main
+sys.exit(main(sys.argv[1:], data_root="$DATA_ROOT", attach=$ATTACH))
+DRIVER
+chmod 0755 "$TEMP"
+if ! cmp -s "$TEMP" "$DRIVER" 2>/dev/null; then
+    mv -f "$TEMP" "$DRIVER"
+fi
+rm -f "$TEMP"
+
+ln -sfn "$PREFIX/venv/bin/flexvol" "$BIN_DIR/flexvol"
+printf 'driver=%s\ndata_root=%s\nattach=%s\n' "$DRIVER" "$DATA_ROOT" "$ATTACH" > "$PREFIX/installed"
+
+INIT="$("$DRIVER" init)"
+case "$INIT" in
+    *'"status":"Success"'*) ;;
+    *) echo "install.sh: the installed driver's init failed: $INIT" >&2; exit 1 ;;
+esac
+echo "flexvol installed: driver $DRIVER (attach=$ATTACH), data root $DATA_ROOT, CLI $BIN_DIR/flexvol"
