@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers.leaks import leaked_loops, leaked_mounts
 
-TEST_PREFIX = "flexvol-test-"
+# Unique per pytest run, so that runs side by side never count each other's devices as leaks.
+TEST_PREFIX = f"flexvol-test-{os.getpid()}-"
 
 
 @pytest.fixture(scope="session", autouse=True)

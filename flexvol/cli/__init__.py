@@ -1,0 +1,1 @@
+"""The operator toolkit's command line (typer + rich). The library never imports this package."""

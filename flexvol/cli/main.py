@@ -1,0 +1,43 @@
+"""The `flexvol` command. Each command group lives in its own module under flexvol/cli and
+registers itself on `app`; list the module in COMMAND_MODULES to load it."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from flexvol import __version__
+
+app = typer.Typer(
+    name="flexvol",
+    help="Operate the flexvol loop-device FlexVolume driver and check any FlexVolume driver.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# One module per command group; each adds its commands to `app` when imported.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+@app.callback()
+def main() -> None:
+    """Operate the flexvol loop-device FlexVolume driver and check any FlexVolume driver."""
+
+
+@app.command()
+def version() -> None:
+    """Print flexvol's version."""
+    typer.echo(__version__)
+
+
+def load_commands() -> typer.Typer:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"flexvol.cli.{name}")
+    return app
+
+
+def run() -> None:
+    load_commands()()
