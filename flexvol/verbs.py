@@ -12,6 +12,7 @@ from flexvol import config as config_module
 from flexvol import journal, protocol, run, state
 from flexvol.config import Config
 from flexvol.errors import FlexvolError, InvalidInput
+from flexvol.faults import checkpoint
 from flexvol.journal import CallInfo
 from flexvol.options import VolumeSpec, check_pv_name, parse_spec
 from flexvol.protocol import Reply
@@ -100,12 +101,14 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
             if state.load_target(config, target) is None:
                 state.save_target(config, target, spec.volume_id)
                 undo.push("forget mount target", lambda: state.remove_target(config, target))
+                checkpoint("target-saved")
             record = volume.ensure_file(config, spec, undo, may_create=not spec.read_only)
             device = volume.ensure_loop(config, record, undo)
             if volume.ensure_filesystem(config, record, device, spec):
                 call.notes.append(f"formatted {spec.fs_type}")
             volume.ensure_mounted(device, target, spec, undo)
-            volume.apply_fs_group(target, spec)
+            if volume.apply_fs_group(target, spec):
+                checkpoint("fsgroup-applied")
         except BaseException:
             undo.rollback()
             call.notes.extend(f"rolled back: {item}" for item in undo.done)
@@ -143,6 +146,7 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
         for device in volume.release_loop(config, volume_id):
             call.notes.append(f"detached {device}")
         state.remove_target(config, target)
+        checkpoint("target-removed")
     return protocol.success()
 
 
@@ -156,6 +160,7 @@ def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
         nodes = list(known["nodes"]) if known and known.get("volume_id") == spec.volume_id else []
         if node not in nodes:
             state.save_pv(config, pv_name, spec.volume_id, [*nodes, node])
+            checkpoint("pv-saved")
     return protocol.success(device=_device_token(spec.volume_id))
 
 
@@ -186,6 +191,7 @@ def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
             state.save_pv(config, pv_name, volume_id, nodes)
         else:
             state.remove(state.pv_path(config, pv_name), durable=True)
+        checkpoint("pv-forgotten")
         # Where attach runs on the node (kubelet-attached), free a loop device nothing mounts.
         if os.path.exists(config.backing_file(volume_id)):
             for device in volume.release_loop(config, volume_id):

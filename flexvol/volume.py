@@ -13,6 +13,7 @@ import stat
 from flexvol import kernel, state
 from flexvol.config import Config
 from flexvol.errors import CommandFailed, FlexvolError, InvalidInput, ProbeFailed, Refused
+from flexvol.faults import checkpoint
 from flexvol.filesystems import BASE_MOUNT_OPTIONS, FILESYSTEMS
 from flexvol.options import VolumeSpec
 from flexvol.quantity import format_bytes
@@ -93,6 +94,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
         os.ftruncate(fd, spec.size_bytes)
     finally:
         os.close(fd)
+    checkpoint("file-created")
     created_record = record is None
     record = record or state.new_record(volume_id, spec.size_bytes, spec.fs_type)
     record["size_bytes"] = spec.size_bytes
@@ -101,6 +103,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     if created_record:
         undo.push(f"remove new record of {volume_id}",
                   lambda: state.remove(config.record_path(volume_id)))
+    checkpoint("record-saved")
     return record
 
 
@@ -134,6 +137,7 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
     if device is None:
         device = _attach_loop(path)
         undo.push(f"detach {device}", lambda: detach_loop(device))
+        checkpoint("loop-attached")
     if record.get("loop_device") != device:
         record["loop_device"] = device
         record["direct_io"] = kernel.loop_direct_io(device)
@@ -177,6 +181,7 @@ def release_loop(config: Config, volume_id: str) -> list[str]:
         if not kernel.mounts_of_device(device, mounts):
             detach_loop(device)
             detached.append(device)
+            checkpoint("loop-detached")
     record = state.load_record(config, volume_id)
     if record is not None and record.get("loop_device") in detached:
         record["loop_device"] = None
@@ -218,14 +223,17 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
             "inspect the file by hand (blkid -p, file -s); flexvol formats only never-written files")
     record["mkfs_started"] = {"fs_type": spec.fs_type, "at": state.now()}
     state.save_record(config, record)
+    checkpoint("mkfs-intent-saved")
     filesystem = FILESYSTEMS[spec.fs_type]
     # --force only to finish our own mkfs that a killed call left half-done.
     run(filesystem.mkfs_argv(device, force=bool(interrupted)), timeout=MKFS_TIMEOUT,
         what=f"mkfs.{spec.fs_type}")
+    checkpoint("mkfs-done")
     made = kernel.probe(device)
     if made.fs_type != spec.fs_type:
         raise CommandFailed(f"mkfs.{spec.fs_type} on {device} left {made.fs_type or 'no filesystem'}")
     _remember_formatted(config, record, made)
+    checkpoint("formatted-saved")
     return True
 
 
@@ -263,6 +271,7 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
             "-r" if spec.read_only else "-w", device, target]
     run(argv, timeout=MOUNT_TIMEOUT, what="mount")
     undo.push(f"unmount {target}", lambda: release_mount(target))
+    checkpoint("mounted")
     now = kernel.mounts_at(target)
     if not now or now[-1].source != device or now[-1].read_only != spec.read_only:
         raise Refused(f"mount of volume {spec.volume_id} at {target} did not take effect as {spec.mode}")
@@ -289,6 +298,7 @@ def release_mount(target: str) -> int:
             raise FlexvolError(f"{target} still has mounts stacked on it after 8 unmounts")
         run(["umount", target], timeout=MOUNT_TIMEOUT, what="umount")
         released += 1
+        checkpoint("unmounted")
     return released
 
 
@@ -334,9 +344,11 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
         _check_pool_space(config, new_bytes, volume_id)
         os.truncate(path, new_bytes)
         grew = True
+        checkpoint("file-grown")
     device = ensure_loop(config, record, undo)
     if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
         run(["losetup", "--set-capacity", device], timeout=LOSETUP_TIMEOUT, what="losetup --set-capacity")
+        checkpoint("loop-capacity-set")
     mounted = kernel.mounts_of_device(device)
     if mounted:
         run(filesystem.grow_argv(device, mounted[0].mount_point), timeout=GROW_TIMEOUT,
@@ -356,6 +368,7 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
             run([part.format(device=device) for part in filesystem.offline_check],
                 timeout=GROW_TIMEOUT, ok=(0, 1), what="fsck before growing")
         run(filesystem.grow_argv(device, ""), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
+    checkpoint("fs-grown")
     size = os.stat(path).st_size
     if record.get("size_bytes") != size:
         record["size_bytes"] = size
