@@ -9,20 +9,25 @@ from __future__ import annotations
 import os
 
 from flexvol import config as config_module
-from flexvol import journal, protocol, run, state
-from flexvol.config import Config
+from flexvol import protocol
 from flexvol.errors import FlexvolError, InvalidInput
 from flexvol.faults import checkpoint
 from flexvol.journal import CallInfo
-from flexvol.options import VolumeSpec, check_pv_name, parse_spec
-from flexvol.protocol import Reply
 
+# Everything else is imported inside the verbs that need it: `init` runs at every plugin
+# probe and must stay close to a bare interpreter start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from flexvol.config import Config
+    from flexvol.options import VolumeSpec
+    from flexvol.protocol import Reply
+
 
 def _spec(text: str, call: CallInfo) -> VolumeSpec:
+    from flexvol.options import parse_spec
+
     spec = parse_spec(protocol.parse_options(text))
     call.volume_id = spec.volume_id
     call.secrets = len(spec.secrets)
@@ -74,7 +79,7 @@ def do_mountdevice(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo) -> Reply:
-    from flexvol import kernel, volume
+    from flexvol import kernel, state, volume
     from flexvol.errors import Refused
     from flexvol.undo import Undo
 
@@ -120,7 +125,7 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
 
 
 def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import kernel, volume
+    from flexvol import kernel, state, volume
     from flexvol.errors import Refused
 
     target = volume.check_target(args[0], config)
@@ -151,6 +156,8 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
+    from flexvol import state
+    from flexvol.options import check_pv_name
     spec = _spec(args[0], call)
     node = _check_node(args[1])
     pv_name = check_pv_name(spec.pv_name)
@@ -165,6 +172,8 @@ def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_isattached(config: Config, args: list[str], call: CallInfo) -> Reply:
+    from flexvol import state
+    from flexvol.options import check_pv_name
     spec = _spec(args[0], call)
     node = _check_node(args[1])
     pv_name = check_pv_name(spec.pv_name)
@@ -174,7 +183,8 @@ def do_isattached(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import volume
+    from flexvol import state, volume
+    from flexvol.options import check_pv_name
 
     pv_name = check_pv_name(args[0])
     node = _check_node(args[1])
@@ -213,7 +223,7 @@ def do_expandvolume(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import volume
+    from flexvol import state, volume
     from flexvol.errors import Refused
     from flexvol.undo import Undo
 
@@ -296,5 +306,7 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
     protocol.write_reply(reply, reply_fd)
     os.close(reply_fd)
     if call.verb != "init" and call.verb in VERBS:
+        from flexvol import journal, run
+
         journal.append(config, call, reply.status, reply.message, run.history)
     return reply.exit_code
