@@ -80,7 +80,7 @@ def do_mountdevice(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo) -> Reply:
     from flexvol import kernel, state, volume
-    from flexvol.errors import Refused
+    from flexvol.errors import CommandFailed, Refused
     from flexvol.undo import Undo
 
     target = volume.check_target(target_arg, config)
@@ -108,10 +108,14 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
                 undo.push("forget mount target", lambda: state.remove_target(config, target))
                 checkpoint("target-saved")
             record = volume.ensure_file(config, spec, undo, may_create=not spec.read_only)
+            volume.remember_pv_name(config, record, spec.pv_name)
             device = volume.ensure_loop(config, record, undo)
             if volume.ensure_filesystem(config, record, device, spec):
                 call.notes.append(f"formatted {spec.fs_type}")
-            volume.ensure_mounted(device, target, spec, undo)
+            try:
+                volume.ensure_mounted(device, target, spec, undo)
+            except CommandFailed as error:
+                raise volume.explain_mount_failure(record, device, error) from None
             if volume.apply_fs_group(target, spec):
                 checkpoint("fsgroup-applied")
         except BaseException:

@@ -107,6 +107,13 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     return record
 
 
+def remember_pv_name(config: Config, record: dict, pv_name: str) -> None:
+    """Note which PV (or pod volume) names used this volume, for operators."""
+    if pv_name and pv_name not in record.setdefault("pv_names", []):
+        record["pv_names"].append(pv_name)
+        state.save_record(config, record, durable=False)
+
+
 def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
     pool = os.statvfs(config.volumes_dir)
     total = pool.f_blocks * pool.f_frsize
@@ -276,6 +283,24 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
     if not now or now[-1].source != device or now[-1].read_only != spec.read_only:
         raise Refused(f"mount of volume {spec.volume_id} at {target} did not take effect as {spec.mode}")
     return True
+
+
+def explain_mount_failure(record: dict, device: str, error: CommandFailed) -> FlexvolError:
+    """Turn a failed mount of a formatted volume into a clear refusal when the device no
+    longer holds the filesystem the record remembers (it is never formatted again)."""
+    formatted = record.get("formatted") or {}
+    try:
+        found = kernel.probe(device)
+    except FlexvolError:
+        return error
+    if found.blank or found.fs_type != formatted.get("fs_type") or (
+            formatted.get("uuid") and found.uuid and found.uuid != formatted.get("uuid")):
+        now = "blank" if found.blank else f"as {found.fs_type} (UUID {found.uuid or '?'})"
+        return Refused(
+            f"volume {record['volume_id']} was formatted as {formatted.get('fs_type')} "
+            f"(UUID {formatted.get('uuid') or '?'}) but now probes {now}; refusing to format or "
+            "mount it", f"inspect {device} and the backing file; restore it from a backup")
+    return error
 
 
 def _ensure_directory(target: str, undo: Undo) -> None:

@@ -196,3 +196,25 @@ def test_secrets_are_decoded_and_never_logged(driver: Driver) -> None:
         if path.is_file() and not path.name.endswith(".img"):
             text = path.read_text(errors="replace")
             assert marker not in text and encoded not in text, path
+
+
+def test_a_formatted_volume_that_lost_its_filesystem_is_refused_not_reformatted(driver: Driver) -> None:
+    target = driver.dir("a")
+    driver.ok("mount", target, options("v1"))
+    driver.ok("unmount", target)
+    backing = driver.backing_file("v1")
+    with backing.open("r+b") as handle:  # wipe the ext4 superblock of our own test file
+        handle.seek(1024)
+        handle.write(b"\0" * 4096)
+    before = backing.read_bytes()
+    result = driver.fail("mount", target, options("v1"))
+    assert "was formatted as ext4" in result.message and "now probes blank" in result.message
+    assert backing.read_bytes() == before, "never reformatted"
+    assert driver.loops() == [] and driver.mounts() == []
+
+
+def test_record_remembers_pv_names(driver: Driver) -> None:
+    target = driver.dir("a")
+    driver.ok("mount", target, options("v1", pv="pv-one"))
+    assert driver.record("v1")["pv_names"] == ["pv-one"]
+    driver.ok("unmount", target)
