@@ -16,3 +16,5 @@ echo "== pytest"
 .venv/bin/python -m pytest tests "$@"
 echo "== bats"
 bats tests/bats
+echo "== benchmark smoke run (figures for people, no assertions on timing)"
+.venv/bin/python bench/run.py --quick --json results/bench-quick.json

@@ -1,0 +1,57 @@
+"""Shell floors for the benchmark: the same kernel steps as the driver, with no driver logic.
+
+Each floor is a bash script; the "Python floor" variant adds one bare interpreter start (with
+the installed driver's flags) per driver call the scenario makes.
+"""
+
+from __future__ import annotations
+
+PYTHON_START = "/usr/bin/python3 -ISB -c pass"
+
+FRESH = """
+set -e
+truncate -s {size} {file}
+dev=$(losetup --find --show --direct-io=on {file})
+{py}
+mkfs.ext4 -q -m 0 -E nodiscard "$dev"
+mkdir -p {target}
+mount -t ext4 -o nosuid,nodev,rw -w "$dev" {target}
+{py}
+umount {target}
+losetup --detach "$dev"
+rm -f {file}
+"""
+
+WARM = """
+set -e
+dev=$(losetup --find --show --direct-io=on {file})
+{py}
+mkdir -p {target}
+mount -t ext4 -o nosuid,nodev,rw -w "$dev" {target}
+{py}
+umount {target}
+losetup --detach "$dev"
+"""
+
+# attach, waitforattach, mountdevice, mount, unmount, unmountdevice, detach: 7 calls.
+ATTACH = """
+set -e
+{py}
+{py}
+dev=$(losetup --find --show --direct-io=on {file})
+mkdir -p {global_dir} {target}
+mount -t ext4 -o nosuid,nodev,rw -w "$dev" {global_dir}
+{py}
+mount -t ext4 -o nosuid,nodev,rw -w "$dev" {target}
+{py}
+umount {target}
+{py}
+umount {global_dir}
+losetup --detach "$dev"
+{py}
+{py}
+"""
+
+
+def render(template: str, *, python: bool, **values: str) -> str:
+    return template.format(py=PYTHON_START if python else ":", **values)

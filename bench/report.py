@@ -1,0 +1,95 @@
+"""Turn raw benchmark samples into figures, ratios against their floors, and a rich table."""
+
+from __future__ import annotations
+
+import statistics
+
+from rich.console import Console
+from rich.table import Table
+
+# figure -> (floor it is compared with, the highest ratio allowed)
+TARGETS = {
+    ("fresh lifecycle", "python floor"): 1.2,
+    ("fresh lifecycle", "shell floor"): 2.0,
+    ("warm remount", "python floor"): 1.25,
+    ("attach sequence", "python floor"): 1.25,
+    ("init", "python floor"): 1.5,
+}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
+            "max": round(max(values), 2), "n": len(values)}
+
+
+def render_report(results: dict[str, object]) -> dict[str, object]:
+    report: dict[str, object] = {"rounds": results["rounds"], "quick": results["quick"], "figures": []}
+    figures: list[dict[str, object]] = report["figures"]  # type: ignore[assignment]
+    table = Table(title=f"flexvol benchmark ({'quick, ' if results['quick'] else ''}"
+                        f"{results['rounds']} rounds, medians in ms)")
+    for column in ("figure", "median", "min", "max", "vs floor", "ratio", "target", "met"):
+        table.add_column(column, justify="left" if column in ("figure", "vs floor") else "right")
+
+    for scenario in ("fresh lifecycle", "warm remount", "attach sequence", "init"):
+        samples = results.get(scenario)
+        if not isinstance(samples, dict):
+            continue
+        driver = _stats(samples["driver"])
+        for floor_name in ("python floor", "shell floor"):
+            if floor_name not in samples:
+                continue
+            floor = _stats(samples[floor_name])
+            ratio = round(driver["median"] / floor["median"], 2)
+            target = TARGETS.get((scenario, floor_name))
+            met = None if target is None else ratio <= target
+            figures.append({"figure": scenario, "driver": driver, "floor": floor_name,
+                            "floor_stats": floor, "ratio": ratio, "target": target, "met": met})
+            table.add_row(scenario, f"{driver['median']:.1f}", f"{driver['min']:.1f}",
+                          f"{driver['max']:.1f}", f"{floor_name} {floor['median']:.1f}",
+                          f"{ratio:.2f}x", "" if target is None else f"<= {target}x", _mark(met))
+
+    scale = results.get("scale")
+    if isinstance(scale, dict):
+        base = _stats(scale[min(scale, key=lambda name: int(name.split()[0]))])
+        for name, values in scale.items():
+            stats = _stats(values)
+            ratio = round(stats["median"] / base["median"], 2)
+            is_largest = name == max(scale, key=lambda key: int(key.split()[0]))
+            met = ratio <= 1.1 if is_largest and name != "1 volumes" else None
+            figures.append({"figure": f"mount+unmount with {name}", "driver": stats,
+                            "ratio_to_1_volume": ratio, "target": 1.1 if met is not None else None,
+                            "met": met})
+            table.add_row(f"mount+unmount, {name}", f"{stats['median']:.1f}", f"{stats['min']:.1f}",
+                          f"{stats['max']:.1f}", "1 volume", f"{ratio:.2f}x",
+                          "<= 1.1x" if met is not None else "", _mark(met))
+
+    parallel = results.get("parallel")
+    if isinstance(parallel, dict):
+        met = parallel["failures"] == 0 and parallel["loop_devices_while_mounted"] == parallel["volumes"]
+        figures.append({"figure": "parallel", **parallel, "met": met})
+        table.add_row(f"{parallel['volumes']} parallel mounts (wall)", f"{parallel['mount_wall_ms']:.0f}",
+                      "", "",
+                      f"{parallel['failures']} failures, {parallel['loop_devices_while_mounted']} loops",
+                      "", "0 failures", _mark(met))
+        table.add_row(f"{parallel['volumes']} parallel unmounts (wall)",
+                      f"{parallel['unmount_wall_ms']:.0f}", "", "", "", "", "", "")
+
+    data_path = results.get("data path")
+    if isinstance(data_path, list):
+        for job in data_path:
+            figures.append({"figure": f"fio {job['job']}", **job})
+            table.add_row(f"fio {job['job']} ({job['mode']})", "", "", "",
+                          f"backing fs {job['backing']:.0f} {job['unit']}", f"{job['ratio']:.2f}x",
+                          ">= 0.9x" if job["mode"] == "direct" else "",
+                          _mark(job["ratio"] >= 0.9) if job["mode"] == "direct" else "")
+
+    report["peak_rss_kib"] = results.get("peak rss kib")
+    table.caption = f"peak RSS of one driver call: {results.get('peak rss kib')} KiB"
+    Console(width=130).print(table)
+    return report
+
+
+def _mark(met: bool | None) -> str:
+    if met is None:
+        return ""
+    return "[green]yes[/green]" if met else "[red]no[/red]"
