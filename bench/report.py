@@ -78,7 +78,8 @@ def render_report(results: dict[str, object]) -> dict[str, object]:
     if isinstance(data_path, list):
         for job in data_path:
             figures.append({"figure": f"fio {job['job']}", **job})
-            table.add_row(f"fio {job['job']} ({job['mode']})", "", "", "",
+            table.add_row(f"fio {job['job']} ({job['mode']}, dio={job['loop_direct_io']})",
+                          f"{job['value']:.0f} {job['unit']}", "", "",
                           f"backing fs {job['backing']:.0f} {job['unit']}", f"{job['ratio']:.2f}x",
                           ">= 0.9x" if job["mode"] == "direct" else "",
                           _mark(job["ratio"] >= 0.9) if job["mode"] == "direct" else "")

@@ -144,8 +144,10 @@ def load_pv(config: Config, pv_name: str) -> dict | None:
 
 
 def save_pv(config: Config, pv_name: str, volume_id: str, nodes: list[str]) -> None:
+    """Not fsynced: if a power loss drops it, isattached answers false and the controller
+    attaches again (attach is idempotent), or detach finds nothing to do."""
     body = {"schema": SCHEMA, "pv_name": pv_name, "volume_id": volume_id, "nodes": sorted(nodes)}
-    atomic_write(pv_path(config, pv_name), (wirejson.dumps(body) + "\n").encode())
+    atomic_write(pv_path(config, pv_name), (wirejson.dumps(body) + "\n").encode(), durable=False)
 
 
 # ---- mount target -> volume id (unmount gets only the directory) -----------------------------

@@ -204,7 +204,7 @@ def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
         if nodes:
             state.save_pv(config, pv_name, volume_id, nodes)
         else:
-            state.remove(state.pv_path(config, pv_name), durable=True)
+            state.remove(state.pv_path(config, pv_name))
         checkpoint("pv-forgotten")
         # Where attach runs on the node (kubelet-attached), free a loop device nothing mounts.
         if os.path.exists(config.backing_file(volume_id)):

@@ -18,6 +18,7 @@ from flexvol.filesystems import BASE_MOUNT_OPTIONS, FILESYSTEMS
 from flexvol.options import VolumeSpec
 from flexvol.quantity import format_bytes
 from flexvol.run import run
+from flexvol.superblock import read_identity
 from flexvol.undo import Undo
 
 LOSETUP_TIMEOUT = 30
@@ -99,7 +100,11 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     record = record or state.new_record(volume_id, spec.size_bytes, spec.fs_type)
     record["size_bytes"] = spec.size_bytes
     record["fs_type"] = spec.fs_type
-    state.save_record(config, record)
+    # Proven blank for ensure_filesystem: this call made the file and it is all holes.
+    record["created_blank"] = True
+    # Not fsynced: until the formatted-once record is durable, a lost record only means the
+    # file is adopted (or re-created) by the next call; nothing of value is in it yet.
+    state.save_record(config, record, durable=False)
     if created_record:
         undo.push(f"remove new record of {volume_id}",
                   lambda: state.remove(config.record_path(volume_id)))
@@ -211,7 +216,9 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
             raise _wrong_type(volume_id, formatted.get("fs_type", "?"), spec.fs_type)
         return False
     interrupted = record.get("mkfs_started")
-    found = kernel.probe(device)
+    # A file this very call created (O_EXCL, then ftruncate: only holes) needs no probe.
+    fresh = record.pop("created_blank", False) and os.stat(config.backing_file(volume_id)).st_blocks == 0
+    found = kernel.Probe(blank=True) if fresh else kernel.probe(device)
     if not found.blank:
         if found.fs_type == spec.fs_type and not interrupted:
             # Formatted before the record could say so (or by hand): remember, do not redo.
@@ -229,14 +236,20 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
             "written blocks; refusing to format it",
             "inspect the file by hand (blkid -p, file -s); flexvol formats only never-written files")
     record["mkfs_started"] = {"fs_type": spec.fs_type, "at": state.now()}
-    state.save_record(config, record)
+    # Not fsynced either: if it is lost, nothing was mounted yet, so a retry that formats the
+    # file again loses nothing. The formatted record below is the one that must survive.
+    state.save_record(config, record, durable=False)
     checkpoint("mkfs-intent-saved")
     filesystem = FILESYSTEMS[spec.fs_type]
     # --force only to finish our own mkfs that a killed call left half-done.
     run(filesystem.mkfs_argv(device, force=bool(interrupted)), timeout=MKFS_TIMEOUT,
         what=f"mkfs.{spec.fs_type}")
     checkpoint("mkfs-done")
-    made = kernel.probe(device)
+    identity = read_identity(device)
+    if identity:
+        made = kernel.Probe(blank=False, fs_type=identity[0], uuid=identity[1])
+    else:
+        made = kernel.probe(device)
     if made.fs_type != spec.fs_type:
         raise CommandFailed(f"mkfs.{spec.fs_type} on {device} left {made.fs_type or 'no filesystem'}")
     _remember_formatted(config, record, made)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,10 @@ def test_each_filesystem_formats_once_and_keeps_data(driver: Driver, fs: str) ->
     Path(target, "f").write_bytes(os.urandom(4096))
     data = Path(target, "f").read_bytes()
     uuid = driver.record(f"fs-{fs}")["formatted"]["uuid"]
+    backing = str(driver.backing_file(f"fs-{fs}"))
+    probed = subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", backing],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert uuid == probed, "the UUID read from the superblock must match blkid's"
     driver.ok("unmount", target)
     driver.ok("mount", target, spec)
     assert Path(target, "f").read_bytes() == data
