@@ -194,10 +194,8 @@ def release_loop(config: Config, volume_id: str) -> list[str]:
             detach_loop(device)
             detached.append(device)
             checkpoint("loop-detached")
-    record = state.load_record(config, volume_id)
-    if record is not None and record.get("loop_device") in detached:
-        record["loop_device"] = None
-        state.save_record(config, record, durable=False)
+    # The record's loop_device is left as it is: find_loop checks it against sysfs before
+    # trusting it, so a stale name costs one read, while rewriting the record costs a write.
     return detached
 
 
