@@ -58,9 +58,22 @@ def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
             undo.rollback()
             raise
         finally:
-            volume.release_loop(config, spec.volume_id)
+            wait_detached(volume.release_loop(config, spec.volume_id))
         undo.commit()
         return state.load_record(config, spec.volume_id) or record
+
+
+def wait_detached(devices: list[str], timeout: float = 10) -> None:
+    """Wait until detached loop devices are really gone.
+
+    `losetup --detach` of a device that udev's blkid still holds open only marks it
+    autoclear; the kernel lets go at the last close, so it lingers for a moment.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(kernel.loop_backing_file(device) for device in devices) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _preallocate(path: str, size: int, progress: Progress | None) -> None:
@@ -138,11 +151,15 @@ def resize(config: Config, volume_id: str, size: str) -> int:
                       f"ask for at least {format_bytes(current)}")
     fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
     options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
+    path = config.backing_file(volume_id)
+    idle = not kernel.loops_of_file(path)
     reply = verbs.dispatch(config, ["expandfs", options, "", "", str(new), str(current)],
                            CallInfo("expandfs"))
+    if idle:
+        wait_detached(kernel.loops_of_file(path))
     if reply.status != protocol.SUCCESS:
         raise FlexvolError(f"resize of {volume_id} failed: {reply.message}")
-    return os.stat(config.backing_file(volume_id)).st_size
+    return os.stat(path).st_size
 
 
 def _names(directory: str) -> list[str]:
