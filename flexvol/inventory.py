@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from flexvol import kernel, state
 from flexvol.config import Config
 from flexvol.errors import StateCorrupt
+from flexvol.volume import overcommit_ratio
 
 DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
 # The kubelet's directory name for a FlexVolume driver "flexvol/loop" inside a pod dir.
@@ -195,6 +196,11 @@ class Capacity:
     pool_free_bytes: int
     committed_bytes: int
     allocated_bytes: int
+    budget_ratio: float
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.pool_bytes * self.budget_ratio)
 
     @property
     def overcommit(self) -> float:
@@ -203,7 +209,8 @@ class Capacity:
     def as_dict(self) -> dict:
         return {"pool": self.pool_path, "pool_bytes": self.pool_bytes,
                 "pool_free_bytes": self.pool_free_bytes, "committed_bytes": self.committed_bytes,
-                "allocated_bytes": self.allocated_bytes, "overcommit": round(self.overcommit, 3)}
+                "allocated_bytes": self.allocated_bytes, "overcommit": round(self.overcommit, 3),
+                "budget_ratio": self.budget_ratio, "budget_bytes": self.budget_bytes}
 
 
 def capacity(config: Config, views: list[VolumeView]) -> Capacity:
@@ -217,4 +224,5 @@ def capacity(config: Config, views: list[VolumeView]) -> Capacity:
         pool_free_bytes=pool.f_bavail * pool.f_frsize,
         committed_bytes=sum(item.size_bytes or 0 for item in views if item.file_exists),
         allocated_bytes=sum(item.allocated_bytes or 0 for item in views),
+        budget_ratio=overcommit_ratio(config),
     )

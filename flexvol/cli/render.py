@@ -99,5 +99,7 @@ def capacity_table(found: Capacity) -> Table:
     table.add_row("pool free", size(found.pool_free_bytes))
     table.add_row("committed (sum of volume sizes)", size(found.committed_bytes))
     table.add_row("allocated (blocks in use)", size(found.allocated_bytes))
-    table.add_row("overcommit", f"{found.overcommit:.2f}x")
+    table.add_row("overcommit (committed / pool size)", f"{found.overcommit:.2f}x")
+    table.add_row("budget (refused beyond)",
+                  f"{size(found.budget_bytes)} ({found.budget_ratio:g}x pool size)")
     return table

@@ -174,3 +174,24 @@ def test_capacity_sums_volume_sizes(driver: Driver) -> None:
     assert found["committed_bytes"] == 96 << 20
     assert 0 < found["allocated_bytes"] < 96 << 20
     assert found["pool_bytes"] > found["pool_free_bytes"] > 0
+
+
+def test_budget_refuses_create_mount_and_resize_past_it(driver: Driver) -> None:
+    flexvol("create", "v1", "--size", "64Mi", root=str(driver.root))
+    pool = os.statvfs(driver.root / "volumes")
+    pool_bytes = pool.f_blocks * pool.f_frsize
+    # a budget of 96 MiB: v1 fits, another 64 MiB does not
+    (driver.root / "overcommit").write_text(f"{(96 << 20) / pool_bytes:.12f}\n")
+    refused = flexvol("create", "v2", "--size", "64Mi", root=str(driver.root))
+    assert refused.exit_code == 1
+    assert "over" in refused.output and "budget" in refused.output
+    assert not driver.backing_file("v2").exists()
+    failed = driver.fail("mount", driver.dir("pod"), options("v3", size="64Mi"))
+    assert "budget" in failed.message
+    assert not driver.backing_file("v3").exists()
+    grow = flexvol("resize", "v1", "128Mi", root=str(driver.root))
+    assert grow.exit_code == 1 and "budget" in grow.output
+    assert driver.backing_file("v1").stat().st_size == 64 << 20
+    found = flexvol_json("capacity", root=str(driver.root))
+    assert found["committed_bytes"] == 64 << 20
+    assert abs(found["budget_bytes"] - (96 << 20)) < 1 << 20
