@@ -195,3 +195,29 @@ def test_budget_refuses_create_mount_and_resize_past_it(driver: Driver) -> None:
     found = flexvol_json("capacity", root=str(driver.root))
     assert found["committed_bytes"] == 64 << 20
     assert abs(found["budget_bytes"] - (96 << 20)) < 1 << 20
+
+
+def test_install_places_a_driver_with_the_data_root_baked_in(driver: Driver) -> None:
+    plugins = driver.base / "plugins"
+    data = driver.base / "installed-root"
+    result = flexvol("install", "--plugin-dir", str(plugins), "--data-root", str(data))
+    assert result.exit_code == 0, result.output
+    installed = plugins / "flexvol~loop" / "loop"
+    assert os.access(installed, os.X_OK)
+    assert sorted(os.listdir(plugins / "flexvol~loop")) == ["loop"]
+    again = flexvol("install", "--plugin-dir", str(plugins), "--data-root", str(data))
+    assert "already up to date" in again.stdout
+    target = driver.dir("pod")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    done = subprocess.run([str(installed), "mount", target, options("v1")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert json.loads(done.stdout)["status"] == "Success", done.stdout
+    assert (data / "volumes" / "v1.img").exists()
+    subprocess.run([str(installed), "unmount", target], env=env, capture_output=True, check=True)
+    assert flexvol("install", "--plugin-dir", str(plugins), "--data-root", str(data),
+                   "--attach").exit_code == 0
+    assert json.loads(subprocess.run([str(installed), "init"], capture_output=True, text=True,
+                                     check=True).stdout)["capabilities"]["attach"] is True
+    assert flexvol("uninstall", "--plugin-dir", str(plugins)).exit_code == 0
+    assert not (plugins / "flexvol~loop").exists()
+    assert (data / "volumes" / "v1.img").exists(), "uninstall keeps the data root"

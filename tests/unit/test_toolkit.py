@@ -13,7 +13,8 @@ from flexvol.cli.calls import percentile, redact, verb_stats
 from flexvol.cli.render import size, volumes_table
 from tests.helpers.cli import flexvol
 
-COMMANDS = ("ls", "show", "create", "delete", "resize", "capacity", "calls", "call", "repair", "doctor")
+COMMANDS = ("ls", "show", "create", "delete", "resize", "capacity", "calls", "call", "repair", "doctor",
+            "install", "uninstall")
 
 
 def test_percentile_is_nearest_rank() -> None:
