@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -23,7 +24,16 @@ from flexvol.cli.common import (
 from flexvol.cli.main import app
 from flexvol.quantity import format_bytes
 
-VolumeArgument = Annotated[str, typer.Argument(help="The volume id (the PV's volumeID option).")]
+
+def complete_volume(incomplete: str) -> list[str]:
+    """Shell completion: the volume ids under FLEXVOL_ROOT (or the default data root)."""
+    config = load_config(os.environ.get("FLEXVOL_ROOT", DEFAULT_ROOT))
+    ids = set(inventory.record_ids(config)) | set(inventory.file_ids(config))
+    return sorted(volume_id for volume_id in ids if volume_id.startswith(incomplete))
+
+
+VolumeArgument = Annotated[str, typer.Argument(help="The volume id (the PV's volumeID option).",
+                                               autocompletion=complete_volume)]
 
 
 @app.command("ls")
