@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from flexvol.callrun import DEFAULT_PLUGIN_DIR, call_driver, installed_driver
 from flexvol.config import TOOL_PATH, Config
 from flexvol.filesystems import FILESYSTEMS
+from flexvol.inventory import readable_bytes
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 DEFAULT_KUBELET_CONFIG_KEY = "volumePluginDir:"
@@ -142,8 +143,9 @@ def check_driver(plugin_dir: str, timeout: float = 30) -> list[Check]:
     if result.reply.get("status") != "Success":
         return [Check("driver init", FAIL, f"{shlex.join([driver, 'init'])} answered {result.output[:200]!r}",
                       "reinstall with install.sh; see 'flexvol call init'")]
-    return [Check("driver init", PASS, f"{driver}: Success, capabilities "
-                  f"{result.reply.get('capabilities')}")]
+    capabilities = " ".join(f"{key}={str(value).lower()}"
+                            for key, value in (result.reply.get("capabilities") or {}).items())
+    return [Check("driver init", PASS, f"{driver}: Success, {capabilities}")]
 
 
 def check_propagation(kubelet_root: str, mountinfo: str = "/proc/self/mountinfo") -> list[Check]:
@@ -173,12 +175,10 @@ def check_space(config: Config) -> list[Check]:
         where = os.path.dirname(where)
     pool = os.statvfs(where)
     free = pool.f_bavail * pool.f_frsize
-    from flexvol.quantity import format_bytes
-
     if free < LOW_SPACE_BYTES:
-        return [Check("free space", WARN, f"{format_bytes(free)} free under {where}",
+        return [Check("free space", WARN, f"{readable_bytes(free)} free under {where}",
                       "free space or move the data root (install.sh --data-root)")]
-    return [Check("free space", PASS, f"{format_bytes(free)} free under {where}")]
+    return [Check("free space", PASS, f"{readable_bytes(free)} free under {where}")]
 
 
 def run_checks(config: Config, *, plugin_dir: str | None = None, kubelet_root: str = "/var/lib/kubelet",

@@ -21,6 +21,17 @@ DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
 POD_VOLUME_DIR = "flexvol~loop"
 
 
+def readable_bytes(value: int | None) -> str:
+    """Bytes for people: 1.5Gi, 64Mi, 4.4Mi (quantity.format_bytes is exact, this is short)."""
+    if value is None:
+        return "-"
+    for unit, factor in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if value >= factor:
+            number = value / factor
+            return f"{number:.0f}{unit}" if number >= 100 or number == int(number) else f"{number:.1f}{unit}"
+    return f"{value}B"
+
+
 @dataclass
 class MountView:
     path: str

@@ -6,22 +6,14 @@ from rich.table import Table
 from rich.text import Text
 
 from flexvol.doctor import FAIL, PASS, Check
-from flexvol.inventory import Capacity, VolumeView
+from flexvol.inventory import Capacity, VolumeView, readable_bytes
 from flexvol.repair import Finding
 
 STATE_STYLE = {"idle": "dim", "attached": "cyan", "mounted": "green", "inconsistent": "bold red"}
 CHECK_STYLE = {PASS: "green", FAIL: "bold red"}
 
 
-def size(value: int | None) -> str:
-    """Bytes for people: 1.5Gi, 64Mi, 4.4Mi (format_bytes is exact, this is readable)."""
-    if value is None:
-        return "-"
-    for unit, factor in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if value >= factor:
-            number = value / factor
-            return f"{number:.0f}{unit}" if number >= 100 or number == int(number) else f"{number:.1f}{unit}"
-    return f"{value}B"
+size = readable_bytes
 
 
 def direct_io(value: bool | None) -> str:
@@ -31,8 +23,8 @@ def direct_io(value: bool | None) -> str:
 def volumes_table(views: list[VolumeView]) -> Table:
     table = Table(box=None, pad_edge=False)
     for name in ("VOLUME", "SIZE", "ALLOCATED", "FS", "LOOP", "MOUNTS", "STATE"):
-        table.add_column(name, no_wrap=name != "MOUNTS", justify="right" if "SI" in name or "ALLOC" in name
-                         else "left")
+        table.add_column(name, no_wrap=name != "MOUNTS", overflow="fold",
+                         justify="right" if name in ("SIZE", "ALLOCATED") else "left")
     for item in views:
         fs = item.fs_type + ("" if item.formatted or not item.fs_type else " (blank)")
         loop = ", ".join(item.loop_devices) + direct_io(item.direct_io) if item.loop_devices else "-"
@@ -48,7 +40,7 @@ def findings_table(found: list[Finding], results: dict[int, str] | None = None) 
     table.add_column("FINDING", no_wrap=True)
     table.add_column("VOLUME", no_wrap=True)
     table.add_column("DETAIL", overflow="fold")
-    table.add_column("RESULT" if results is not None else "ACTION (--apply)")
+    table.add_column("RESULT" if results is not None else "ACTION (--apply)", overflow="fold")
     for index, item in enumerate(found):
         outcome = (results or {}).get(index) if results is not None else None
         last = outcome if outcome is not None else (item.action or "none: needs a person")

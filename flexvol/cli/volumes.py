@@ -102,7 +102,8 @@ def create(volume_id: VolumeArgument,
     out = console()
     if preallocate:
         with Progress(TextColumn("preallocating"), BarColumn(), DownloadColumn(binary_units=True),
-                      TimeRemainingColumn(), console=out, transient=True) as bar:
+                      TimeRemainingColumn(), console=out, transient=True,
+                      disable=not out.is_terminal) as bar:
             task = bar.add_task("preallocate", total=None)
 
             def progress(done: int, total: int) -> None:
