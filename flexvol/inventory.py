@@ -131,6 +131,15 @@ def pod_of(path: str, kubelet_root: str) -> str:
     return name or uid
 
 
+def pod_of_mount(config: Config, path: str, kubelet_root: str) -> str:
+    """namespace/name as the kubelet named the pod when it mounted, else what the pod dir says."""
+    try:
+        target = state.load_target(config, path)
+    except StateCorrupt:
+        target = None
+    return (target or {}).get("pod") or pod_of(path, kubelet_root)
+
+
 def _pod_name(pod_dir: str) -> str:
     # The kubelet writes the pod's hostname (its name, unless spec.hostname says otherwise)
     # as the last line of etc-hosts; the namespace is not on disk.
@@ -157,7 +166,8 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
     except FileNotFoundError:
         info = None
     devices = snapshot.loops_of(path)
-    mounts = [MountView(mount.mount_point, mount.read_only, device, pod_of(mount.mount_point, kubelet_root))
+    mounts = [MountView(mount.mount_point, mount.read_only, device, pod_of_mount(config, mount.mount_point,
+                                                                                kubelet_root))
               for device in devices for mount in snapshot.mounts_of(device)]
     formatted = (record or {}).get("formatted") or {}
     fs_type = formatted.get("fs_type") or (record or {}).get("fs_type") or ""

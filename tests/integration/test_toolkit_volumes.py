@@ -67,6 +67,15 @@ def test_ls_json_shows_mounts_with_pod_and_state(driver: Driver) -> None:
     flexvol("create", "v2", "--size", "64Mi", root=str(driver.root))
     views = {item["volume_id"]: item for item in
              flexvol_json("ls", root=str(driver.root), kubelet_root=kubelet)}
+    named = pod_dir(driver, "uid-456", "data")
+    driver.ok("mount", named, options("v1", **{"kubernetes.io/pod.name": "web-0",
+                                               "kubernetes.io/pod.namespace": "shop"}))
+    views = {item["volume_id"]: item for item in
+             flexvol_json("ls", root=str(driver.root), kubelet_root=kubelet)}
+    assert {m["path"]: m["pod"] for m in views["v1"]["mounts"]}[named] == "shop/web-0"
+    driver.ok("unmount", named)
+    views = {item["volume_id"]: item for item in
+             flexvol_json("ls", root=str(driver.root), kubelet_root=kubelet)}
     assert views["v1"]["state"] == "mounted"
     assert views["v1"]["mounts"][0]["path"] == target
     assert views["v1"]["mounts"][0]["pod"] == "uid-123"
