@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass, field
 
 from flexvol import kernel, state
+from flexvol.budget import overcommit_ratio
 from flexvol.config import Config
 from flexvol.errors import StateCorrupt
-from flexvol.volume import overcommit_ratio
 
 DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
 # The kubelet's directory name for a FlexVolume driver "flexvol/loop" inside a pod dir.

@@ -26,7 +26,6 @@ MOUNT_TIMEOUT = 120
 MKFS_TIMEOUT = 600
 GROW_TIMEOUT = 600
 LOOP_ATTACH_ATTEMPTS = 5
-DEFAULT_OVERCOMMIT = 1.0
 
 
 # ---- mount targets -------------------------------------------------------------------------
@@ -121,9 +120,8 @@ def remember_pv_name(config: Config, record: dict, pv_name: str) -> None:
 
 
 def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
-    """Refuse a size the pool cannot honour: larger than the pool filesystem, or pushing the sum
-    of all volume sizes (committed) past the budget: the pool's size times the ratio in
-    <data root>/overcommit (default 1, never more promised than the pool holds)."""
+    """Refuse a size the pool cannot honour: larger than the pool filesystem, or past the
+    budget (budget.py)."""
     pool = os.statvfs(config.volumes_dir)
     total = pool.f_blocks * pool.f_frsize
     if size > total:
@@ -131,41 +129,9 @@ def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
             f"size {format_bytes(size)} of volume {volume_id} is larger than the whole pool "
             f"filesystem under {config.volumes_dir} ({format_bytes(total)})",
             "ask for a smaller size")
-    ratio = overcommit_ratio(config)
-    budget = int(total * ratio)
-    committed = committed_bytes(config, excluding=volume_id) + size
-    if committed > budget:
-        raise Refused(
-            f"volume {volume_id} at {format_bytes(size)} would commit {format_bytes(committed)} of the "
-            f"pool's budget {format_bytes(budget)} ({ratio:g} x {format_bytes(total)}): "
-            f"{format_bytes(committed - budget)} over",
-            f"delete unused volumes, ask for less, or raise the ratio in {config.overcommit_path}")
+    from flexvol import budget
 
-
-def overcommit_ratio(config: Config) -> float:
-    try:
-        with open(config.overcommit_path, encoding="ascii") as handle:
-            ratio = float(handle.read().strip())
-    except (OSError, ValueError):
-        return DEFAULT_OVERCOMMIT
-    return ratio if ratio > 0 else DEFAULT_OVERCOMMIT
-
-
-def committed_bytes(config: Config, excluding: str = "") -> int:
-    """The sum of every backing file's size (what the volumes were promised)."""
-    total = 0
-    skip = excluding + ".img"
-    try:
-        with os.scandir(config.volumes_dir) as entries:
-            for entry in entries:
-                if entry.name.endswith(".img") and entry.name != skip:
-                    try:
-                        total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-    except OSError:
-        return 0
-    return total
+    budget.check(config, size, volume_id, total)
 
 
 # ---- loop device ---------------------------------------------------------------------------
