@@ -56,6 +56,8 @@ class VolumeView:
     file_path: str = ""
     file_exists: bool = False
     problems: list[str] = field(default_factory=list)
+    # what the mounted filesystem says it uses (df), None when not mounted
+    fs_used_bytes: int | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -72,6 +74,7 @@ class VolumeView:
             "file": self.file_path,
             "file_exists": self.file_exists,
             "problems": self.problems,
+            "fs_used_bytes": self.fs_used_bytes,
         }
 
 
@@ -197,12 +200,43 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
         formatted=bool(formatted),
         loop_devices=devices,
         direct_io=kernel.loop_direct_io(devices[0]) if devices else None,
+        fs_used_bytes=_used(mounts[0].path) if mounts else None,
         mounts=mounts,
         record=record,
         file_path=path,
         file_exists=info is not None,
         problems=problems,
     )
+
+
+def _used(path: str) -> int | None:
+    try:
+        found = os.statvfs(path)
+    except OSError:
+        return None
+    return (found.f_blocks - found.f_bfree) * found.f_frsize
+
+
+def holders(paths: list[str]) -> list[tuple[int, str, str]]:
+    """Processes whose working directory or open files lie under one of `paths`:
+    (pid, name, path). What keeps a volume busy when an unmount fails."""
+    import psutil
+
+    prefixes = [path.rstrip("/") + "/" for path in paths]
+
+    def under(candidate: str) -> bool:
+        return any(candidate + "/" == prefix or candidate.startswith(prefix) for prefix in prefixes)
+
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        try:
+            places = [process.cwd(), *(item.path for item in process.open_files())]
+        except (psutil.Error, OSError):
+            continue
+        hit = next((place for place in places if under(place)), None)
+        if hit:
+            found.append((process.info["pid"], process.info["name"] or "?", hit))
+    return found
 
 
 def volumes(config: Config, kubelet_root: str = DEFAULT_KUBELET_ROOT) -> list[VolumeView]:

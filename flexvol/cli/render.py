@@ -22,15 +22,16 @@ def direct_io(value: bool | None) -> str:
 
 def volumes_table(views: list[VolumeView]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for name in ("VOLUME", "SIZE", "ALLOCATED", "FS", "LOOP", "MOUNTS", "STATE"):
+    for name in ("VOLUME", "SIZE", "ALLOCATED", "USED", "FS", "LOOP", "MOUNTS", "STATE"):
         table.add_column(name, no_wrap=name != "MOUNTS", overflow="fold",
-                         justify="right" if name in ("SIZE", "ALLOCATED") else "left")
+                         justify="right" if name in ("SIZE", "ALLOCATED", "USED") else "left")
     for item in views:
         fs = item.fs_type + ("" if item.formatted or not item.fs_type else " (blank)")
         loop = ", ".join(item.loop_devices) + direct_io(item.direct_io) if item.loop_devices else "-"
         mounts = "\n".join(f"{m.path}{' ro' if m.read_only else ''}{f' [{m.pod}]' if m.pod else ''}"
                            for m in item.mounts) or "-"
-        table.add_row(item.volume_id, size(item.size_bytes), size(item.allocated_bytes), fs or "-", loop,
+        table.add_row(item.volume_id, size(item.size_bytes), size(item.allocated_bytes),
+                      size(item.fs_used_bytes), fs or "-", loop,
                       Text(mounts), Text(item.state, style=STATE_STYLE.get(item.state, "")))
     return table
 

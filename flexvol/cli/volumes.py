@@ -6,6 +6,7 @@ import os
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flexvol import inventory, journal, provision
@@ -70,13 +71,17 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 
         raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
     calls = [entry for entry in journal.read_entries(config) if entry.get("volume") == volume_id][-last:]
+    busy = inventory.holders([mount.path for mount in item.mounts]) if item.mounts else []
     if json_output:
-        print_json({**item.as_dict(), "record": item.record, "calls": calls})
+        print_json({**item.as_dict(), "record": item.record, "calls": calls,
+                    "processes": [{"pid": pid, "name": name, "path": path} for pid, name, path in busy]})
         return
     out = console()
     out.print(render.volumes_table([item]))
     for problem in item.problems:
         out.print(f"[bold red]problem:[/] {problem}")
+    for pid, name, path in busy:
+        out.print(f"in use by pid {pid} ({escape(name)}): {escape(path)}")
     out.print("\n[bold]record[/]")
     if item.record:
         out.print_json(data=item.record)

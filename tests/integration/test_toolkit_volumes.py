@@ -148,6 +148,21 @@ def test_resize_online_grows_a_mounted_filesystem(driver: Driver) -> None:
     driver.ok("unmount", target)
 
 
+def test_show_names_the_processes_that_hold_a_mounted_volume(driver: Driver) -> None:
+    target = driver.dir("pod")
+    driver.ok("mount", target, options("v1"))
+    Path(target, "blob").write_bytes(b"y" * (3 << 20))
+    holder = subprocess.Popen(["sleep", "60"], cwd=target)
+    try:
+        shown = flexvol_json("show", "v1", root=str(driver.root))
+        assert {"pid": holder.pid, "name": "sleep", "path": target} in shown["processes"]
+        assert shown["fs_used_bytes"] >= 3 << 20
+    finally:
+        holder.kill()
+        holder.wait()
+    driver.ok("unmount", target)
+
+
 def test_show_and_calls_read_the_journal(driver: Driver) -> None:
     target = driver.dir("pod")
     driver.ok("mount", target, options("v1"))
