@@ -83,9 +83,11 @@ def _volume_findings(config: Config, snapshot: Snapshot, volume_id: str, has_rec
             found.append(Finding(LEAKED_LOOP, volume_id, device,
                                  f"{device} is attached to {path} but nothing mounts it",
                                  f"detach {device}"))
+        known = [mount for mount in mounts if _recorded(config, mount.mount_point, volume_id)]
         for mount in mounts:
-            target = state.load_target(config, mount.mount_point)
-            if target is None or target.get("volume_id") != volume_id:
+            # A mount beside one the driver made is a bind of it (the kubelet's, or an
+            # operator's): only a device none of whose mounts the driver knows is stale.
+            if not known:
                 found.append(Finding(STALE_MOUNT, volume_id, mount.mount_point,
                                      f"{device} is mounted at {mount.mount_point}, which the driver has "
                                      "no record of (the kubelet's unmount would never come)",
@@ -98,6 +100,11 @@ def _volume_findings(config: Config, snapshot: Snapshot, volume_id: str, has_rec
         found.append(Finding(FILE_WITHOUT_RECORD, volume_id, path,
                              f"{path} has no record", "adopt it: write a record from what blkid finds"))
     return found
+
+
+def _recorded(config: Config, mount_dir: str, volume_id: str) -> bool:
+    target = state.load_target(config, mount_dir)
+    return target is not None and target.get("volume_id") == volume_id
 
 
 def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> list[Finding]:

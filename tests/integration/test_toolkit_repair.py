@@ -167,3 +167,23 @@ def test_target_record_of_a_vanished_dir_is_forgotten(driver: Driver) -> None:
     assert kinds(found) == ["stale-target"] and found[0]["subject"] == gone
     repair(driver, "--apply")
     assert state.load_target(config, gone) is None
+
+
+def test_attach_mode_global_and_pod_mounts_are_not_findings(attach_driver: Driver) -> None:
+    d = attach_driver
+    spec = options("av1", pv="pv-a")
+    kubelet = Path(kubelet_root(d))
+    global_dir = str(kubelet / "plugins/kubernetes.io/flexvolume/flexvol/loop/mounts/pv-a")
+    pod_dir = str(kubelet / "pods/uid1/volumes/flexvol~loop/pv-a")
+    device = d.ok("attach", spec, "node-1").reply["device"]
+    d.ok("mountdevice", global_dir, device, spec)
+    d.ok("mount", pod_dir, spec)
+    bind = str(d.base / "bind-of-global")
+    os.mkdir(bind)
+    subprocess.run(["mount", "--bind", global_dir, bind], check=True)
+    assert repair(attach_driver, "--apply") == []
+    assert is_mount_point(bind) and is_mount_point(pod_dir) and is_mount_point(global_dir)
+    subprocess.run(["umount", bind], check=True)
+    d.ok("unmount", pod_dir)
+    d.ok("unmountdevice", global_dir)
+    d.ok("detach", "pv-a", "node-1")

@@ -115,3 +115,23 @@ def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "volumeID" in bad.output
     tiny = flexvol("create", "v1", "--size", "1Mi", "--fs", "xfs", root=str(tmp_path / "root"))
     assert tiny.exit_code == 1 and "xfs needs" in tiny.output
+
+
+class FakeProcess:
+    def __init__(self, name: str, cmdline: list[str]) -> None:
+        self.info = {"name": name, "cmdline": cmdline}
+
+
+def test_plugin_dir_comes_from_the_running_kubelet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    config = tmp_path / "kubelet.yaml"
+    config.write_text("volumePluginDir: /var/lib/kubelet/volumeplugins\n")
+    processes = [FakeProcess("bash", ["bash"]),
+                 FakeProcess("kubelet", ["/usr/bin/kubelet", "--config", str(config)])]
+    monkeypatch.setattr(psutil, "process_iter", lambda attrs: iter(processes))
+    assert doctor.kubelet_plugin_dir() == ("/var/lib/kubelet/volumeplugins", f"kubelet config {config}")
+    processes[1] = FakeProcess("kubelet", ["kubelet", f"--config={config}", "--volume-plugin-dir=/opt/vp"])
+    assert doctor.kubelet_plugin_dir() == ("/opt/vp", "kubelet command line")
+    processes.pop()
+    assert doctor.kubelet_plugin_dir()[0] == doctor.DEFAULT_PLUGIN_DIR
