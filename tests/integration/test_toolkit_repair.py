@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flexvol import kernel, state
 from flexvol.config import Config
+from flexvol.provision import wait_detached
 from tests.helpers.cli import flexvol, flexvol_json
 from tests.helpers.driver import Driver, is_mount_point, options
 
@@ -29,12 +30,22 @@ def attach_by_hand(path: Path) -> str:
                           check=True).stdout.strip()
 
 
+def detach_by_hand(driver: Driver) -> None:
+    devices = driver.loops()
+    for device in devices:
+        subprocess.run(["losetup", "-d", device], check=True)
+    # losetup -d of a device udev still holds only marks it autoclear: wait until it is gone
+    wait_detached(devices)
+    assert not driver.loops()
+
+
 def make_volume_with_data(driver: Driver, volume_id: str = "v1") -> bytes:
     target = driver.dir(f"seed-{volume_id}")
     driver.ok("mount", target, options(volume_id))
     payload = os.urandom(1 << 16)
     Path(target, "data.bin").write_bytes(payload)
     driver.ok("unmount", target)
+    wait_detached(driver.loops())
     return payload
 
 
@@ -135,8 +146,7 @@ def test_pod_dir_that_lost_its_mount_is_mounted_again(driver: Driver) -> None:
     Path(target, "data.bin").write_bytes(b"kept")
     # what a reboot leaves: the pod dir without its mount, no loop device
     subprocess.run(["umount", target], check=True)
-    for device in driver.loops():
-        subprocess.run(["losetup", "-d", device], check=True)
+    detach_by_hand(driver)
     found = repair(driver)
     assert kinds(found) == ["pod-dir-unmounted"] and found[0]["volume_id"] == "v1"
     assert not is_mount_point(target)
@@ -150,8 +160,7 @@ def test_pod_dir_that_lost_its_mount_and_holds_files_is_left_to_a_person(driver:
     target = str(Path(kubelet_root(driver), "pods", "uid-1", "volumes", "flexvol~loop", "data"))
     driver.ok("mount", target, options("v1"))
     subprocess.run(["umount", target], check=True)
-    for device in driver.loops():
-        subprocess.run(["losetup", "-d", device], check=True)
+    detach_by_hand(driver)
     Path(target, "written-to-root-disk").write_bytes(b"x")
     found = repair(driver, "--apply")
     assert kinds(found) == ["pod-dir-unmounted"] and found[0]["action"] == ""
