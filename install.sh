@@ -48,8 +48,7 @@ DRIVER_DIR="$PLUGIN_DIR/flexvol~loop"
 DRIVER="$DRIVER_DIR/loop"
 
 if ((UNINSTALL)); then
-    rm -f "$DRIVER"
-    rmdir "$DRIVER_DIR" 2>/dev/null || true
+    PYTHONPATH="$SOURCE" "$PYTHON" -B -m flexvol.installer remove --plugin-dir "$PLUGIN_DIR"
     if [[ -L "$BIN_DIR/flexvol" && "$(readlink "$BIN_DIR/flexvol")" == "$PREFIX/"* ]]; then
         rm -f "$BIN_DIR/flexvol"
     fi
@@ -72,36 +71,17 @@ fi
 "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check \
     --upgrade "$SOURCE" >/dev/null
 SITE="$("$PREFIX/venv/bin/python" -c 'import flexvol, os; print(os.path.dirname(os.path.dirname(flexvol.__file__)))')"
-"$PREFIX/venv/bin/python" -m compileall -q "$SITE/flexvol" >/dev/null
 
-install -d -m 0700 "$DATA_ROOT"
-install -d -m 0755 "$DRIVER_DIR" "$BIN_DIR"
-
-# Written to a dot-file in the driver dir, then renamed: the kubelet re-probes on every change
-# there and must never run init on a half-written driver (FLEXVOLUME.md 1, 8.4).
-TEMP="$DRIVER_DIR/.loop.$$"
-trap 'rm -f "$TEMP"' EXIT
-cat > "$TEMP" <<DRIVER
-#!$PYTHON -ISB
-# flexvol/loop FlexVolume driver, installed by flexvol's install.sh.
-# -I -S -B: ignore the caller's environment and site, never write bytecode here.
-import sys
-sys.path.insert(0, "$SITE")
-from flexvol.verbs import main
-sys.exit(main(sys.argv[1:], data_root="$DATA_ROOT", attach=$ATTACH))
-DRIVER
-chmod 0755 "$TEMP"
-if ! cmp -s "$TEMP" "$DRIVER" 2>/dev/null; then
-    mv -f "$TEMP" "$DRIVER"
+install -d -m 0755 "$BIN_DIR"
+# The placement itself (atomic write, bytecode, init check) is flexvol.installer, the same code
+# as `flexvol install`.
+PLACE=(place --plugin-dir "$PLUGIN_DIR" --data-root "$DATA_ROOT" --python "$PYTHON" --site "$SITE")
+if [[ "$ATTACH" == True ]]; then
+    PLACE+=(--attach)
 fi
-rm -f "$TEMP"
+"$PREFIX/venv/bin/python" -m flexvol.installer "${PLACE[@]}"
 
 ln -sfn "$PREFIX/venv/bin/flexvol" "$BIN_DIR/flexvol"
 printf 'driver=%s\ndata_root=%s\nattach=%s\n' "$DRIVER" "$DATA_ROOT" "$ATTACH" > "$PREFIX/installed"
 
-INIT="$("$DRIVER" init)"
-case "$INIT" in
-    *'"status":"Success"'*) ;;
-    *) echo "install.sh: the installed driver's init failed: $INIT" >&2; exit 1 ;;
-esac
 echo "flexvol installed: driver $DRIVER (attach=$ATTACH), data root $DATA_ROOT, CLI $BIN_DIR/flexvol"

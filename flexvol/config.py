@@ -23,6 +23,7 @@ class Config:
         "journal_path",
         "locks_dir",
         "log_dir",
+        "overcommit_path",
         "pvs_dir",
         "records_dir",
         "scratch_dir",
@@ -40,6 +41,8 @@ class Config:
         self.locks_dir = os.path.join(self.data_root, "locks")
         self.log_dir = os.path.join(self.data_root, "log")
         self.journal_path = os.path.join(self.log_dir, "calls.jsonl")
+        # the budget: committed volume sizes may reach the pool's size times this ratio
+        self.overcommit_path = os.path.join(self.data_root, "overcommit")
         # private mount points for offline growth of xfs/btrfs
         self.scratch_dir = os.path.join(self.data_root, "scratch")
 

@@ -175,13 +175,16 @@ def load_target(config: Config, mount_dir: str) -> dict | None:
     return target
 
 
-def save_target(config: Config, mount_dir: str, volume_id: str) -> None:
-    """Remember which volume a mount dir belongs to, before mounting it.
+def save_target(config: Config, mount_dir: str, volume_id: str, pod: str = "") -> None:
+    """Remember which volume a mount dir belongs to, before mounting it, and for the toolkit
+    which pod asked for it ("namespace/name" from the kubelet's options).
 
     Not fsynced: it only has to outlive a killed call, and a killed process loses nothing in
     the page cache; after a power loss nothing is mounted, so a lost entry asks for no work.
     """
     body = {"schema": SCHEMA, "path": mount_dir, "volume_id": volume_id}
+    if pod:
+        body["pod"] = pod
     atomic_write(target_path(config, mount_dir), (wirejson.dumps(body) + "\n").encode(), durable=False)
 
 

@@ -104,7 +104,8 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
         try:
             # Written first so that unmount can find the volume of a half-made mount.
             if state.load_target(config, target) is None:
-                state.save_target(config, target, spec.volume_id)
+                pod = f"{spec.pod_namespace}/{spec.pod_name}" if spec.pod_name else ""
+                state.save_target(config, target, spec.volume_id, pod)
                 undo.push("forget mount target", lambda: state.remove_target(config, target))
                 checkpoint("target-saved")
             record = volume.ensure_file(config, spec, undo, may_create=not spec.read_only)

@@ -120,6 +120,8 @@ def remember_pv_name(config: Config, record: dict, pv_name: str) -> None:
 
 
 def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
+    """Refuse a size the pool cannot honour: larger than the pool filesystem, or past the
+    budget (budget.py)."""
     pool = os.statvfs(config.volumes_dir)
     total = pool.f_blocks * pool.f_frsize
     if size > total:
@@ -127,6 +129,9 @@ def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
             f"size {format_bytes(size)} of volume {volume_id} is larger than the whole pool "
             f"filesystem under {config.volumes_dir} ({format_bytes(total)})",
             "ask for a smaller size")
+    from flexvol import budget
+
+    budget.check(config, size, volume_id, total)
 
 
 # ---- loop device ---------------------------------------------------------------------------

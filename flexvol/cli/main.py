@@ -13,13 +13,13 @@ app = typer.Typer(
     name="flexvol",
     help="Operate the flexvol loop-device FlexVolume driver and check any FlexVolume driver.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # One module per command group; each adds its commands to `app` when imported.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("volumes", "calls", "repair", "doctor", "install")
 
 
 @app.callback()

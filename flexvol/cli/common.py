@@ -1,0 +1,81 @@
+"""What every command shares: the data root and kubelet root options, one console, and the
+translation of library errors into a message and an exit code (never a traceback).
+
+Exit codes: 0 done; 1 refused or failed (the message says why); 2 wrong usage;
+3 `repair` found something it did not fix; 4 `doctor` found a FAIL.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from flexvol import config as config_module
+from flexvol.config import Config
+from flexvol.errors import FlexvolError
+from flexvol.inventory import DEFAULT_KUBELET_ROOT
+
+EXIT_FAILED = 1
+EXIT_FINDINGS = 3
+EXIT_DOCTOR_FAIL = 4
+
+RootOption = Annotated[str, typer.Option(
+    "--root", envvar="FLEXVOL_ROOT", show_envvar=True,
+    help="The driver's data root.")]
+KubeletRootOption = Annotated[str, typer.Option(
+    "--kubelet-root", envvar="FLEXVOL_KUBELET_ROOT", show_envvar=True,
+    help="The kubelet's root dir (its pod dirs name the pods using a volume).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+DEFAULT_ROOT = config_module.DEFAULT_DATA_ROOT
+DEFAULT_KUBELET = DEFAULT_KUBELET_ROOT
+
+
+def console() -> Console:
+    # rich turns colour off by itself when stdout is not a terminal and honours NO_COLOR;
+    # COLUMNS pins the width (tests, pipes).
+    width = os.environ.get("COLUMNS")
+    return Console(width=int(width) if width and width.isdigit() else None, highlight=False,
+                   soft_wrap=False)
+
+
+def error_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def load_config(root: str) -> Config:
+    return config_module.Config(root or DEFAULT_ROOT)
+
+
+def print_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def friendly_errors(function: F) -> F:
+    """Turn FlexvolError (and a few OS errors) into `error: ...` on stderr and exit code 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return function(*args, **kwargs)
+        except FlexvolError as error:
+            error_console().print(f"[bold red]error:[/] {escape(error.message)}")
+            if error.hint:
+                error_console().print(f"  hint: {escape(error.hint)}")
+            raise typer.Exit(EXIT_FAILED) from None
+        except PermissionError as error:
+            error_console().print(f"[bold red]error:[/] {escape(str(error))}")
+            error_console().print("  hint: run as root")
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,98 @@
+"""All rich output of the toolkit: tables and panels built from the library's dataclasses."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from flexvol.doctor import FAIL, PASS, Check
+from flexvol.inventory import Capacity, VolumeView, readable_bytes
+from flexvol.repair import Finding
+
+STATE_STYLE = {"idle": "dim", "attached": "cyan", "mounted": "green", "inconsistent": "bold red"}
+CHECK_STYLE = {PASS: "green", FAIL: "bold red"}
+
+
+size = readable_bytes
+
+
+def direct_io(value: bool | None) -> str:
+    return "" if value is None else (" dio" if value else " buffered")
+
+
+def volumes_table(views: list[VolumeView]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for name in ("VOLUME", "SIZE", "ALLOCATED", "USED", "FS", "LOOP", "MOUNTS", "STATE"):
+        table.add_column(name, no_wrap=name != "MOUNTS", overflow="fold",
+                         justify="right" if name in ("SIZE", "ALLOCATED", "USED") else "left")
+    for item in views:
+        fs = item.fs_type + ("" if item.formatted or not item.fs_type else " (blank)")
+        loop = ", ".join(item.loop_devices) + direct_io(item.direct_io) if item.loop_devices else "-"
+        mounts = "\n".join(f"{m.path}{' ro' if m.read_only else ''}{f' [{m.pod}]' if m.pod else ''}"
+                           for m in item.mounts) or "-"
+        table.add_row(item.volume_id, size(item.size_bytes), size(item.allocated_bytes),
+                      size(item.fs_used_bytes), fs or "-", loop,
+                      Text(mounts), Text(item.state, style=STATE_STYLE.get(item.state, "")))
+    return table
+
+
+def findings_table(found: list[Finding], results: dict[int, str] | None = None) -> Table:
+    table = Table(box=None, pad_edge=False)
+    table.add_column("FINDING", no_wrap=True)
+    table.add_column("VOLUME", no_wrap=True)
+    table.add_column("DETAIL", overflow="fold")
+    table.add_column("RESULT" if results is not None else "ACTION (--apply)", overflow="fold")
+    for index, item in enumerate(found):
+        outcome = (results or {}).get(index) if results is not None else None
+        last = outcome if outcome is not None else (item.action or "none: needs a person")
+        table.add_row(item.kind, item.volume_id or "-", Text(item.detail), Text(last))
+    return table
+
+
+def checks_table(checks: list[Check]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("CHECK", no_wrap=True)
+    table.add_column("DETAIL", overflow="fold")
+    table.add_column("FIX", overflow="fold")
+    for check in checks:
+        table.add_row(Text(check.status, style=CHECK_STYLE.get(check.status, "yellow")), check.name,
+                      Text(check.detail), Text(check.fix))
+    return table
+
+
+def calls_table(entries: list[dict]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for name in ("TIME", "VERB", "VOLUME", "STATUS", "MS", "MESSAGE"):
+        table.add_column(name, no_wrap=name != "MESSAGE", justify="right" if name == "MS" else "left")
+    for entry in entries:
+        status = entry.get("status", "")
+        table.add_row(entry.get("time", ""), entry.get("verb", ""), entry.get("volume", "") or "-",
+                      Text(status, style="green" if status == "Success" else "bold red"),
+                      f"{entry.get('ms', 0):g}", Text(entry.get("message", "")))
+    return table
+
+
+def stats_table(stats: dict[str, dict]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for name in ("VERB", "CALLS", "FAILED", "P50 MS", "P90 MS", "P99 MS", "MAX MS"):
+        table.add_column(name, justify="left" if name == "VERB" else "right", no_wrap=True)
+    for verb, row in sorted(stats.items()):
+        table.add_row(verb, str(row["calls"]), str(row["failed"]), f"{row['p50']:g}", f"{row['p90']:g}",
+                      f"{row['p99']:g}", f"{row['max']:g}")
+    return table
+
+
+def capacity_table(found: Capacity) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column()
+    table.add_row("pool", found.pool_path)
+    table.add_row("pool size", size(found.pool_bytes))
+    table.add_row("pool free", size(found.pool_free_bytes))
+    table.add_row("committed (sum of volume sizes)", size(found.committed_bytes))
+    table.add_row("allocated (blocks in use)", size(found.allocated_bytes))
+    table.add_row("overcommit (committed / pool size)", f"{found.overcommit:.2f}x")
+    table.add_row("budget (refused beyond)",
+                  f"{size(found.budget_bytes)} ({found.budget_ratio:g}x pool size)")
+    return table

@@ -1,0 +1,65 @@
+"""repair: find what does not add up on this node and, with --apply, fix it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flexvol import repair as repair_module
+from flexvol.cli import render
+from flexvol.cli.common import (
+    DEFAULT_KUBELET,
+    DEFAULT_ROOT,
+    EXIT_FINDINGS,
+    JsonOption,
+    KubeletRootOption,
+    RootOption,
+    console,
+    friendly_errors,
+    load_config,
+    print_json,
+)
+from flexvol.cli.main import app
+from flexvol.errors import FlexvolError
+
+
+@app.command()
+@friendly_errors
+def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the actions listed.")] = False,
+           json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
+           kubelet_root: KubeletRootOption = DEFAULT_KUBELET) -> None:
+    """Reconcile records, loop devices, mounts, backing files and the kubelet's pod dirs.
+
+    Lists every finding with the action it would take; acts only with --apply. Never deletes
+    a backing file. Exit code 3 when something is left that needs a person (or --apply).
+
+    Example: [bold]flexvol repair[/], then [bold]flexvol repair --apply[/]
+    """
+    config = load_config(root)
+    found = repair_module.findings(config, kubelet_root)
+    results: dict[int, str] = {}
+    unresolved = 0
+    if apply:
+        for index, item in enumerate(found):
+            if not item.action:
+                unresolved += 1
+                continue
+            try:
+                results[index] = "done: " + repair_module.apply(config, item)
+            except FlexvolError as error:
+                results[index] = f"failed: {error}"
+                unresolved += 1
+    else:
+        unresolved = len(found)
+    if json_output:
+        print_json([{**item.as_dict(), **({"result": results[i]} if i in results else {})}
+                    for i, item in enumerate(found)])
+    elif not found:
+        console().print("nothing to repair")
+    else:
+        console().print(render.findings_table(found, results if apply else None))
+        if not apply:
+            console().print("run [bold]flexvol repair --apply[/] to carry out the actions")
+    if unresolved:
+        raise typer.Exit(EXIT_FINDINGS)

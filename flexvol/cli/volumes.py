@@ -1,0 +1,172 @@
+"""ls, show, create, delete, resize, capacity: the volumes of this node."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from flexvol import inventory, journal, provision
+from flexvol.cli import render
+from flexvol.cli.common import (
+    DEFAULT_KUBELET,
+    DEFAULT_ROOT,
+    JsonOption,
+    KubeletRootOption,
+    RootOption,
+    console,
+    friendly_errors,
+    load_config,
+    print_json,
+)
+from flexvol.cli.main import app
+from flexvol.quantity import format_bytes
+
+
+def complete_volume(incomplete: str) -> list[str]:
+    """Shell completion: the volume ids under FLEXVOL_ROOT (or the default data root)."""
+    config = load_config(os.environ.get("FLEXVOL_ROOT", DEFAULT_ROOT))
+    ids = set(inventory.record_ids(config)) | set(inventory.file_ids(config))
+    return sorted(volume_id for volume_id in ids if volume_id.startswith(incomplete))
+
+
+VolumeArgument = Annotated[str, typer.Argument(help="The volume id (the PV's volumeID option).",
+                                               autocompletion=complete_volume)]
+
+
+@app.command("ls")
+@friendly_errors
+def list_volumes(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
+                 kubelet_root: KubeletRootOption = DEFAULT_KUBELET) -> None:
+    """List every volume: size, allocated bytes, filesystem, loop device, mounts and pods, state.
+
+    Example: [bold]flexvol ls[/] or [bold]flexvol ls --json | jq '.[].state'[/]
+    """
+    views = inventory.volumes(load_config(root), kubelet_root)
+    if json_output:
+        print_json([item.as_dict() for item in views])
+        return
+    if not views:
+        console().print("no volumes")
+        return
+    console().print(render.volumes_table(views))
+
+
+@app.command()
+@friendly_errors
+def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
+         kubelet_root: KubeletRootOption = DEFAULT_KUBELET,
+         last: Annotated[int, typer.Option(help="How many recent calls to show.")] = 10) -> None:
+    """Show one volume: its record, what the kernel says, and the driver's last calls for it.
+
+    Example: [bold]flexvol show data-1[/]
+    """
+    config = load_config(root)
+    item = inventory.view(config, volume_id, kubelet_root=kubelet_root)
+    if item.record is None and not item.file_exists and not item.loop_devices:
+        from flexvol.errors import Refused
+
+        raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
+    calls = [entry for entry in journal.read_entries(config) if entry.get("volume") == volume_id][-last:]
+    busy = inventory.holders([mount.path for mount in item.mounts]) if item.mounts else []
+    if json_output:
+        print_json({**item.as_dict(), "record": item.record, "calls": calls,
+                    "processes": [{"pid": pid, "name": name, "path": path} for pid, name, path in busy]})
+        return
+    out = console()
+    out.print(render.volumes_table([item]))
+    for problem in item.problems:
+        out.print(f"[bold red]problem:[/] {problem}")
+    for pid, name, path in busy:
+        out.print(f"in use by pid {pid} ({escape(name)}): {escape(path)}")
+    out.print("\n[bold]record[/]")
+    if item.record:
+        out.print_json(data=item.record)
+    else:
+        out.print("none")
+    out.print(f"\n[bold]last {len(calls)} call(s)[/]")
+    out.print(render.calls_table(calls) if calls else "none")
+
+
+@app.command()
+@friendly_errors
+def create(volume_id: VolumeArgument,
+           size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
+           fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.")] = "ext4",
+           preallocate: Annotated[bool, typer.Option(
+               "--preallocate", help="Reserve every block now (no overcommit, no ENOSPC later).")] = False,
+           root: RootOption = DEFAULT_ROOT) -> None:
+    """Create and format a volume ahead of its first mount.
+
+    Example: [bold]flexvol create data-1 --size 10Gi --preallocate[/]
+    """
+    config = load_config(root)
+    out = console()
+    if preallocate:
+        with Progress(TextColumn("preallocating"), BarColumn(), DownloadColumn(binary_units=True),
+                      TimeRemainingColumn(), console=out, transient=True,
+                      disable=not out.is_terminal) as bar:
+            task = bar.add_task("preallocate", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            record = provision.create(config, volume_id, size, fs, preallocate=True, progress=progress)
+    else:
+        record = provision.create(config, volume_id, size, fs)
+    formatted = record.get("formatted") or {}
+    out.print(f"created {volume_id}: {format_bytes(record['size_bytes'])} {formatted.get('fs_type', fs)}"
+              f"{' preallocated' if preallocate else ''} at {config.backing_file(volume_id)}")
+
+
+@app.command()
+@friendly_errors
+def delete(volume_id: VolumeArgument,
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+           root: RootOption = DEFAULT_ROOT) -> None:
+    """Delete a volume and its data. Refused while it is attached or mounted.
+
+    Example: [bold]flexvol delete data-1 --yes[/]
+    """
+    config = load_config(root)
+    reasons = provision.in_use(config, volume_id)
+    if reasons:
+        from flexvol.errors import Refused
+
+        raise Refused(f"volume {volume_id} is in use: {'; '.join(reasons)}",
+                      "stop the pods that use it (the kubelet then unmounts it) and try again")
+    if not yes and not typer.confirm(f"delete volume {volume_id} and all its data?", default=False):
+        raise typer.Exit(1)
+    removed = provision.delete(config, volume_id)
+    console().print(f"deleted {volume_id}" + (f" ({', '.join(removed)})" if removed else ""))
+
+
+@app.command()
+@friendly_errors
+def resize(volume_id: VolumeArgument,
+           size: Annotated[str, typer.Argument(help="The new size, a Kubernetes quantity (never smaller).")],
+           root: RootOption = DEFAULT_ROOT) -> None:
+    """Grow a volume and its filesystem, mounted or not (the driver's expandfs steps).
+
+    Example: [bold]flexvol resize data-1 20Gi[/]
+    """
+    new = provision.resize(load_config(root), volume_id, size)
+    console().print(f"{volume_id} is now {format_bytes(new)}")
+
+
+@app.command()
+@friendly_errors
+def capacity(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -> None:
+    """The pool filesystem's size and free space against what volumes promise and use.
+
+    Example: [bold]flexvol capacity --json[/]
+    """
+    config = load_config(root)
+    found = inventory.capacity(config, inventory.volumes(config))
+    if json_output:
+        print_json(found.as_dict())
+        return
+    console().print(render.capacity_table(found))

@@ -1,0 +1,283 @@
+"""What is on this node: records, backing files, loop devices, mounts and the kubelet's pod dirs
+joined into one view per volume, plus the leftovers that do not add up (what `flexvol ls`,
+`show`, `repair` and `capacity` present).
+
+Read-only: nothing here changes the node (repair.py acts on the findings). Returns dataclasses;
+the CLI renders them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from flexvol import kernel, state
+from flexvol.budget import overcommit_ratio
+from flexvol.config import Config
+from flexvol.errors import StateCorrupt
+
+DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
+# The kubelet's directory name for a FlexVolume driver "flexvol/loop" inside a pod dir.
+POD_VOLUME_DIR = "flexvol~loop"
+
+
+def readable_bytes(value: int | None) -> str:
+    """Bytes for people: 1.5Gi, 64Mi, 4.4Mi (quantity.format_bytes is exact, this is short)."""
+    if value is None:
+        return "-"
+    for unit, factor in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if value >= factor:
+            number = value / factor
+            return f"{number:.0f}{unit}" if number >= 100 or number == int(number) else f"{number:.1f}{unit}"
+    return f"{value}B"
+
+
+@dataclass
+class MountView:
+    path: str
+    read_only: bool
+    device: str
+    # "namespace/name" when known, else the pod uid, else "" (not a kubelet pod dir)
+    pod: str = ""
+
+
+@dataclass
+class VolumeView:
+    volume_id: str
+    state: str
+    size_bytes: int | None
+    allocated_bytes: int | None
+    fs_type: str
+    formatted: bool
+    loop_devices: list[str] = field(default_factory=list)
+    direct_io: bool | None = None
+    mounts: list[MountView] = field(default_factory=list)
+    record: dict | None = None
+    file_path: str = ""
+    file_exists: bool = False
+    problems: list[str] = field(default_factory=list)
+    # what the mounted filesystem says it uses (df), None when not mounted
+    fs_used_bytes: int | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "volume_id": self.volume_id,
+            "state": self.state,
+            "size_bytes": self.size_bytes,
+            "allocated_bytes": self.allocated_bytes,
+            "fs_type": self.fs_type,
+            "formatted": self.formatted,
+            "loop_devices": self.loop_devices,
+            "direct_io": self.direct_io,
+            "mounts": [{"path": m.path, "read_only": m.read_only, "device": m.device, "pod": m.pod}
+                       for m in self.mounts],
+            "file": self.file_path,
+            "file_exists": self.file_exists,
+            "problems": self.problems,
+            "fs_used_bytes": self.fs_used_bytes,
+        }
+
+
+@dataclass
+class Snapshot:
+    """One reading of the kernel's state, shared by every view built from it."""
+
+    loops: dict[str, str]
+    mounts: list[kernel.Mount]
+
+    @classmethod
+    def take(cls) -> Snapshot:
+        return cls(kernel.loop_devices(), kernel.read_mounts())
+
+    def loops_of(self, path: str) -> list[str]:
+        real = os.path.realpath(path)
+        wanted = {real, real + kernel.DELETED_SUFFIX}
+        return sorted(device for device, backing in self.loops.items() if backing in wanted)
+
+    def mounts_of(self, device: str) -> list[kernel.Mount]:
+        return kernel.mounts_of_device(device, self.mounts)
+
+
+def record_ids(config: Config) -> list[str]:
+    return _names(config.records_dir, ".json")
+
+
+def file_ids(config: Config) -> list[str]:
+    return _names(config.volumes_dir, ".img")
+
+
+def _names(directory: str, suffix: str) -> list[str]:
+    try:
+        return sorted(name[: -len(suffix)] for name in os.listdir(directory)
+                      if name.endswith(suffix) and not name.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def known_ids(config: Config, snapshot: Snapshot) -> list[str]:
+    """Every volume id seen in records, backing files or attached loop devices."""
+    ids = set(record_ids(config)) | set(file_ids(config))
+    for backing in snapshot.loops.values():
+        volume_id = config.volume_id_of_backing_file(backing)
+        if volume_id:
+            ids.add(volume_id)
+    return sorted(ids)
+
+
+def pod_of(path: str, kubelet_root: str) -> str:
+    """The pod a mount dir belongs to: <kubelet root>/pods/<uid>/volumes/<driver>/<name>."""
+    prefix = os.path.join(kubelet_root, "pods") + "/"
+    if not path.startswith(prefix):
+        return ""
+    uid = path[len(prefix):].split("/", 1)[0]
+    name = _pod_name(os.path.join(prefix, uid))
+    return name or uid
+
+
+def pod_of_mount(config: Config, path: str, kubelet_root: str) -> str:
+    """namespace/name as the kubelet named the pod when it mounted, else what the pod dir says."""
+    try:
+        target = state.load_target(config, path)
+    except StateCorrupt:
+        target = None
+    return (target or {}).get("pod") or pod_of(path, kubelet_root)
+
+
+def _pod_name(pod_dir: str) -> str:
+    # The kubelet writes the pod's hostname (its name, unless spec.hostname says otherwise)
+    # as the last line of etc-hosts; the namespace is not on disk.
+    try:
+        with open(os.path.join(pod_dir, "etc-hosts"), encoding="utf-8", errors="replace") as handle:
+            lines = [line.split() for line in handle if line.strip() and not line.startswith("#")]
+    except OSError:
+        return ""
+    return lines[-1][-1] if lines and len(lines[-1]) > 1 else ""
+
+
+def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
+         kubelet_root: str = DEFAULT_KUBELET_ROOT) -> VolumeView:
+    snapshot = snapshot or Snapshot.take()
+    problems: list[str] = []
+    try:
+        record = state.load_record(config, volume_id)
+    except StateCorrupt as error:
+        record = None
+        problems.append(str(error))
+    path = config.backing_file(volume_id)
+    try:
+        info: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    devices = snapshot.loops_of(path)
+    mounts = [MountView(mount.mount_point, mount.read_only, device, pod_of_mount(config, mount.mount_point,
+                                                                                kubelet_root))
+              for device in devices for mount in snapshot.mounts_of(device)]
+    formatted = (record or {}).get("formatted") or {}
+    fs_type = formatted.get("fs_type") or (record or {}).get("fs_type") or ""
+    if record is None and not problems:
+        problems.append("no record")
+    if info is None:
+        problems.append("backing file missing")
+    for device in devices:
+        if snapshot.loops[device].endswith(kernel.DELETED_SUFFIX):
+            problems.append(f"{device} is attached to a deleted backing file")
+    if len(devices) > 1:
+        problems.append(f"{len(devices)} loop devices for one file")
+    if problems:
+        word = "inconsistent"
+    elif mounts:
+        word = "mounted"
+    elif devices:
+        word = "attached"
+    else:
+        word = "idle"
+    return VolumeView(
+        volume_id=volume_id,
+        state=word,
+        size_bytes=info.st_size if info else (record or {}).get("size_bytes"),
+        allocated_bytes=info.st_blocks * 512 if info else None,
+        fs_type=fs_type,
+        formatted=bool(formatted),
+        loop_devices=devices,
+        direct_io=kernel.loop_direct_io(devices[0]) if devices else None,
+        fs_used_bytes=_used(mounts[0].path) if mounts else None,
+        mounts=mounts,
+        record=record,
+        file_path=path,
+        file_exists=info is not None,
+        problems=problems,
+    )
+
+
+def _used(path: str) -> int | None:
+    try:
+        found = os.statvfs(path)
+    except OSError:
+        return None
+    return (found.f_blocks - found.f_bfree) * found.f_frsize
+
+
+def holders(paths: list[str]) -> list[tuple[int, str, str]]:
+    """Processes whose working directory or open files lie under one of `paths`:
+    (pid, name, path). What keeps a volume busy when an unmount fails."""
+    import psutil
+
+    prefixes = [path.rstrip("/") + "/" for path in paths]
+
+    def under(candidate: str) -> bool:
+        return any(candidate + "/" == prefix or candidate.startswith(prefix) for prefix in prefixes)
+
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        try:
+            places = [process.cwd(), *(item.path for item in process.open_files())]
+        except (psutil.Error, OSError):
+            continue
+        hit = next((place for place in places if under(place)), None)
+        if hit:
+            found.append((process.info["pid"], process.info["name"] or "?", hit))
+    return found
+
+
+def volumes(config: Config, kubelet_root: str = DEFAULT_KUBELET_ROOT) -> list[VolumeView]:
+    snapshot = Snapshot.take()
+    return [view(config, volume_id, snapshot, kubelet_root) for volume_id in known_ids(config, snapshot)]
+
+
+@dataclass
+class Capacity:
+    pool_path: str
+    pool_bytes: int
+    pool_free_bytes: int
+    committed_bytes: int
+    allocated_bytes: int
+    budget_ratio: float
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.pool_bytes * self.budget_ratio)
+
+    @property
+    def overcommit(self) -> float:
+        return self.committed_bytes / self.pool_bytes if self.pool_bytes else 0.0
+
+    def as_dict(self) -> dict:
+        return {"pool": self.pool_path, "pool_bytes": self.pool_bytes,
+                "pool_free_bytes": self.pool_free_bytes, "committed_bytes": self.committed_bytes,
+                "allocated_bytes": self.allocated_bytes, "overcommit": round(self.overcommit, 3),
+                "budget_ratio": self.budget_ratio, "budget_bytes": self.budget_bytes}
+
+
+def capacity(config: Config, views: list[VolumeView]) -> Capacity:
+    where = config.volumes_dir if os.path.isdir(config.volumes_dir) else config.data_root
+    while not os.path.isdir(where):
+        where = os.path.dirname(where)
+    pool = os.statvfs(where)
+    return Capacity(
+        pool_path=where,
+        pool_bytes=pool.f_blocks * pool.f_frsize,
+        pool_free_bytes=pool.f_bavail * pool.f_frsize,
+        committed_bytes=sum(item.size_bytes or 0 for item in views if item.file_exists),
+        allocated_bytes=sum(item.allocated_bytes or 0 for item in views),
+        budget_ratio=overcommit_ratio(config),
+    )

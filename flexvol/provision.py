@@ -1,0 +1,169 @@
+"""Operator actions on one volume ahead of, or after, the kubelet's calls: create, delete,
+resize. Each takes the volume's lock and uses the driver's own steps (volume.py) and records
+(state.py), so a volume made here is exactly one the driver would have made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from flexvol import kernel, state, volume
+from flexvol.config import Config
+from flexvol.errors import FlexvolError, Refused
+from flexvol.options import VolumeSpec, check_fs_type, check_volume_id, parse_size
+from flexvol.quantity import format_bytes
+from flexvol.undo import Undo
+
+PREALLOCATE_CHUNK = 64 << 20
+CREATED_BY = "flexvol create"
+
+Progress = Callable[[int, int], None]
+
+
+def _spec(volume_id: str, size: str, fs_type: str) -> VolumeSpec:
+    from flexvol import protocol
+    from flexvol.options import parse_spec
+
+    # parse_spec: the same checks the driver applies to the kubelet's options (minimum sizes).
+    return parse_spec({"volumeID": check_volume_id(volume_id), "size": size,
+                       protocol.FS_TYPE: check_fs_type(fs_type)})
+
+
+def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
+           preallocate: bool = False, progress: Progress | None = None) -> dict:
+    """Create and format a new volume; with `preallocate`, reserve all its blocks too.
+
+    Formatting happens here, on the still-sparse file, with volume.ensure_filesystem: the
+    record then says formatted-once, and the driver never formats it again. Preallocating
+    first would give the file blocks, and the driver rightly refuses to format such a file.
+    """
+    spec = _spec(volume_id, size, fs_type)
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, spec.volume_id, wait=10):
+        path = config.backing_file(spec.volume_id)
+        if os.path.exists(path) or state.load_record(config, spec.volume_id) is not None:
+            raise Refused(f"volume {spec.volume_id} already exists",
+                          "choose another name, or 'flexvol resize' it")
+        undo = Undo()
+        try:
+            record = volume.ensure_file(config, spec, undo, may_create=True)
+            record["created_by"] = CREATED_BY
+            state.save_record(config, record)
+            device = volume.ensure_loop(config, record, undo)
+            volume.ensure_filesystem(config, record, device, spec)
+            if preallocate:
+                _preallocate(path, spec.size_bytes, progress)
+        except BaseException:
+            undo.rollback()
+            raise
+        finally:
+            wait_detached(volume.release_loop(config, spec.volume_id))
+        undo.commit()
+        return state.load_record(config, spec.volume_id) or record
+
+
+def wait_detached(devices: list[str], timeout: float = 10) -> None:
+    """Wait until detached loop devices are really gone.
+
+    `losetup --detach` of a device that udev's blkid still holds open only marks it
+    autoclear; the kernel lets go at the last close, so it lingers for a moment.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(kernel.loop_backing_file(device) for device in devices) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _preallocate(path: str, size: int, progress: Progress | None) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        done = 0
+        while done < size:
+            step = min(PREALLOCATE_CHUNK, size - done)
+            # Allocates only the holes: what mkfs wrote stays as it is.
+            os.posix_fallocate(fd, done, step)
+            done += step
+            if progress:
+                progress(done, size)
+        os.fsync(fd)
+    except OSError as error:
+        raise FlexvolError(f"cannot preallocate {format_bytes(size)} for {path}: {error.strerror}",
+                           "free space in the pool, or create it without --preallocate") from None
+    finally:
+        os.close(fd)
+
+
+def in_use(config: Config, volume_id: str) -> list[str]:
+    """Why a volume may not be deleted now: its loop devices, mounts and attachments."""
+    reasons = []
+    path = config.backing_file(volume_id)
+    mounts = kernel.read_mounts()
+    for device in kernel.loops_of_file(path):
+        places = [mount.mount_point for mount in kernel.mounts_of_device(device, mounts)]
+        reasons.append(f"mounted at {', '.join(places)}" if places else f"attached as {device}")
+    for name in _names(config.pvs_dir):
+        known = state.read_json(os.path.join(config.pvs_dir, name)) or {}
+        if known.get("volume_id") == volume_id and known.get("nodes"):
+            reasons.append(f"attached to node(s) {', '.join(known['nodes'])} as PV {known.get('pv_name')}")
+    return reasons
+
+
+def delete(config: Config, volume_id: str) -> list[str]:
+    """Remove a volume that nothing uses: its backing file, record and stale mount targets."""
+    check_volume_id(volume_id)
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, volume_id, wait=10):
+        path = config.backing_file(volume_id)
+        record = state.load_record(config, volume_id)
+        if record is None and not os.path.exists(path):
+            raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
+        reasons = in_use(config, volume_id)
+        if reasons:
+            raise Refused(f"volume {volume_id} is in use: {'; '.join(reasons)}",
+                          "stop the pods that use it (the kubelet then unmounts it) and try again")
+        removed = []
+        for name in _names(config.targets_dir):
+            target = state.read_json(os.path.join(config.targets_dir, name)) or {}
+            if target.get("volume_id") == volume_id:
+                state.remove(os.path.join(config.targets_dir, name))
+        if state.remove(path, durable=True):
+            removed.append(path)
+        if state.remove(config.record_path(volume_id), durable=True):
+            removed.append(config.record_path(volume_id))
+        return removed
+
+
+def resize(config: Config, volume_id: str, size: str) -> int:
+    """Grow a volume, mounted or not, with the steps of the driver's expandfs; the new size."""
+    from flexvol import protocol, verbs, wirejson
+    from flexvol.journal import CallInfo
+
+    check_volume_id(volume_id)
+    new = parse_size(size)
+    record = state.load_record(config, volume_id)
+    if record is None:
+        raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
+    current = record.get("size_bytes") or 0
+    if new < current:
+        raise Refused(f"volume {volume_id} is {format_bytes(current)}; flexvol never shrinks a volume",
+                      f"ask for at least {format_bytes(current)}")
+    fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
+    options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
+    path = config.backing_file(volume_id)
+    idle = not kernel.loops_of_file(path)
+    reply = verbs.dispatch(config, ["expandfs", options, "", "", str(new), str(current)],
+                           CallInfo("expandfs"))
+    if idle:
+        wait_detached(kernel.loops_of_file(path))
+    if reply.status != protocol.SUCCESS:
+        raise FlexvolError(f"resize of {volume_id} failed: {reply.message}")
+    return os.stat(path).st_size
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return sorted(name for name in os.listdir(directory) if name.endswith(".json"))
+    except OSError:
+        return []
