@@ -184,10 +184,26 @@ def _attach_loop(path: str) -> str:
     raise last_error
 
 
+LOOP_RELEASE_WAIT = 5.0
+
+
 def detach_loop(device: str) -> None:
+    """Detach a loop device and wait (bounded) until the kernel has let it go.
+
+    `losetup --detach` of a device that udev's blkid still holds open only marks it autoclear;
+    the kernel clears it at the last close, a moment later. Waiting keeps "unmount returned,
+    so the device is gone" true for the kubelet, the toolkit and the tests.
+    """
+    import time
+
     if kernel.loop_backing_file(device) is None:
         return
     run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, what="losetup --detach")
+    deadline = time.monotonic() + LOOP_RELEASE_WAIT
+    delay = 0.001
+    while kernel.loop_backing_file(device) is not None and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def release_loop(config: Config, volume_id: str) -> list[str]:
