@@ -1,0 +1,164 @@
+"""The node agent: capacity publishing and reclaim, on a temporary data root and an in-memory
+API server. Volumes here are files and records only (no loop device is ever attached in unit
+tests); the refusal for attached volumes is tested on real loop devices in tests/integration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flexvol import state
+from flexvol.config import Config
+from flexvol.errors import Refused
+from flexvol.provisioning import reclaim
+from flexvol.provisioning.agent import Agent
+from flexvol.provisioning.cluster import ApiError, EventRecorder
+from tests.helpers.fakekube import FakeCluster, fixture
+
+VOLUME = "pvc-5b0f2c8e-3d5a-4a57-9a0e-0c6a2f3f1e11"
+MiB = 1 << 20
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    config = Config(str(tmp_path / "root"))
+    state.ensure_dirs(config)
+    return config
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.put_node(fixture("node-worker-1"))
+    return cluster
+
+
+def make_volume(config: Config, volume_id: str, size: int, written: bytes = b"") -> None:
+    record = state.new_record(volume_id, size, "ext4")
+    record["pv_names"] = [volume_id]
+    state.save_record(config, record)
+    state.save_pv(config, volume_id, volume_id, [])
+    with open(config.backing_file(volume_id), "wb") as handle:
+        handle.truncate(size)
+        handle.write(written)
+
+
+def agent(cluster: FakeCluster, config: Config, **kwargs: object) -> Agent:
+    return Agent(cluster, config, "worker-1", EventRecorder(cluster, "flexvol-agent", "worker-1"),
+                 **kwargs)  # type: ignore[arg-type]
+
+
+def test_capacity_is_published_once_per_change_and_owned_by_the_node(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, "v1", 64 * MiB)
+    node_agent = agent(cluster, config, capacity_limit=1 << 30)
+    node_agent.publish_capacity()
+    published = cluster.capacities["worker-1"]
+    assert (published["capacityBytes"], published["committedBytes"]) == (1 << 30, 64 * MiB)
+    assert published["volumes"] == {"v1": 64 * MiB}
+    assert published["metadata"]["ownerReferences"] == [{
+        "apiVersion": "v1", "kind": "Node", "name": "worker-1",
+        "uid": "e4c6a0de-7b1f-4a0c-b5a3-1f7d2e9c8a31"}]
+    node_agent.publish_capacity()
+    assert cluster.writes == ["create capacity worker-1"]
+    make_volume(config, "v2", 32 * MiB)
+    node_agent.publish_capacity()
+    assert cluster.writes[-1] == "replace capacity worker-1"
+    assert cluster.capacities["worker-1"]["committedBytes"] == 96 * MiB
+
+
+def test_pool_capacity_without_a_limit_is_free_space_plus_our_volumes(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, "v1", 64 * MiB, written=b"x" * MiB)
+    agent(cluster, config).publish_capacity()
+    stat = os.statvfs(config.volumes_dir)
+    free = stat.f_bavail * stat.f_frsize
+    published = cluster.capacities["worker-1"]["capacityBytes"]
+    ours = os.stat(config.backing_file("v1")).st_blocks * 512
+    assert ours >= MiB
+    # free space moves as other processes write; it cannot move by the size of our volume
+    assert abs(published - (free + ours)) < ours
+
+
+def test_released_volume_with_policy_delete_is_removed_with_its_pv(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    decision = agent(cluster, config).reclaim(pv, cluster.get_node("worker-1"))
+    assert decision.action == reclaim.DELETE
+    assert not os.path.exists(config.backing_file(VOLUME))
+    assert not os.path.exists(config.record_path(VOLUME))
+    assert not os.path.exists(state.pv_path(config, VOLUME))
+    assert cluster.pvs == {}
+
+
+def test_pv_whose_volume_never_reached_the_node_is_still_deleted(
+        cluster: FakeCluster, config: Config) -> None:
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    agent(cluster, config).reclaim(pv, cluster.get_node("worker-1"))
+    assert cluster.pvs == {}
+
+
+def test_retain_keeps_volume_and_pv_and_says_so_once(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    pv = fixture("pv-released-delete")
+    pv["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+    pv = cluster.put_pv(pv)
+    node_agent = agent(cluster, config)
+    node_agent.reclaim(pv, None)
+    node_agent.reclaim(pv, None)
+    assert os.path.exists(config.backing_file(VOLUME))
+    assert list(cluster.pvs) == [VOLUME]
+    assert [reason for _, reason, _ in cluster.events_for(VOLUME)] == ["VolumeRetained"]
+
+
+def test_refused_deletion_keeps_the_pv_and_says_why(cluster: FakeCluster, config: Config) -> None:
+    def refusing_delete(config: Config, volume_id: str) -> bool:
+        raise Refused(f"volume {volume_id} is mounted at /var/lib/kubelet/pods/x; not deleting it",
+                      "it is deleted once the kubelet has unmounted it")
+
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    agent(cluster, config, delete_volume=refusing_delete).reclaim(pv, None)
+    assert list(cluster.pvs) == [VOLUME]
+    [(kind, reason, message)] = cluster.events_for(VOLUME)
+    assert (kind, reason) == ("Warning", "VolumeFailedDelete")
+    assert "is mounted at /var/lib/kubelet/pods/x" in message
+
+
+def test_pv_the_node_still_lists_is_left_alone(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    node = fixture("node-worker-1")
+    node["status"]["volumesInUse"] = [f"flexvolume-flexvol/loop/{VOLUME}"]
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    assert agent(cluster, config).reclaim(pv, node).action == reclaim.WAIT
+    assert os.path.exists(config.backing_file(VOLUME))
+    assert list(cluster.pvs) == [VOLUME]
+
+
+def test_failed_pv_deletion_is_retried_at_the_next_look(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    cluster.fail("delete_pv", ApiError("503 the server is currently unable to handle the request"))
+    node_agent = agent(cluster, config)
+    node_agent.reclaim(pv, None)
+    assert not os.path.exists(config.backing_file(VOLUME))
+    assert list(cluster.pvs) == [VOLUME]
+    node_agent.reclaim(pv, None)
+    assert cluster.pvs == {}
+
+
+def test_a_pv_released_while_watching_is_reclaimed_in_the_same_round(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    bound = fixture("pv-released-delete")
+    bound["status"]["phase"] = "Bound"
+    cluster.put_pv(bound)
+    cluster.pv_watch.clear()
+    released = cluster.put_pv(fixture("pv-released-delete"), "MODIFIED")
+    cluster.pvs[VOLUME] = {**released, "status": {"phase": "Bound"}}  # the list still says Bound
+    agent(cluster, config).step(watch_seconds=1)
+    assert not os.path.exists(config.backing_file(VOLUME))
+    assert cluster.pvs == {}
+    assert "create capacity worker-1" in cluster.writes
