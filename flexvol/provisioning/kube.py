@@ -1,7 +1,7 @@
 """The `Cluster` interface over the official Kubernetes client.
 
-Objects are read as the raw JSON the API server sends (`_preload_content=False`, watches with
-`deserialize=False`) and written as dicts, so the controllers see exactly what `kubectl get -o
+Objects are read as the raw JSON the API server sends (`_preload_content=False`, watch events'
+`raw_object`) and written as dicts, so the controllers see exactly what `kubectl get -o
 json` shows and never the client's model classes.
 """
 
@@ -79,12 +79,14 @@ class KubeCluster:
 
     def _watch(self, function: Callable[..., object], resource_version: str,
                timeout_seconds: int) -> Iterator[tuple[str, dict]]:
+        # Not deserialize=False: the client then fails on ERROR events (410 Gone) with a
+        # KeyError on "raw_object"; the raw object is there either way.
         stream = watch.Watch().stream(function, resource_version=resource_version,
-                                      timeout_seconds=timeout_seconds, deserialize=False)
+                                      timeout_seconds=timeout_seconds)
         try:
             for event in stream:
                 if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    yield event["type"], event["object"]
+                    yield event["type"], event["raw_object"]
         except (ApiException, HTTPError, OSError) as error:
             raise translate(error) from None
 
