@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from flexvol import state
 from flexvol.config import Config
 from flexvol.errors import FlexvolError
 from flexvol.provisioning import capacity, deletion, names, reclaim
@@ -42,6 +43,8 @@ class Agent:
 
     def publish_capacity(self) -> dict:
         """Write this node's NodeCapacity object when its figures changed; returns it."""
+        # A node where no volume was mounted yet has no data root; its capacity is its pool's.
+        state.ensure_dirs(self.config)
         volumes = capacity.committed_volumes(self.config)
         total = capacity.pool_capacity(self.config, volumes, self.capacity_limit)
         node = self.cluster.get_node(self.node_name)

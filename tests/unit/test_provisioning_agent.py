@@ -162,3 +162,10 @@ def test_a_pv_released_while_watching_is_reclaimed_in_the_same_round(
     assert not os.path.exists(config.backing_file(VOLUME))
     assert cluster.pvs == {}
     assert "create capacity worker-1" in cluster.writes
+
+
+def test_a_node_without_a_data_root_yet_publishes_its_pool(cluster: FakeCluster, tmp_path: Path) -> None:
+    fresh = Config(str(tmp_path / "fresh"))
+    agent(cluster, fresh, capacity_limit=1 << 30).publish_capacity()
+    assert cluster.capacities["worker-1"]["capacityBytes"] == 1 << 30
+    assert cluster.capacities["worker-1"]["volumes"] == {}
