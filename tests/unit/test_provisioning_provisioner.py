@@ -27,7 +27,10 @@ class Clock:
 
 @pytest.fixture
 def cluster() -> FakeCluster:
-    cluster = FakeCluster()
+    return populate(FakeCluster())
+
+
+def populate(cluster: FakeCluster) -> FakeCluster:
     cluster.put_class(fixture("sc-wffc-delete"))
     cluster.put_class(fixture("sc-immediate-retain-xfs"))
     cluster.put_node(fixture("node-worker-1"))
@@ -236,3 +239,27 @@ def test_an_api_outage_during_a_resync_is_survived(cluster: FakeCluster) -> None
     cluster.claim_watch.clear()
     controller.step(lead, 5)
     assert list(cluster.pvs) == [PV_NAME]
+
+
+def test_a_leader_whose_lease_runs_out_mid_watch_stops_acting() -> None:
+    clock = Clock()
+
+    class SlowWatch(FakeCluster):
+        """A watch that takes 11s to hand out its second event (lease: 15s, margin: 10s)."""
+
+        def watch_claims(self, resource_version: str, timeout_seconds: int):
+            for number, event in enumerate(super().watch_claims(resource_version, timeout_seconds)):
+                if number == 1:
+                    clock.now += 11
+                yield event
+
+    slow = populate(SlowWatch())
+    controller, lead = provisioner(slow, clock), elector(slow, "a", clock)
+    controller.step(lead, 5)
+    first = fixture("claim-wffc-selected")
+    second = copy.deepcopy(first)
+    second["metadata"].update(name="data-2", uid="5b0f2c8e-3d5a-4a57-9a0e-0c6a2f3f1e12")
+    slow.put_claim(first)
+    slow.put_claim(second)
+    controller.step(lead, 5)
+    assert list(slow.pvs) == [PV_NAME]
