@@ -6,15 +6,22 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from kubernetes import client
 
+from flexvol.config import Config
+from flexvol.provisioning import claims
+from flexvol.provisioning.agent import Agent
 from flexvol.provisioning.cluster import AlreadyExists, ApiError, Conflict, EventRecorder, Gone
-from flexvol.provisioning.kube import KubeCluster
+from flexvol.provisioning.kube import KubeCluster, api_client
+from flexvol.provisioning.leader import LeaderElector
+from flexvol.provisioning.provisioner import Provisioner
 from tests.helpers.fakekube import fixture
 
 
@@ -57,7 +64,7 @@ class Api(BaseHTTPRequestHandler):
 def cluster() -> Iterator[KubeCluster]:
     Api.routes, Api.seen = {}, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     configuration = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
     try:
@@ -129,3 +136,69 @@ def test_writes_send_the_body_and_preconditions(cluster: KubeCluster) -> None:
                                        "namespace": "shop", "uid": claim["metadata"]["uid"]}
     assert (event["type"], event["reason"], event["message"]) == ("Warning", "ProvisioningFailed", "no room")
     assert event["source"] == {"component": "flexvol-provisioner", "host": "host-1"}
+
+
+def test_provisioner_round_through_a_kubeconfig_and_the_real_client(
+        cluster: KubeCluster, tmp_path: Path) -> None:
+    """The client validates bodies against its models: the Lease's times and the PV as built
+    must pass, and arrive as built."""
+    host = cluster.core.api_client.configuration.host
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": host}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+        "users": [{"name": "test", "user": {"token": "secret"}}],
+    }))
+    claim = fixture("claim-wffc-selected")
+    storage_class = fixture("sc-wffc-delete")
+    lease_path = "/apis/coordination.k8s.io/v1/namespaces/flexvol/leases"
+    Api.routes.update({
+        ("POST", lease_path): (201, {"metadata": {"name": "flexvol-loop-provisioner"}}),
+        ("GET", "/api/v1/persistentvolumeclaims"): (200, {"metadata": {"resourceVersion": "5"},
+                                                           "items": [claim]}),
+        ("GET watch", "/api/v1/persistentvolumeclaims"): (200, []),
+        ("GET", "/api/v1/persistentvolumes"): (200, {"metadata": {"resourceVersion": "5"}, "items": []}),
+        ("GET", "/apis/storage.k8s.io/v1/storageclasses/flexvol-local"): (200, storage_class),
+        ("GET", "/api/v1/nodes/worker-1"): (200, fixture("node-worker-1")),
+        ("GET", "/apis/flexvol.io/v1alpha1/nodecapacities/worker-1"): (200, fixture("capacity-worker-1")),
+        ("POST", "/api/v1/persistentvolumes"): (201, {}),
+        ("POST", "/api/v1/namespaces/shop/events"): (201, {}),
+    })
+    real = KubeCluster(api_client(str(kubeconfig)))
+    controller = Provisioner(real, EventRecorder(real, "flexvol-provisioner"))
+    assert controller.step(LeaderElector(real, "flexvol", "flexvol-loop-provisioner", "a"), 1)
+    posted = {path: body for method, path, _, body in Api.seen if method == "POST"}
+    lease = posted[lease_path]["spec"]
+    assert lease["holderIdentity"] == "a"
+    # the client re-serialises our "...Z" as "+00:00"; both are RFC 3339 MicroTime
+    assert datetime.fromisoformat(lease["renewTime"].replace("Z", "+00:00")).tzinfo is not None
+    decision = claims.decide_claim(claim, storage_class, "flexvol/loop")
+    assert decision.request is not None
+    assert posted["/api/v1/persistentvolumes"] == claims.build_pv(
+        decision.request, claim, "worker-1", "worker-1.lab.example", "flexvol/loop")
+    assert posted["/api/v1/namespaces/shop/events"]["reason"] == "ProvisioningSucceeded"
+
+
+def test_agent_round_through_the_real_client(cluster: KubeCluster, tmp_path: Path) -> None:
+    pv = fixture("pv-released-delete")
+    name = pv["metadata"]["name"]
+    capacities = "/apis/flexvol.io/v1alpha1/nodecapacities"
+    Api.routes.update({
+        ("GET", "/api/v1/nodes/worker-1"): (200, fixture("node-worker-2") | {
+            "metadata": {"name": "worker-1", "uid": "node-uid"}}),
+        ("POST", capacities): (201, {}),
+        ("GET", "/api/v1/persistentvolumes"): (200, {"metadata": {"resourceVersion": "7"}, "items": [pv]}),
+        ("GET watch", "/api/v1/persistentvolumes"): (200, []),
+        ("DELETE", f"/api/v1/persistentvolumes/{name}"): (200, pv),
+    })
+    config = Config(str(tmp_path / "root"))
+    recorder = EventRecorder(cluster, "flexvol-agent")  # type: ignore[arg-type]
+    Agent(cluster, config, "worker-1", recorder, capacity_limit=1 << 30).step(1)
+    calls = [(method, path) for method, path, _, _ in Api.seen]
+    assert ("POST", capacities) in calls
+    published = next(body for method, path, _, body in Api.seen if (method, path) == ("POST", capacities))
+    assert published["capacityBytes"] == 1 << 30
+    assert published["metadata"]["ownerReferences"][0]["uid"] == "node-uid"
+    assert calls[-2:] == [("DELETE", f"/api/v1/persistentvolumes/{name}"),
+                          ("GET", "/api/v1/persistentvolumes")]
