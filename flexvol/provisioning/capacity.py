@@ -68,6 +68,7 @@ def capacity_object(node: str, node_uid: str | None, capacity_bytes: int,
         "node": node,
         "capacityBytes": capacity_bytes,
         "committedBytes": sum(volumes.values()),
+        "freeBytes": max(0, capacity_bytes - sum(volumes.values())),
         "volumes": dict(sorted(volumes.items())),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -131,3 +131,14 @@ def test_example_classes_and_crd_use_the_provisioners_names() -> None:
     assert crd["metadata"]["name"] == f"{names.CAPACITY_PLURAL}.{names.CAPACITY_GROUP}"
     assert crd["spec"]["names"]["kind"] == names.CAPACITY_KIND
     assert [version["name"] for version in crd["spec"]["versions"]] == [names.CAPACITY_VERSION]
+
+
+def test_the_crd_schema_keeps_every_field_the_agent_publishes() -> None:
+    # The API server prunes fields a structural schema does not name, silently.
+    from flexvol.provisioning.capacity import capacity_object
+
+    [crd] = [doc for doc in everything() if doc["kind"] == "CustomResourceDefinition"]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    published = capacity_object("n1", "uid-1", 1 << 30, {"v1": 1 << 20})
+    assert set(published) <= set(schema["properties"])
+    assert set(schema["required"]) <= set(published)

@@ -57,6 +57,7 @@ def test_capacity_is_published_once_per_change_and_owned_by_the_node(
     node_agent.publish_capacity()
     published = cluster.capacities["worker-1"]
     assert (published["capacityBytes"], published["committedBytes"]) == (1 << 30, 64 * MiB)
+    assert published["freeBytes"] == (1 << 30) - 64 * MiB
     assert published["volumes"] == {"v1": 64 * MiB}
     assert published["metadata"]["ownerReferences"] == [{
         "apiVersion": "v1", "kind": "Node", "name": "worker-1",
