@@ -134,7 +134,11 @@ class KubeCluster:
             return None
 
     def create_capacity(self, body: dict) -> dict:
-        return call(self.custom.create_cluster_custom_object, *CAPACITY, body)
+        try:
+            return call(self.custom.create_cluster_custom_object, *CAPACITY, body)
+        except NotFound:
+            raise ApiError(f"the {names.CAPACITY_PLURAL}.{names.CAPACITY_GROUP} resource does not "
+                           "exist; apply deploy/crd-nodecapacity.yaml") from None
 
     def replace_capacity(self, body: dict) -> dict:
         return call(self.custom.replace_cluster_custom_object, *CAPACITY, body["metadata"]["name"], body)

@@ -102,6 +102,8 @@ def test_an_expired_watch_is_gone(cluster: KubeCluster) -> None:
 def test_status_errors_become_the_interfaces_errors(cluster: KubeCluster) -> None:
     assert cluster.get_storage_class("missing") is None
     assert cluster.list_capacities() == []  # CRD not installed: nothing published
+    with pytest.raises(ApiError, match=r"apply deploy/crd-nodecapacity\.yaml"):
+        cluster.create_capacity({"metadata": {"name": "worker-1"}})
     pv = {"metadata": {"name": "pvc-1"}}
     Api.routes[("POST", "/api/v1/persistentvolumes")] = (
         409, status(409, "AlreadyExists", 'persistentvolumes "pvc-1" already exists'))
