@@ -24,12 +24,15 @@ from flexvol.provisioning.cluster import (
 )
 
 DeleteVolume = Callable[[Config, str], bool]
+# Reads the node's leftovers and returns one sentence per finding; never acts.
+RepairCheck = Callable[[Config], list[str]]
 
 
 class Agent:
     def __init__(self, cluster: Cluster, config: Config, node_name: str, recorder: EventRecorder, *,
                  provisioner: str = names.PROVISIONER_NAME, capacity_limit: int | None = None,
-                 delete_volume: DeleteVolume = deletion.delete_volume) -> None:
+                 delete_volume: DeleteVolume = deletion.delete_volume,
+                 repair_check: RepairCheck | None = None) -> None:
         self.cluster = cluster
         self.config = config
         self.node_name = node_name
@@ -37,7 +40,21 @@ class Agent:
         self.provisioner = provisioner
         self.capacity_limit = capacity_limit
         self.delete_volume = delete_volume
+        self.repair_check = repair_check
         self.resource_version = ""
+
+    def report_findings(self) -> list[str]:
+        """At start: an event on the node for each leftover the repair check finds."""
+        if self.repair_check is None:
+            return []
+        try:
+            found = self.repair_check(self.config)
+        except FlexvolError as error:
+            found = [f"the repair check failed: {error}"]
+        node = self.cluster.get_node(self.node_name) or {"metadata": {"name": self.node_name}}
+        for sentence in found:
+            self.recorder.record(node, "Node", "Warning", "FlexvolRepairNeeded", sentence)
+        return found
 
     # ---- capacity ----------------------------------------------------------------------------
 
@@ -124,5 +141,9 @@ class Agent:
             log.warning("agent on %s: %s", self.node_name, error)
 
     def run(self, stop: threading.Event, watch_seconds: int = 30) -> None:
+        try:
+            self.report_findings()
+        except ApiError as error:
+            log.warning("reporting repair findings: %s", error)
         while not stop.is_set():
             self.step(watch_seconds)

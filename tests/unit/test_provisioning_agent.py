@@ -170,3 +170,18 @@ def test_a_node_without_a_data_root_yet_publishes_its_pool(cluster: FakeCluster,
     agent(cluster, fresh, capacity_limit=1 << 30).publish_capacity()
     assert cluster.capacities["worker-1"]["capacityBytes"] == 1 << 30
     assert cluster.capacities["worker-1"]["volumes"] == {}
+
+
+def test_repair_findings_become_node_events_and_nothing_is_changed(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, "v1", 64 * MiB)
+
+    def check(config: Config) -> list[str]:
+        return ["leaked-loop /dev/loop7: no mount uses it", "stale-mount /mnt/x: its device is gone"]
+
+    found = agent(cluster, config, repair_check=check).report_findings()
+    assert len(found) == 2
+    assert cluster.events_for("worker-1") == [("Warning", "FlexvolRepairNeeded", line) for line in found]
+    assert cluster.events[0]["metadata"]["namespace"] == "default"
+    assert os.path.exists(config.backing_file("v1"))
+    assert agent(cluster, config).report_findings() == []
