@@ -17,13 +17,13 @@ def test_refuses_while_mounted_or_attached_then_deletes(driver: Driver) -> None:
     driver.ok("mount", target, options("pvc-1", size="64Mi"))
     (driver.base / "mnt" / "pod1" / "keep").write_text("data")
     config = Config(str(driver.root))
-    with pytest.raises(Refused, match=f"volume pvc-1 is mounted at {target}"):
+    with pytest.raises(Refused, match=f"volume pvc-1 is in use: mounted at {target}"):
         delete_volume(config, "pvc-1")
     assert driver.backing_file("pvc-1").exists()
     # unmounted by hand: the loop device stays attached, which still refuses
     subprocess.run(["umount", target], check=True)
     [device] = driver.loops()
-    with pytest.raises(Refused, match=f"still attached as {device}"):
+    with pytest.raises(Refused, match=f"in use: attached as {device}"):
         delete_volume(config, "pvc-1")
     assert driver.backing_file("pvc-1").exists()
     driver.ok("unmount", target)

@@ -59,7 +59,7 @@ def test_delete_class_volume_is_removed_after_release(driver: Driver) -> None:
     # Released while the pod's mount is still there: refused, retried
     agent.reclaim(release(cluster, pv), cluster.get_node("worker-1"))
     assert driver.backing_file(volume_id).exists()
-    assert "is mounted at" in cluster.events_for(pv["metadata"]["name"])[-1][2]
+    assert "is in use: mounted at" in cluster.events_for(pv["metadata"]["name"])[-1][2]
     driver.ok("unmount", target)
     agent.reclaim(release(cluster, pv), cluster.get_node("worker-1"))
     assert not driver.backing_file(volume_id).exists()

@@ -37,9 +37,7 @@ def cluster() -> FakeCluster:
 
 def make_volume(config: Config, volume_id: str, size: int, written: bytes = b"") -> None:
     record = state.new_record(volume_id, size, "ext4")
-    record["pv_names"] = [volume_id]
     state.save_record(config, record)
-    state.save_pv(config, volume_id, volume_id, [])
     with open(config.backing_file(volume_id), "wb") as handle:
         handle.truncate(size)
         handle.write(written)
@@ -91,7 +89,6 @@ def test_released_volume_with_policy_delete_is_removed_with_its_pv(
     assert decision.action == reclaim.DELETE
     assert not os.path.exists(config.backing_file(VOLUME))
     assert not os.path.exists(config.record_path(VOLUME))
-    assert not os.path.exists(state.pv_path(config, VOLUME))
     assert cluster.pvs == {}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from flexvol import state
 from flexvol.config import Config
-from flexvol.errors import InvalidInput
+from flexvol.errors import InvalidInput, Refused
 from flexvol.provisioning.deletion import delete_volume
 
 
@@ -20,22 +20,24 @@ def config(tmp_path: Path) -> Config:
     return config
 
 
-def test_removes_the_file_and_records_of_that_volume_only(config: Config) -> None:
+def test_removes_the_file_and_record_of_that_volume_only(config: Config) -> None:
     for volume_id in ("v1", "v2"):
-        record = state.new_record(volume_id, 1 << 20, "ext4")
-        record["pv_names"] = [f"pv-{volume_id}", "pv-shared"]
-        state.save_record(config, record)
-        state.save_pv(config, f"pv-{volume_id}", volume_id, [])
+        state.save_record(config, state.new_record(volume_id, 1 << 20, "ext4"))
         Path(config.backing_file(volume_id)).write_bytes(b"data")
-    state.save_pv(config, "pv-shared", "v2", [])
     assert delete_volume(config, "v1") is True
     assert not os.path.exists(config.backing_file("v1"))
     assert state.load_record(config, "v1") is None
-    assert state.load_pv(config, "pv-v1") is None
-    # another volume's PV record that v1's record also named is not v1's to remove
-    assert state.load_pv(config, "pv-shared") is not None
     assert Path(config.backing_file("v2")).read_bytes() == b"data"
     assert state.load_record(config, "v2") is not None
+
+
+def test_a_volume_attached_to_a_node_is_refused(config: Config) -> None:
+    state.save_record(config, state.new_record("v1", 1 << 20, "ext4"))
+    Path(config.backing_file("v1")).write_bytes(b"data")
+    state.save_pv(config, "pv-1", "v1", ["worker-1"])
+    with pytest.raises(Refused, match="attached to node"):
+        delete_volume(config, "v1")
+    assert Path(config.backing_file("v1")).exists()
 
 
 def test_nothing_to_delete_is_not_an_error(config: Config, tmp_path: Path) -> None:
