@@ -62,8 +62,7 @@ class Agent:
         """Write this node's NodeCapacity object when its figures changed; returns it."""
         # A node where no volume was mounted yet has no data root; its capacity is its pool's.
         state.ensure_dirs(self.config)
-        volumes = capacity.committed_volumes(self.config)
-        total = capacity.pool_capacity(self.config, volumes, self.capacity_limit)
+        total, volumes = capacity.measure(self.config, self.capacity_limit)
         node = self.cluster.get_node(self.node_name)
         uid = (node or {}).get("metadata", {}).get("uid")
         body = capacity.capacity_object(self.node_name, uid, total, volumes)

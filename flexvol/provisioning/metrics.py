@@ -1,5 +1,5 @@
-"""Prometheus metrics of one node: its volumes (size, allocated bytes, mounted) and the driver's
-calls (count and latency per verb), read from the records, the kernel and the call journal.
+"""Prometheus metrics of one node: its volumes (size, allocated bytes, mounted, as `flexvol ls`
+sees them) and the driver's calls (count and latency per verb) from the call journal.
 
 The journal is followed from where the last scrape stopped, so each call is counted once while
 the agent runs, also across the journal's rotation to calls.jsonl.1.
@@ -18,9 +18,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from flexvol import kernel, wirejson
+from flexvol import inventory, wirejson
 from flexvol.config import Config
-from flexvol.provisioning import capacity
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -106,21 +105,16 @@ class NodeCollector(Collector):
         yield from self._call_metrics()
 
     def _volume_metrics(self) -> Iterator:
-        size = GaugeMetricFamily("flexvol_volume_size_bytes", "Size of the volume's backing file "
-                                 "as recorded", labels=["volume"])
+        size = GaugeMetricFamily("flexvol_volume_size_bytes", "Size of the volume's backing file",
+                                 labels=["volume"])
         allocated = GaugeMetricFamily("flexvol_volume_allocated_bytes", "Bytes the sparse backing "
                                       "file occupies on the pool filesystem", labels=["volume"])
         mounted = GaugeMetricFamily("flexvol_volume_mounted", "1 if a loop device of the volume "
                                     "is mounted anywhere", labels=["volume"])
-        mounts = kernel.read_mounts()
-        loops = kernel.loop_devices()
-        for volume_id, size_bytes in capacity.committed_volumes(self.config).items():
-            size.add_metric([volume_id], size_bytes)
-            allocated.add_metric([volume_id], capacity.allocated_bytes(self.config, volume_id))
-            backing = os.path.realpath(self.config.backing_file(volume_id))
-            devices = [device for device, path in loops.items() if path == backing]
-            in_use = any(kernel.mounts_of_device(device, mounts) for device in devices)
-            mounted.add_metric([volume_id], 1 if in_use else 0)
+        for view in inventory.volumes(self.config):
+            size.add_metric([view.volume_id], view.size_bytes or 0)
+            allocated.add_metric([view.volume_id], view.allocated_bytes or 0)
+            mounted.add_metric([view.volume_id], 1 if view.state == "mounted" else 0)
         yield from (size, allocated, mounted)
 
     def _call_metrics(self) -> Iterator:

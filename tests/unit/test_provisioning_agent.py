@@ -68,17 +68,18 @@ def test_capacity_is_published_once_per_change_and_owned_by_the_node(
     assert cluster.capacities["worker-1"]["committedBytes"] == 96 * MiB
 
 
-def test_pool_capacity_without_a_limit_is_free_space_plus_our_volumes(
-        cluster: FakeCluster, config: Config) -> None:
+def test_published_capacity_is_the_drivers_budget(cluster: FakeCluster, config: Config) -> None:
     make_volume(config, "v1", 64 * MiB, written=b"x" * MiB)
-    agent(cluster, config).publish_capacity()
+    node_agent = agent(cluster, config)
+    node_agent.publish_capacity()
     stat = os.statvfs(config.volumes_dir)
-    free = stat.f_bavail * stat.f_frsize
-    published = cluster.capacities["worker-1"]["capacityBytes"]
-    ours = os.stat(config.backing_file("v1")).st_blocks * 512
-    assert ours >= MiB
-    # free space moves as other processes write; it cannot move by the size of our volume
-    assert abs(published - (free + ours)) < ours
+    pool = stat.f_blocks * stat.f_frsize
+    assert cluster.capacities["worker-1"]["capacityBytes"] == pool
+    # the operator allows 2x overcommit: the driver accepts twice as much, so the budget doubles
+    Path(config.overcommit_path).write_text("2\n")
+    node_agent.publish_capacity()
+    assert cluster.capacities["worker-1"]["capacityBytes"] == 2 * pool
+    assert cluster.capacities["worker-1"]["volumes"] == {"v1": 64 * MiB}
 
 
 def test_released_volume_with_policy_delete_is_removed_with_its_pv(
