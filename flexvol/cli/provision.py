@@ -115,7 +115,7 @@ def agent(
         limit = parse_quantity(capacity, "--capacity") if capacity else None
         if install or install_only:
             path, changed = install_driver(plugin_dir, lib_dir, config.data_root, attach=attach,
-                                           python=host_python, driver=name)
+                                           python=host_python)
             log.info("driver %s %s", path, "installed" if changed else "already up to date")
     except (FlexvolError, OSError) as error:
         raise _fail(str(error)) from None

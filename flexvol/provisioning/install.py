@@ -2,9 +2,8 @@
 
 The kubelet runs the driver on the host, with the host's python3: so the package (standard
 library only on the driver's path) is copied to a host directory first, into a directory named
-after its content so a running driver never sees files change under it, and the driver file is
-written to a dot-file and renamed into place (FLEXVOLUME.md 1: the kubelet re-probes on every
-change and must never run `init` on a half-written file).
+after its content so a running driver never sees files change under it; then flexvol.installer
+places the driver file as install.sh does (a dot-file renamed into place, FLEXVOLUME.md 1).
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ import os
 import shutil
 
 import flexvol
-from flexvol.config import DRIVER_NAME
-from flexvol.errors import InvalidInput
-
-HOST_PYTHON = "/usr/bin/python3"
+from flexvol import installer
+from flexvol.errors import FlexvolError
 
 
 def package_files(source: str) -> list[str]:
@@ -58,40 +55,10 @@ def copy_package(lib_dir: str) -> str:
     return site
 
 
-def driver_script(site: str, data_root: str, attach: bool, python: str = HOST_PYTHON) -> str:
-    for value in (site, data_root, python):
-        if not os.path.isabs(value) or '"' in value or "\\" in value or "\n" in value:
-            raise InvalidInput(f"{value!r} is not a plain absolute path")
-    return (f"#!{python} -ISB\n"
-            "# flexvol/loop FlexVolume driver, installed by the flexvol agent.\n"
-            "import sys\n"
-            f'sys.path.insert(0, "{site}")\n'
-            "from flexvol.verbs import main\n"
-            f'sys.exit(main(sys.argv[1:], data_root="{data_root}", attach={attach!r}))\n')
-
-
 def install_driver(plugin_dir: str, lib_dir: str, data_root: str, *, attach: bool = False,
-                   python: str = HOST_PYTHON, driver: str = DRIVER_NAME) -> tuple[str, bool]:
-    """Install the driver at <plugin_dir>/<vendor>~<name>/<name>; returns (path, changed)."""
-    vendor, name = driver.split("/")
-    site = copy_package(lib_dir)
-    driver_dir = os.path.join(plugin_dir, f"{vendor}~{name}")
-    path = os.path.join(driver_dir, name)
-    content = driver_script(site, data_root, attach, python).encode()
-    try:
-        with open(path, "rb") as handle:
-            if handle.read() == content:
-                return path, False
-    except OSError:
-        pass
-    os.makedirs(driver_dir, mode=0o755, exist_ok=True)
-    os.makedirs(data_root, mode=0o700, exist_ok=True)
-    # A dot-file: the kubelet ignores names starting with "." when it probes.
-    temporary = os.path.join(driver_dir, f".{name}.{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o755)
-    os.rename(temporary, path)
-    return path, True
+                   python: str = installer.DRIVER_PYTHON) -> tuple[str, bool]:
+    """Copy the package under `lib_dir`, then place the driver with the installer install.sh
+    uses (atomic, init checked); returns (driver path, changed)."""
+    if not os.path.isabs(lib_dir):
+        raise FlexvolError(f"{lib_dir} is not an absolute path")
+    return installer.place(plugin_dir, data_root, attach, python=python, site=copy_package(lib_dir))

@@ -15,13 +15,6 @@ def invoke(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(load_commands(), list(args), env=ENV | (env or {}))
 
 
-def test_agent_install_only_installs_the_driver_and_exits(tmp_path: Path) -> None:
-    result = invoke("agent", "--install-only", "--plugin-dir", str(tmp_path / "plugins"),
-                    "--lib-dir", str(tmp_path / "lib"), "--data-root", str(tmp_path / "data"))
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "plugins" / "flexvol~loop" / "loop").is_file()
-
-
 def test_agent_needs_a_node_name(tmp_path: Path) -> None:
     result = invoke("agent", "--no-install", "--data-root", str(tmp_path), env={"NODE_NAME": ""})
     assert result.exit_code == 1
