@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from flexvol import config as flexvol_config
+from flexvol.cli.common import DEFAULT_KUBELET, DEFAULT_ROOT, KubeletRootOption, RootOption
 from flexvol.cli.main import app
 from flexvol.errors import FlexvolError
 from flexvol.provisioning import names
@@ -27,8 +28,8 @@ LEASE = "flexvol-loop-provisioner"
 HOST_PYTHON = "/usr/bin/python3"
 
 Kubeconfig = Annotated[Path | None, typer.Option(
-    "--kubeconfig", help="kubeconfig file; without it, the pod's service account")]
-Name = Annotated[str, typer.Option("--name", help="the provisioner name StorageClasses give")]
+    "--kubeconfig", help="Kubeconfig file; without it, the pod's service account.")]
+Name = Annotated[str, typer.Option("--name", help="The provisioner name StorageClasses give.")]
 
 
 def _stop_on_signals() -> threading.Event:
@@ -64,12 +65,12 @@ def provisioner(
     kubeconfig: Kubeconfig = None,
     name: Name = names.PROVISIONER_NAME,
     namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE",
-                                           help="namespace of the leader-election Lease")] = "kube-system",
-    lease: Annotated[str, typer.Option(help="name of the leader-election Lease")] = LEASE,
+                                           help="Namespace of the leader-election Lease.")] = "kube-system",
+    lease: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = LEASE,
     identity: Annotated[str, typer.Option(envvar="POD_NAME",
-                                          help="this replica's name in the Lease")] = socket.gethostname(),
-    watch_seconds: Annotated[int, typer.Option(min=1, max=9, help="seconds per watch between "
-                                               "lease renewals (the lease lasts 15)")] = 5,
+                                          help="This replica's name in the Lease.")] = socket.gethostname(),
+    watch_seconds: Annotated[int, typer.Option(min=1, max=9, help="Seconds per watch between "
+                                               "lease renewals (the lease lasts 15).")] = 5,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Create a PersistentVolume on a node with room for every claim of a flexvol StorageClass."""
@@ -88,21 +89,24 @@ def provisioner(
 @app.command()
 def agent(
     kubeconfig: Kubeconfig = None,
-    node: Annotated[str, typer.Option(envvar="NODE_NAME", help="this node's name")] = "",
+    node: Annotated[str, typer.Option(envvar="NODE_NAME", help="This node's name.")] = "",
     name: Name = names.PROVISIONER_NAME,
-    data_root: Annotated[str, typer.Option(help="the driver's data root")] = flexvol_config.DEFAULT_DATA_ROOT,
-    plugin_dir: Annotated[str, typer.Option(help="the kubelet's FlexVolume plugin dir")] = PLUGIN_DIR,
-    lib_dir: Annotated[str, typer.Option(help="host dir the driver's package is copied to")] = LIB_DIR,
-    host_python: Annotated[str, typer.Option(help="the host python3 that runs the driver")] = HOST_PYTHON,
-    attach: Annotated[bool, typer.Option("--attach", help="install the attachable driver")] = False,
-    install: Annotated[bool, typer.Option(help="install the driver before the node loop")] = True,
+    root: RootOption = DEFAULT_ROOT,
+    kubelet_root: KubeletRootOption = DEFAULT_KUBELET,
+    plugin_dir: Annotated[str, typer.Option(help="The kubelet's FlexVolume plugin dir.")] = PLUGIN_DIR,
+    lib_dir: Annotated[str, typer.Option(help="Host dir the driver's package is copied to.")] = LIB_DIR,
+    host_python: Annotated[str, typer.Option(help="The host python3 that runs the driver.")] = HOST_PYTHON,
+    attach: Annotated[bool, typer.Option("--attach", help="Install the attachable driver.")] = False,
+    install: Annotated[bool, typer.Option(help="Install the driver before the node loop.")] = True,
     install_only: Annotated[bool, typer.Option("--install-only",
-                                               help="install the driver, then exit")] = False,
-    capacity: Annotated[str, typer.Option(help="cap the published pool capacity, e.g. 100Gi")] = "",
-    metrics_port: Annotated[int, typer.Option(help="serve Prometheus metrics on this port (0: off)")] = 0,
+                                               help="Install the driver, then exit.")] = False,
+    capacity: Annotated[str, typer.Option(help="Cap the published pool capacity, e.g. 100Gi.")] = "",
+    metrics_port: Annotated[int, typer.Option(help="Serve Prometheus metrics on this port (0: off).")] = 0,
     metrics_address: Annotated[str, typer.Option(envvar="NODE_IP",
-                                                 help="address to serve metrics on")] = "127.0.0.1",
-    watch_seconds: Annotated[int, typer.Option(min=1, help="seconds between capacity updates")] = 30,
+                                                 help="Address to serve metrics on.")] = "127.0.0.1",
+    repair_apply: Annotated[bool, typer.Option("--repair-apply", help="At start, carry out what "
+                                               "'flexvol repair --apply' would; else only report.")] = False,
+    watch_seconds: Annotated[int, typer.Option(min=1, help="Seconds between capacity updates.")] = 30,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Install the driver; publish this node's capacity, reclaim its volumes, serve metrics."""
@@ -110,7 +114,7 @@ def agent(
 
     _logging(verbose)
     log = logging.getLogger("flexvol.provisioning")
-    config = flexvol_config.Config(data_root, attach)
+    config = flexvol_config.Config(root, attach)
     try:
         limit = parse_quantity(capacity, "--capacity") if capacity else None
         if install or install_only:
@@ -123,7 +127,7 @@ def agent(
         return
     if not node:
         raise _fail("--node (or NODE_NAME) is required")
-    from flexvol.provisioning.agent import Agent
+    from flexvol.provisioning.agent import Agent, repair_check
     from flexvol.provisioning.cluster import EventRecorder
 
     cluster = _cluster(kubeconfig)
@@ -135,5 +139,5 @@ def agent(
         start_http_server(metrics_port, addr=metrics_address, registry=registry_for(config))
         log.info("metrics on http://%s:%d/metrics", metrics_address, metrics_port)
     recorder = EventRecorder(cluster, "flexvol-agent", node)
-    Agent(cluster, config, node, recorder, provisioner=name, capacity_limit=limit).run(
-        _stop_on_signals(), watch_seconds)
+    Agent(cluster, config, node, recorder, provisioner=name, capacity_limit=limit,
+          repair_check=repair_check(kubelet_root, repair_apply)).run(_stop_on_signals(), watch_seconds)

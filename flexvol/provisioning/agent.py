@@ -28,6 +28,29 @@ DeleteVolume = Callable[[Config, str], bool]
 RepairCheck = Callable[[Config], list[str]]
 
 
+def repair_check(kubelet_root: str, apply: bool) -> RepairCheck:
+    """The toolkit's `flexvol repair` as the agent's start-up check: report each finding and
+    what `--apply` would do; act only when `apply` (the agent's --repair-apply)."""
+
+    def check(config: Config) -> list[str]:
+        from flexvol import repair
+
+        lines = []
+        for finding in repair.findings(config, kubelet_root):
+            text = f"{finding.kind} {finding.subject}: {finding.detail}"
+            if apply and finding.action:
+                try:
+                    text += f"; repaired: {repair.apply(config, finding)}"
+                except FlexvolError as error:
+                    text += f"; repair failed: {error}"
+            elif finding.action:
+                text += f"; 'flexvol repair --apply' would {finding.action}"
+            lines.append(text)
+        return lines
+
+    return check
+
+
 class Agent:
     def __init__(self, cluster: Cluster, config: Config, node_name: str, recorder: EventRecorder, *,
                  provisioner: str = names.PROVISIONER_NAME, capacity_limit: int | None = None,

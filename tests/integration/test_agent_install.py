@@ -73,6 +73,6 @@ def test_relative_paths_are_refused(base: Path) -> None:
 def test_agent_install_only_installs_the_driver_and_exits(base: Path) -> None:
     result = CliRunner().invoke(load_commands(), [
         "agent", "--install-only", "--plugin-dir", str(base / "plugins"), "--lib-dir", str(base / "lib"),
-        "--data-root", str(base / "data")], env={"COLUMNS": "100", "NO_COLOR": "1"})
+        "--root", str(base / "data")], env={"COLUMNS": "100", "NO_COLOR": "1"})
     assert result.exit_code == 0, result.output
     assert init(str(base / "plugins" / "flexvol~loop" / "loop"))["status"] == "Success"

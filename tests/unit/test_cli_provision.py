@@ -16,14 +16,14 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 
 
 def test_agent_needs_a_node_name(tmp_path: Path) -> None:
-    result = invoke("agent", "--no-install", "--data-root", str(tmp_path), env={"NODE_NAME": ""})
+    result = invoke("agent", "--no-install", "--root", str(tmp_path), env={"NODE_NAME": ""})
     assert result.exit_code == 1
     assert "--node (or NODE_NAME) is required" in result.output
 
 
 def test_agent_refuses_a_bad_capacity_before_installing(tmp_path: Path) -> None:
     result = invoke("agent", "--node", "n1", "--capacity", "lots", "--plugin-dir", str(tmp_path / "p"),
-                    "--lib-dir", str(tmp_path / "lib"), "--data-root", str(tmp_path / "data"))
+                    "--lib-dir", str(tmp_path / "lib"), "--root", str(tmp_path / "data"))
     assert result.exit_code == 1
     assert "--capacity 'lots' is not a valid quantity" in result.output
     assert not (tmp_path / "p").exists()

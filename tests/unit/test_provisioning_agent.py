@@ -13,7 +13,7 @@ from flexvol import state
 from flexvol.config import Config
 from flexvol.errors import Refused
 from flexvol.provisioning import reclaim
-from flexvol.provisioning.agent import Agent
+from flexvol.provisioning.agent import Agent, repair_check
 from flexvol.provisioning.cluster import ApiError, EventRecorder
 from tests.helpers.fakekube import FakeCluster, fixture
 
@@ -183,3 +183,15 @@ def test_repair_findings_become_node_events_and_nothing_is_changed(
     assert cluster.events[0]["metadata"]["namespace"] == "default"
     assert os.path.exists(config.backing_file("v1"))
     assert agent(cluster, config).report_findings() == []
+
+
+@pytest.mark.parametrize("apply", [False, True])
+def test_the_toolkits_repair_reports_at_start_and_acts_only_when_asked(
+        cluster: FakeCluster, config: Config, tmp_path: Path, apply: bool) -> None:
+    state.save_record(config, state.new_record("lost", 64 * MiB, "ext4"))  # its file is gone
+    check = repair_check(str(tmp_path / "kubelet"), apply=apply)
+    [line] = agent(cluster, config, repair_check=check).report_findings()
+    assert line.startswith("record-without-file")
+    assert ("repaired:" in line) is apply
+    assert (state.load_record(config, "lost") is None) is apply
+    assert cluster.events_for("worker-1") == [("Warning", "FlexvolRepairNeeded", line)]
