@@ -1,6 +1,6 @@
 """The node-side controller: publish this node's capacity and reclaim Released volumes that
-this provisioner placed here. Decisions come from reclaim.py; the deletion itself is the
-swappable `delete_volume`, which refuses while the volume is attached or mounted.
+this provisioner placed here. Decisions come from reclaim.py; the deletion itself is
+`delete_volume` (deletion.py: the toolkit's delete, which refuses while the volume is in use).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from flexvol.provisioning.cluster import (
 )
 
 DeleteVolume = Callable[[Config, str], bool]
-# Reads the node's leftovers and returns one sentence per finding; never acts.
+# Examines the node's leftovers at start (repairing them only when asked): one sentence each.
 RepairCheck = Callable[[Config], list[str]]
 
 
