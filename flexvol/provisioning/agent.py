@@ -1,0 +1,171 @@
+"""The node-side controller: publish this node's capacity and reclaim Released volumes that
+this provisioner placed here. Decisions come from reclaim.py; the deletion itself is
+`delete_volume` (deletion.py: the toolkit's delete, which refuses while the volume is in use).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from flexvol import state
+from flexvol.config import Config
+from flexvol.errors import FlexvolError
+from flexvol.provisioning import capacity, deletion, names, reclaim
+from flexvol.provisioning.cluster import (
+    AlreadyExists,
+    ApiError,
+    Cluster,
+    Conflict,
+    EventRecorder,
+    Gone,
+    NotFound,
+    log,
+)
+
+DeleteVolume = Callable[[Config, str], bool]
+# Examines the node's leftovers at start (repairing them only when asked): one sentence each.
+RepairCheck = Callable[[Config], list[str]]
+
+
+def repair_check(kubelet_root: str, apply: bool) -> RepairCheck:
+    """The toolkit's `flexvol repair` as the agent's start-up check: report each finding and
+    what `--apply` would do; act only when `apply` (the agent's --repair-apply)."""
+
+    def check(config: Config) -> list[str]:
+        from flexvol import repair
+
+        lines = []
+        for finding in repair.findings(config, kubelet_root):
+            text = f"{finding.kind} {finding.subject}: {finding.detail}"
+            if apply and finding.action:
+                try:
+                    text += f"; repaired: {repair.apply(config, finding)}"
+                except FlexvolError as error:
+                    text += f"; repair failed: {error}"
+            elif finding.action:
+                text += f"; 'flexvol repair --apply' would {finding.action}"
+            lines.append(text)
+        return lines
+
+    return check
+
+
+class Agent:
+    def __init__(self, cluster: Cluster, config: Config, node_name: str, recorder: EventRecorder, *,
+                 provisioner: str = names.PROVISIONER_NAME, capacity_limit: int | None = None,
+                 delete_volume: DeleteVolume = deletion.delete_volume,
+                 repair_check: RepairCheck | None = None) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.node_name = node_name
+        self.recorder = recorder
+        self.provisioner = provisioner
+        self.capacity_limit = capacity_limit
+        self.delete_volume = delete_volume
+        self.repair_check = repair_check
+        self.resource_version = ""
+
+    def report_findings(self) -> list[str]:
+        """At start: an event on the node for each leftover the repair check finds."""
+        if self.repair_check is None:
+            return []
+        try:
+            found = self.repair_check(self.config)
+        except FlexvolError as error:
+            found = [f"the repair check failed: {error}"]
+        node = self.cluster.get_node(self.node_name) or {"metadata": {"name": self.node_name}}
+        for sentence in found:
+            self.recorder.record(node, "Node", "Warning", "FlexvolRepairNeeded", sentence)
+        return found
+
+    # ---- capacity ----------------------------------------------------------------------------
+
+    def publish_capacity(self) -> dict:
+        """Write this node's NodeCapacity object when its figures changed; returns it."""
+        # A node where no volume was mounted yet has no data root; its capacity is its pool's.
+        state.ensure_dirs(self.config)
+        total, volumes = capacity.measure(self.config, self.capacity_limit)
+        node = self.cluster.get_node(self.node_name)
+        uid = (node or {}).get("metadata", {}).get("uid")
+        body = capacity.capacity_object(self.node_name, uid, total, volumes)
+        current = self.cluster.get_capacity(self.node_name)
+        if capacity.same_figures(current, body):
+            return current  # type: ignore[return-value]
+        try:
+            if current is None:
+                return self.cluster.create_capacity(body)
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            return self.cluster.replace_capacity(body)
+        except (AlreadyExists, Conflict):
+            log.info("capacity of %s changed meanwhile; published at the next round", self.node_name)
+            return body
+
+    # ---- reclaim -----------------------------------------------------------------------------
+
+    def reclaim(self, pv: dict, node: dict | None) -> reclaim.ReclaimDecision:
+        decision = reclaim.decide_reclaim(pv, self.node_name, self.provisioner, node)
+        if decision.action == reclaim.KEEP:
+            self._event(pv, "Normal", "VolumeRetained", decision.message)
+        elif decision.action == reclaim.WAIT:
+            self._event(pv, "Normal", "VolumeInUse", decision.message)
+        elif decision.action == reclaim.DELETE:
+            self._delete(pv, decision)
+        return decision
+
+    def _delete(self, pv: dict, decision: reclaim.ReclaimDecision) -> None:
+        meta = pv["metadata"]
+        try:
+            removed = self.delete_volume(self.config, decision.volume_id)
+        except FlexvolError as error:
+            self._event(pv, "Warning", "VolumeFailedDelete", str(error))
+            return
+        try:
+            self.cluster.delete_pv(meta["name"], meta.get("uid", ""))
+        except NotFound:
+            pass
+        except ApiError as error:
+            self._event(pv, "Warning", "VolumeFailedDelete",
+                        f"volume {decision.volume_id} was deleted but the PersistentVolume was not: "
+                        f"{error}; retrying")
+            return
+        log.info("reclaimed PV %s: volume %s %s", meta["name"], decision.volume_id,
+                 "deleted" if removed else "had never been created on this node")
+        self.recorder.forget(meta.get("uid", ""))
+
+    def _event(self, pv: dict, event_type: str, reason: str, message: str) -> None:
+        self.recorder.record(pv, "PersistentVolume", event_type, reason, message)
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def resync(self) -> str:
+        pvs, resource_version = self.cluster.list_pvs()
+        node = self.cluster.get_node(self.node_name)
+        for pv in pvs:
+            self.reclaim(pv, node)
+        return resource_version
+
+    def step(self, watch_seconds: int) -> None:
+        """One round: publish capacity, examine every PV, then follow PV changes for a while."""
+        try:
+            self.publish_capacity()
+            self.resource_version = self.resync()
+            for kind, pv in self.cluster.watch_pvs(self.resource_version, watch_seconds):
+                if kind == "DELETED":
+                    self.recorder.forget(pv["metadata"].get("uid", ""))
+                    continue
+                self.reclaim(pv, self.cluster.get_node(self.node_name))
+        except Gone:
+            self.resource_version = ""
+        except ApiError as error:
+            log.warning("agent on %s: %s; retrying", self.node_name, error)
+        except FlexvolError as error:
+            log.warning("agent on %s: %s", self.node_name, error)
+
+    def run(self, stop: threading.Event, watch_seconds: int = 30) -> None:
+        try:
+            self.report_findings()
+        except ApiError as error:
+            log.warning("reporting repair findings: %s", error)
+        while not stop.is_set():
+            self.step(watch_seconds)

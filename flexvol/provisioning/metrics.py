@@ -1,0 +1,138 @@
+"""Prometheus metrics of one node: its volumes (size, allocated bytes, mounted, as `flexvol ls`
+sees them) and the driver's calls (count and latency per verb) from the call journal.
+
+The journal is followed from where the last scrape stopped, so each call is counted once while
+the agent runs, also across the journal's rotation to calls.jsonl.1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from flexvol import inventory, wirejson
+from flexvol.config import Config
+
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class JournalFollower:
+    """Hands out each journal line once: remembers the file (inode) and offset it read to."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inode: int | None = None
+        self.offset = 0
+
+    def new_entries(self) -> list[dict]:
+        entries: list[dict] = []
+        try:
+            current = os.stat(self.path).st_ino
+        except OSError:
+            current = None
+        if self.inode is not None and current != self.inode:
+            # Rotated: finish the old file, now calls.jsonl.1, then start the new one.
+            try:
+                if os.stat(self.path + ".1").st_ino == self.inode:
+                    entries += self._read(self.path + ".1")
+            except OSError:
+                pass
+            self.offset = 0
+        self.inode = current
+        if current is not None:
+            entries += self._read(self.path)
+        return entries
+
+    def _read(self, path: str) -> list[dict]:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        # Only complete lines; a line being appended is read at the next scrape.
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        entries = []
+        for line in complete.splitlines():
+            try:
+                value = wirejson.loads(line.decode("utf-8", "replace"))
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                entries.append(value)
+        return entries
+
+
+class CallStats:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self.totals: dict[str, int] = {}
+
+    def add(self, entry: dict) -> None:
+        verb = str(entry.get("verb") or "unknown")
+        status = str(entry.get("status") or "unknown")
+        seconds = float(entry.get("ms") or 0) / 1000
+        self.counts[(verb, status)] = self.counts.get((verb, status), 0) + 1
+        counts = self.buckets.setdefault(verb, [0] * len(BUCKETS))
+        for index, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                counts[index] += 1
+        self.sums[verb] = self.sums.get(verb, 0.0) + seconds
+        self.totals[verb] = self.totals.get(verb, 0) + 1
+
+
+class NodeCollector(Collector):
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.follower = JournalFollower(config.journal_path)
+        self.calls = CallStats()
+
+    def collect(self) -> Iterator:
+        for entry in self.follower.new_entries():
+            self.calls.add(entry)
+        yield from self._volume_metrics()
+        yield from self._call_metrics()
+
+    def _volume_metrics(self) -> Iterator:
+        size = GaugeMetricFamily("flexvol_volume_size_bytes", "Size of the volume's backing file",
+                                 labels=["volume"])
+        allocated = GaugeMetricFamily("flexvol_volume_allocated_bytes", "Bytes the sparse backing "
+                                      "file occupies on the pool filesystem", labels=["volume"])
+        mounted = GaugeMetricFamily("flexvol_volume_mounted", "1 if a loop device of the volume "
+                                    "is mounted anywhere", labels=["volume"])
+        for view in inventory.volumes(self.config):
+            size.add_metric([view.volume_id], view.size_bytes or 0)
+            allocated.add_metric([view.volume_id], view.allocated_bytes or 0)
+            mounted.add_metric([view.volume_id], 1 if view.state == "mounted" else 0)
+        yield from (size, allocated, mounted)
+
+    def _call_metrics(self) -> Iterator:
+        calls = CounterMetricFamily("flexvol_driver_calls", "Driver calls by verb and status",
+                                    labels=["verb", "status"])
+        for (verb, status), count in sorted(self.calls.counts.items()):
+            calls.add_metric([verb, status], count)
+        latency = HistogramMetricFamily("flexvol_driver_call_duration_seconds",
+                                        "Duration of driver calls by verb", labels=["verb"])
+        for verb in sorted(self.calls.totals):
+            buckets = [(str(bound), count) for bound, count in zip(BUCKETS, self.calls.buckets[verb],
+                                                                   strict=True)]
+            buckets.append(("+Inf", self.calls.totals[verb]))
+            latency.add_metric([verb], buckets, self.calls.sums[verb])
+        yield from (calls, latency)
+
+
+def registry_for(config: Config) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(NodeCollector(config))
+    return registry

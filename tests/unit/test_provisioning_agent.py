@@ -1,0 +1,197 @@
+"""The node agent: capacity publishing and reclaim, on a temporary data root and an in-memory
+API server. Volumes here are files and records only (no loop device is ever attached in unit
+tests); the refusal for attached volumes is tested on real loop devices in tests/integration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flexvol import state
+from flexvol.config import Config
+from flexvol.errors import Refused
+from flexvol.provisioning import reclaim
+from flexvol.provisioning.agent import Agent, repair_check
+from flexvol.provisioning.cluster import ApiError, EventRecorder
+from tests.helpers.fakekube import FakeCluster, fixture
+
+VOLUME = "pvc-5b0f2c8e-3d5a-4a57-9a0e-0c6a2f3f1e11"
+MiB = 1 << 20
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    config = Config(str(tmp_path / "root"))
+    state.ensure_dirs(config)
+    return config
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.put_node(fixture("node-worker-1"))
+    return cluster
+
+
+def make_volume(config: Config, volume_id: str, size: int, written: bytes = b"") -> None:
+    record = state.new_record(volume_id, size, "ext4")
+    state.save_record(config, record)
+    with open(config.backing_file(volume_id), "wb") as handle:
+        handle.truncate(size)
+        handle.write(written)
+
+
+def agent(cluster: FakeCluster, config: Config, **kwargs: object) -> Agent:
+    return Agent(cluster, config, "worker-1", EventRecorder(cluster, "flexvol-agent", "worker-1"),
+                 **kwargs)  # type: ignore[arg-type]
+
+
+def test_capacity_is_published_once_per_change_and_owned_by_the_node(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, "v1", 64 * MiB)
+    node_agent = agent(cluster, config, capacity_limit=1 << 30)
+    node_agent.publish_capacity()
+    published = cluster.capacities["worker-1"]
+    assert (published["capacityBytes"], published["committedBytes"]) == (1 << 30, 64 * MiB)
+    assert published["freeBytes"] == (1 << 30) - 64 * MiB
+    assert published["volumes"] == {"v1": 64 * MiB}
+    assert published["metadata"]["ownerReferences"] == [{
+        "apiVersion": "v1", "kind": "Node", "name": "worker-1",
+        "uid": "e4c6a0de-7b1f-4a0c-b5a3-1f7d2e9c8a31"}]
+    node_agent.publish_capacity()
+    assert cluster.writes == ["create capacity worker-1"]
+    make_volume(config, "v2", 32 * MiB)
+    node_agent.publish_capacity()
+    assert cluster.writes[-1] == "replace capacity worker-1"
+    assert cluster.capacities["worker-1"]["committedBytes"] == 96 * MiB
+
+
+def test_published_capacity_is_the_drivers_budget(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, "v1", 64 * MiB, written=b"x" * MiB)
+    node_agent = agent(cluster, config)
+    node_agent.publish_capacity()
+    stat = os.statvfs(config.volumes_dir)
+    pool = stat.f_blocks * stat.f_frsize
+    assert cluster.capacities["worker-1"]["capacityBytes"] == pool
+    # the operator allows 2x overcommit: the driver accepts twice as much, so the budget doubles
+    Path(config.overcommit_path).write_text("2\n")
+    node_agent.publish_capacity()
+    assert cluster.capacities["worker-1"]["capacityBytes"] == 2 * pool
+    assert cluster.capacities["worker-1"]["volumes"] == {"v1": 64 * MiB}
+
+
+def test_released_volume_with_policy_delete_is_removed_with_its_pv(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    decision = agent(cluster, config).reclaim(pv, cluster.get_node("worker-1"))
+    assert decision.action == reclaim.DELETE
+    assert not os.path.exists(config.backing_file(VOLUME))
+    assert not os.path.exists(config.record_path(VOLUME))
+    assert cluster.pvs == {}
+
+
+def test_pv_whose_volume_never_reached_the_node_is_still_deleted(
+        cluster: FakeCluster, config: Config) -> None:
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    agent(cluster, config).reclaim(pv, cluster.get_node("worker-1"))
+    assert cluster.pvs == {}
+
+
+def test_retain_keeps_volume_and_pv_and_says_so_once(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    pv = fixture("pv-released-delete")
+    pv["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+    pv = cluster.put_pv(pv)
+    node_agent = agent(cluster, config)
+    node_agent.reclaim(pv, None)
+    node_agent.reclaim(pv, None)
+    assert os.path.exists(config.backing_file(VOLUME))
+    assert list(cluster.pvs) == [VOLUME]
+    assert [reason for _, reason, _ in cluster.events_for(VOLUME)] == ["VolumeRetained"]
+
+
+def test_refused_deletion_keeps_the_pv_and_says_why(cluster: FakeCluster, config: Config) -> None:
+    def refusing_delete(config: Config, volume_id: str) -> bool:
+        raise Refused(f"volume {volume_id} is mounted at /var/lib/kubelet/pods/x; not deleting it",
+                      "it is deleted once the kubelet has unmounted it")
+
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    agent(cluster, config, delete_volume=refusing_delete).reclaim(pv, None)
+    assert list(cluster.pvs) == [VOLUME]
+    [(kind, reason, message)] = cluster.events_for(VOLUME)
+    assert (kind, reason) == ("Warning", "VolumeFailedDelete")
+    assert "is mounted at /var/lib/kubelet/pods/x" in message
+
+
+def test_pv_the_node_still_lists_is_left_alone(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    node = fixture("node-worker-1")
+    node["status"]["volumesInUse"] = [f"flexvolume-flexvol/loop/{VOLUME}"]
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    assert agent(cluster, config).reclaim(pv, node).action == reclaim.WAIT
+    assert os.path.exists(config.backing_file(VOLUME))
+    assert list(cluster.pvs) == [VOLUME]
+
+
+def test_failed_pv_deletion_is_retried_at_the_next_look(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    pv = cluster.put_pv(fixture("pv-released-delete"))
+    cluster.fail("delete_pv", ApiError("503 the server is currently unable to handle the request"))
+    node_agent = agent(cluster, config)
+    node_agent.reclaim(pv, None)
+    assert not os.path.exists(config.backing_file(VOLUME))
+    assert list(cluster.pvs) == [VOLUME]
+    node_agent.reclaim(pv, None)
+    assert cluster.pvs == {}
+
+
+def test_a_pv_released_while_watching_is_reclaimed_in_the_same_round(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB)
+    bound = fixture("pv-released-delete")
+    bound["status"]["phase"] = "Bound"
+    cluster.put_pv(bound)
+    cluster.pv_watch.clear()
+    released = cluster.put_pv(fixture("pv-released-delete"), "MODIFIED")
+    cluster.pvs[VOLUME] = {**released, "status": {"phase": "Bound"}}  # the list still says Bound
+    agent(cluster, config).step(watch_seconds=1)
+    assert not os.path.exists(config.backing_file(VOLUME))
+    assert cluster.pvs == {}
+    assert "create capacity worker-1" in cluster.writes
+
+
+def test_a_node_without_a_data_root_yet_publishes_its_pool(cluster: FakeCluster, tmp_path: Path) -> None:
+    fresh = Config(str(tmp_path / "fresh"))
+    agent(cluster, fresh, capacity_limit=1 << 30).publish_capacity()
+    assert cluster.capacities["worker-1"]["capacityBytes"] == 1 << 30
+    assert cluster.capacities["worker-1"]["volumes"] == {}
+
+
+def test_repair_findings_become_node_events_and_nothing_is_changed(
+        cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, "v1", 64 * MiB)
+
+    def check(config: Config) -> list[str]:
+        return ["leaked-loop /dev/loop7: no mount uses it", "stale-mount /mnt/x: its device is gone"]
+
+    found = agent(cluster, config, repair_check=check).report_findings()
+    assert len(found) == 2
+    assert cluster.events_for("worker-1") == [("Warning", "FlexvolRepairNeeded", line) for line in found]
+    assert cluster.events[0]["metadata"]["namespace"] == "default"
+    assert os.path.exists(config.backing_file("v1"))
+    assert agent(cluster, config).report_findings() == []
+
+
+@pytest.mark.parametrize("apply", [False, True])
+def test_the_toolkits_repair_reports_at_start_and_acts_only_when_asked(
+        cluster: FakeCluster, config: Config, tmp_path: Path, apply: bool) -> None:
+    state.save_record(config, state.new_record("lost", 64 * MiB, "ext4"))  # its file is gone
+    check = repair_check(str(tmp_path / "kubelet"), apply=apply)
+    [line] = agent(cluster, config, repair_check=check).report_findings()
+    assert line.startswith("record-without-file")
+    assert ("repaired:" in line) is apply
+    assert (state.load_record(config, "lost") is None) is apply
+    assert cluster.events_for("worker-1") == [("Warning", "FlexvolRepairNeeded", line)]
