@@ -92,16 +92,28 @@ class Driver:
         return [mount for mount in kernel.read_mounts() if mount.mount_point.startswith(str(self.base))]
 
     def cleanup(self) -> list[str]:
-        """Unmount and detach exactly what lives under this driver's directories."""
+        """Unmount and detach exactly what lives under this driver's directories.
+
+        Order matters when the data root is itself a mount (a small tmpfs in fault tests):
+        volume mounts go first, then the loop devices (found while their backing paths still
+        name our directory), and only then the mounts that hold the backing files.
+        """
         errors = []
-        for mount in reversed(self.mounts()):
-            done = subprocess.run(["umount", "-l", mount.mount_point], capture_output=True, check=False)
-            if done.returncode:
-                errors.append(f"umount {mount.mount_point}: {done.stderr.decode().strip()}")
-        for device in self.loops():
+        loops = [device for device, backing in kernel.loop_devices().items() if str(self.base) in backing]
+        numbers = {kernel.device_number(device) for device in loops}
+
+        def unmount(mounts: list[kernel.Mount]) -> None:
+            for mount in reversed(mounts):
+                done = subprocess.run(["umount", mount.mount_point], capture_output=True, check=False)
+                if done.returncode:
+                    errors.append(f"umount {mount.mount_point}: {done.stderr.decode().strip()}")
+
+        unmount([m for m in self.mounts() if m.source in loops or m.device_number in numbers])
+        for device in loops:
             done = subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
             if done.returncode:
                 errors.append(f"losetup -d {device}: {done.stderr.decode().strip()}")
+        unmount(self.mounts())
         return errors
 
 
