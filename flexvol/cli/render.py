@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import time
+
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from flexvol.doctor import FAIL, PASS, Check
 from flexvol.inventory import Capacity, VolumeView, readable_bytes
 from flexvol.repair import Finding
+from flexvol.sanity import engine as sanity
 
 STATE_STYLE = {"idle": "dim", "attached": "cyan", "mounted": "green", "inconsistent": "bold red"}
 CHECK_STYLE = {PASS: "green", FAIL: "bold red"}
@@ -96,3 +102,80 @@ def capacity_table(found: Capacity) -> Table:
     table.add_row("budget (refused beyond)",
                   f"{size(found.budget_bytes)} ({found.budget_ratio:g}x pool size)")
     return table
+
+
+# ---- flexvol sanity ----------------------------------------------------------------------
+
+SANITY_STYLE = {sanity.PASS: "bold green", sanity.FAIL: "bold red", sanity.SKIP: "yellow"}
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False, width=int(os.environ.get("COLUMNS", "0")) or None)
+
+
+class LiveStatus:
+    """The live line: which check runs, which verb is being called, elapsed time."""
+
+    def __init__(self) -> None:
+        self.check = ""
+        self.verb = ""
+        self.started = time.monotonic()
+        self.check_started = self.started
+        self.done: list[str] = []
+
+    def event(self, check: str, verb: str) -> None:
+        if check != self.check:
+            if self.check:
+                self.done.append(self.check)
+            self.check = check
+            self.check_started = time.monotonic()
+        self.verb = verb
+
+    def __rich__(self) -> Text:
+        now = time.monotonic()
+        text = Text()
+        text.append(f"{len(self.done)} checks done  ", style="dim")
+        text.append(self.check or "starting", style="bold")
+        if self.verb:
+            text.append("  calling ")
+            text.append(self.verb, style="cyan")
+        text.append(f"  {now - self.check_started:5.1f}s", style="dim")
+        text.append(f"  (total {now - self.started:.0f}s)", style="dim")
+        return text
+
+
+def sanity_report(report: sanity.Report, out: Console) -> None:
+    mode = "attachable (controller-manager attaches)" if report.attach else "non-attachable (kubelet only)"
+    out.print(f"[bold]{report.driver}[/] as driver [bold]{report.driver_name}[/], {mode}")
+    table = Table(show_lines=False, pad_edge=False)
+    table.add_column("check")
+    table.add_column("§", justify="right")
+    table.add_column("result")
+    table.add_column("time", justify="right")
+    table.add_column("reason", overflow="fold")
+    for result in report.results:
+        table.add_row(result.name, result.section, Text(result.status, style=SANITY_STYLE[result.status]),
+                      f"{result.seconds:.1f}s" if result.status != sanity.SKIP else "",
+                      result.reason or result.title)
+    out.print(table)
+    for result in report.results:
+        if result.status == sanity.FAIL and result.argv:
+            out.print(Text(f"{result.name}: failing call", style="bold red"))
+            out.print(Text("  $ " + shlex.join(result.argv)))
+            for line in (result.output or "(no output)").splitlines()[:12]:
+                out.print(Text("  " + line, style="dim"))
+    if report.latency:
+        latency = Table(title="call latency", title_justify="left", pad_edge=False)
+        latency.add_column("verb")
+        latency.add_column("calls", justify="right")
+        latency.add_column("median", justify="right")
+        latency.add_column("max", justify="right")
+        for item in report.latency:
+            latency.add_row(item.verb, str(item.calls), f"{item.median_ms:.0f} ms", f"{item.max_ms:.0f} ms")
+        out.print(latency)
+    counts = {status: sum(1 for result in report.results if result.status == status)
+              for status in (sanity.PASS, sanity.FAIL, sanity.SKIP)}
+    summary = f"{counts[sanity.PASS]} passed, {counts[sanity.FAIL]} failed, {counts[sanity.SKIP]} skipped"
+    out.print(Text(summary, style=SANITY_STYLE[sanity.FAIL] if report.failed else SANITY_STYLE[sanity.PASS]))
+    if report.kept:
+        out.print(f"kept the temporary kubelet root {report.root}")
