@@ -53,8 +53,9 @@ def test_flexvol_passes_every_check_attachable(work_dir: Path) -> None:
     assert "attachable (controller-manager attaches)" in result.output
     assert "0 failed" in result.output, result.output
     assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
     for name in ("lifecycle", "repeat", "concurrent", "no-reformat", "expandfs"):
-        assert any(line.split()[:1] == [name] and "PASS" in line for line in result.output.splitlines()), name
+        assert any(line.startswith(f"│{name} ") and "PASS" in line for line in lines), name
     assert "call latency" in result.output and "mountdevice" in result.output
 
 
@@ -65,7 +66,7 @@ def test_explicit_attach_mode_needs_no_driver_setting(work_dir: Path) -> None:
     assert statuses(report) == {"lifecycle": "PASS"}
 
 
-@pytest.mark.parametrize(("driver", "check", "says"), [
+@pytest.mark.parametrize(("broken", "check", "says"), [
     ("stderr-noise", "output", "not exactly one JSON object"),
     ("success-exit-1", "exit-codes", "Success with exit code 1"),
     ("stacks-mounts", "repeat", "2 mounts are stacked"),
@@ -74,14 +75,14 @@ def test_explicit_attach_mode_needs_no_driver_setting(work_dir: Path) -> None:
     ("flaky-not-supported", "not-supported-stable", "mount answered Not supported for some arguments"),
     ("hangs", "bounded-time", "mount did not finish in time"),
 ])
-def test_each_broken_driver_fails_the_check_meant_for_it(work_dir: Path, driver: str, check: str,
+def test_each_broken_driver_fails_the_check_meant_for_it(work_dir: Path, broken: str, check: str,
                                                          says: str) -> None:
-    code, report = sanity(work_dir, BROKEN / driver, "--only", check, "--repeat", "2", "--timeout", "4")
+    code, report = sanity(work_dir, BROKEN / broken, "--only", check, "--repeat", "2", "--timeout", "4")
     assert code == 1
     [result] = report["results"]
     assert result["status"] == "FAIL"
     assert says in result["reason"], result["reason"]
-    assert result["argv"] and result["argv"][0] == str(BROKEN / driver)
+    assert result["argv"] and result["argv"][0] == str(BROKEN / broken)
 
 
 def test_checks_that_need_a_capability_are_skipped(work_dir: Path) -> None:
