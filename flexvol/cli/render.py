@@ -147,7 +147,7 @@ class LiveStatus:
 def sanity_report(report: sanity.Report, out: Console) -> None:
     mode = "attachable (controller-manager attaches)" if report.attach else "non-attachable (kubelet only)"
     out.print(f"[bold]{report.driver}[/] as driver [bold]{report.driver_name}[/], {mode}")
-    table = Table(show_lines=False, pad_edge=False)
+    table = Table(show_lines=False)
     table.add_column("check")
     table.add_column("§", justify="right")
     table.add_column("result")
@@ -165,7 +165,7 @@ def sanity_report(report: sanity.Report, out: Console) -> None:
             for line in (result.output or "(no output)").splitlines()[:12]:
                 out.print(Text("  " + line, style="dim"))
     if report.latency:
-        latency = Table(title="call latency", title_justify="left", pad_edge=False)
+        latency = Table(title="call latency", title_justify="left")
         latency.add_column("verb")
         latency.add_column("calls", justify="right")
         latency.add_column("median", justify="right")

@@ -26,7 +26,7 @@ STATUS_STYLE = {"Success": "green", "Failure": "red", "Not supported": "yellow"}
 
 def _show_argv(argv: list[str]) -> str:
     text = shlex.join(argv)
-    return text if len(text) <= 400 else text[:400] + "..."
+    return text if len(text) <= 2000 else text[:2000] + "..."
 
 
 def _resolution(out: Console, pod: PodPlan, volume: PodVolume) -> None:
@@ -50,8 +50,18 @@ def _resolution(out: Console, pod: PodPlan, volume: PodVolume) -> None:
         out.print(Text(f"  not run: {volume.problem}", style="yellow"))
 
 
-def _step_line(out: Console, _outcome: Outcome, step: Step) -> None:
+def _step_line(out: Console, outcome: Outcome, step: Step) -> None:
     at = f"+{step.at:.3f}s"
+    if not outcome.steps[:-1] and step.component != "pod":
+        out.print(Text(f"  kubelet root {outcome.kubelet_root} (shown as $ROOT below)", style="dim"))
+
+    def short(text: str) -> str:
+        return text.replace(outcome.kubelet_root, "$ROOT") if outcome.kubelet_root else text
+
+    if step.component == "pod":
+        head = Text(f"  {at:>9}  {'pod':<18} {step.verb:<14}", style="bold")
+        out.print(head + Text(short(step.note), style="dim"))
+        return
     line = Text(f"  {at:>9}  {step.component:<18} {step.verb:<14}")
     line.append(step.status, style=STATUS_STYLE.get(step.status, "red"))
     line.append(f"  {step.seconds * 1000:.0f} ms", style="dim")
@@ -59,7 +69,7 @@ def _step_line(out: Console, _outcome: Outcome, step: Step) -> None:
     if reply:
         line.append("  " + json.dumps(reply)[:200], style="dim")
     out.print(line)
-    out.print(Text(f"             $ {_show_argv(step.argv)}", style="dim"))
+    out.print(Text(f"             $ {short(_show_argv(step.argv))}", style="dim"))
     if step.problem:
         out.print(Text(f"             {step.problem}", style="red"))
 

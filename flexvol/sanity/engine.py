@@ -96,7 +96,7 @@ def run_sanity(settings: Settings, on_event: Event | None = None) -> Report:
     checks = selected_checks(settings.only, settings.skip)
     driver_name = driver_name_of(executable)
     node = Node.create(driver_name, settings.tmp_dir)
-    current = {"check": "init"}
+    current = {"check": ""}
 
     def on_call(verb: str) -> None:
         if on_event:

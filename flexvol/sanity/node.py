@@ -57,9 +57,9 @@ class Node:
         self.token = token
 
     @classmethod
-    def create(cls, driver_name: str, parent: str | None = None) -> Node:
+    def create(cls, driver_name: str, parent: str | None = None, purpose: str = "sanity") -> Node:
         token = uuid.uuid4().hex[:6]
-        root = tempfile.mkdtemp(prefix=f"flexvol-sanity-{token}-", dir=parent)
+        root = tempfile.mkdtemp(prefix=f"flexvol-{purpose}-{token}-", dir=parent)
         node = cls(root, driver_name, token)
         os.makedirs(node.kubelet_root, 0o750)
         os.makedirs(node.data_root, 0o700)

@@ -44,6 +44,7 @@ class Outcome:
     error: str = ""
     mounted_at: str = ""
     left_behind: str = ""
+    kubelet_root: str = ""
 
 
 @dataclass
@@ -68,7 +69,8 @@ def run_volume(plan: PodPlan, volume: PodVolume, settings: Settings,
                on_step: Callable[[Outcome, Step], None] | None = None) -> Outcome:
     outcome = Outcome(plan.pod, volume.name, volume.driver)
     executable = executable_for(volume, settings)
-    node = Node.create(volume.driver, settings.tmp_dir)
+    node = Node.create(volume.driver, settings.tmp_dir, "simulate")
+    outcome.kubelet_root = node.kubelet_root
     started = time.monotonic()
 
     def record(call: Call) -> None:
@@ -95,6 +97,10 @@ def run_volume(plan: PodPlan, volume: PodVolume, settings: Settings,
                  if key not in volume.options}
         try:
             outcome.mounted_at = kubelet.setup(spec, plan.uid, extra)
+            if on_step:
+                # Not a driver call: the moment the pod's containers would start.
+                on_step(outcome, Step(round(time.monotonic() - started, 3), "pod", "running", [], "", 0.0,
+                                      note=f"volume mounted at {outcome.mounted_at}"))
         except CheckFailed as failed:
             outcome.error = failed.message
         if settings.teardown:

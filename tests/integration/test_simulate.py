@@ -41,7 +41,7 @@ def test_pv_pvc_pod_walks_the_flow_and_cleans_up(work_dir: Path) -> None:
     assert code == 0, output
     assert "claim default/data binds to PV pv-data-1" in output
     verbs = [line.split()[2] for line in output.splitlines() if line.strip().startswith("+")]
-    assert verbs == ["init", "mount", "unmount"], output
+    assert verbs == ["init", "mount", "running", "unmount"], output
     # The volume was really made (backing file of the PV's size) and nothing stays attached.
     assert (work_dir / "root" / "volumes" / "data-1.img").stat().st_size == 128 << 20
     assert ours(work_dir) == ([], [])
