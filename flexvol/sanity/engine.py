@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from flexvol.errors import FlexvolError, InvalidInput
 from flexvol.sanity.caller import Call, Caller
-from flexvol.sanity.checks import CHECK_NAMES, CHECKS, Check
+from flexvol.sanity.checks import ALL_VERBS, CHECK_NAMES, CHECKS, Check
 from flexvol.sanity.context import DEFAULT_OPTIONS, Context
 from flexvol.sanity.kubelet import CheckFailed
 from flexvol.sanity.node import Node, driver_name_of
@@ -176,6 +176,7 @@ def latency(calls: list[Call]) -> list[Latency]:
     by_verb: dict[str, list[float]] = {}
     for call in calls:
         if not call.cached and not call.timed_out and call.code is not None:
-            by_verb.setdefault(call.verb or "(empty)", []).append(call.seconds * 1000)
+            verb = call.verb if call.verb in ALL_VERBS else "(other)"
+            by_verb.setdefault(verb, []).append(call.seconds * 1000)
     return [Latency(verb, len(times), round(statistics.median(times), 1), round(max(times), 1))
             for verb, times in sorted(by_verb.items())]
