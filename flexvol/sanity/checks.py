@@ -320,7 +320,7 @@ def check_repeat(ctx: Context) -> None:
             call = again("mountdevice", global_path, volume.device, kubelet.base(volume))
             if not call.not_supported:
                 one_mount(global_path, call, f"after {times} mountdevice calls")
-        os.makedirs(pod_dir, 0o750, exist_ok=True)
+        # The pod dir does not exist yet: mount must create it (section 10).
         call = again("mount", pod_dir, kubelet.pod_options(volume, pod))
         if not call.not_supported:
             one_mount(pod_dir, call, f"after {times} mount calls")

@@ -105,3 +105,26 @@ def test_checks_that_need_a_capability_are_skipped(work_dir: Path) -> None:
     assert statuses(report) == {"expandfs": "SKIP", "fsgroup": "SKIP"}
     reasons = " ".join(item["reason"] for item in report["results"])
     assert "requiresFSResize false" in reasons and "fsGroup capability true" in reasons
+
+
+def test_kubelet_fallbacks_for_a_driver_without_mount(work_dir: Path) -> None:
+    # An attachable driver that answers Not supported to mount and unmount: the kubelet
+    # bind-mounts the global device mount into the pod dir and unmounts it itself (section 3).
+    wrapper = work_dir / "mnt" / "mountdevice-only"
+    wrapper.write_text(
+        "#!/usr/bin/python3 -IS\n"
+        "import os, sys\n"
+        "if sys.argv[1:2] in (['mount'], ['unmount']):\n"
+        "    print('{\"status\": \"Not supported\"}')\n"
+        "    sys.exit(0)\n"
+        f"os.execv({str(DRIVER)!r}, [{str(DRIVER)!r}, *sys.argv[1:]])\n")
+    wrapper.chmod(0o755)
+    try:
+        _, report = sanity(work_dir, wrapper, "--attach-mode", "controller", "--only", "lifecycle",
+                           "--only", "read-only")
+    finally:
+        wrapper.unlink()
+    assert statuses(report) == {"lifecycle": "PASS", "read-only": "PASS"}, report["results"]
+    # mount and unmount were asked once each (then remembered as Not supported), never again.
+    calls = {item["verb"]: item["calls"] for item in report["latency"]}
+    assert calls["mount"] == 2 and calls["unmount"] == 2
