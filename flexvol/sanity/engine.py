@@ -156,6 +156,9 @@ def _run_one(check: Check, ctx: Context, probe: Call) -> CheckResult:
             result.output = failed.call.output.strip()[:2000]
     except OSError as error:
         result.status, result.reason = FAIL, f"{type(error).__name__}: {error}"
+    except Exception as error:
+        # A fault in the check itself must not stop the run or skip the leftover scan.
+        result.status, result.reason = FAIL, f"the check itself failed: {type(error).__name__}: {error}"
     leftovers = ctx.node.leftovers()
     if leftovers:
         note = f"left behind {leftovers.describe()}"
