@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import socket
 from dataclasses import asdict
@@ -18,7 +17,7 @@ from flexvol.cli.main import app
 from flexvol.cli.sanity import parse_env
 from flexvol.errors import FlexvolError
 from flexvol.simulate import manifests as manifests_module
-from flexvol.simulate.flow import Outcome, Settings, Step, run_volume
+from flexvol.simulate.flow import Outcome, PodRun, Settings, Step, run_pod
 from flexvol.simulate.plan import DEFAULT_PLUGIN_DIR, PodPlan, PodVolume, dry_steps, plan
 
 STATUS_STYLE = {"Success": "green", "Failure": "red", "Not supported": "yellow"}
@@ -39,6 +38,9 @@ def _resolution(out: Console, pod: PodPlan, volume: PodVolume) -> None:
             head.append(f"claim {binding.claim} cannot bind", style="bold red")
     elif volume.driver:
         head.append("inline flexVolume")
+    else:
+        out.print(head + Text("not a flexVolume; the driver is not involved", style="dim"))
+        return
     out.print(head)
     if volume.binding is not None:
         for pv, reason in volume.binding.rejected:
@@ -50,28 +52,54 @@ def _resolution(out: Console, pod: PodPlan, volume: PodVolume) -> None:
         out.print(Text(f"  not run: {volume.problem}", style="yellow"))
 
 
-def _step_line(out: Console, outcome: Outcome, step: Step) -> None:
-    at = f"+{step.at:.3f}s"
-    if not outcome.steps[:-1] and step.component != "pod":
-        out.print(Text(f"  kubelet root {outcome.kubelet_root} (shown as $ROOT below)", style="dim"))
+class Timeline:
+    """Prints each step of one pod as it happens, with the kubelet root shortened to $ROOT."""
 
-    def short(text: str) -> str:
-        return text.replace(outcome.kubelet_root, "$ROOT") if outcome.kubelet_root else text
+    def __init__(self, out: Console, several: bool) -> None:
+        self.out = out
+        self.root = ""
+        self.several = several
 
-    if step.component == "pod":
-        head = Text(f"  {at:>9}  {'pod':<18} {step.verb:<14}", style="bold")
-        out.print(head + Text(short(step.note), style="dim"))
-        return
-    line = Text(f"  {at:>9}  {step.component:<18} {step.verb:<14}")
-    line.append(step.status, style=STATUS_STYLE.get(step.status, "red"))
-    line.append(f"  {step.seconds * 1000:.0f} ms", style="dim")
-    reply = {key: value for key, value in (step.reply or {}).items() if key != "status"}
-    if reply:
-        line.append("  " + json.dumps(reply)[:200], style="dim")
-    out.print(line)
-    out.print(Text(f"             $ {short(_show_argv(step.argv))}", style="dim"))
-    if step.problem:
-        out.print(Text(f"             {step.problem}", style="red"))
+    def step(self, outcome: Outcome | None, step: Step) -> None:
+        at = f"+{step.at:.3f}s"
+        if outcome is not None and not self.root:
+            self.root = outcome.kubelet_root
+            self.out.print(Text(f"  kubelet root {self.root} (shown as $ROOT below)", style="dim"))
+        if step.component == "pod":
+            head = Text(f"  {at:>9}  {'pod':<18} {step.verb:<14}", style="bold")
+            self.out.print(head + Text(step.note, style="dim"))
+            return
+        line = Text(f"  {at:>9}  {step.component:<18} {step.verb:<14}")
+        line.append(step.status, style=STATUS_STYLE.get(step.status, "red"))
+        line.append(f"  {step.seconds * 1000:.0f} ms", style="dim")
+        if self.several:
+            line.append(f"  [{step.volume}]", style="cyan")
+        reply = {key: value for key, value in (step.reply or {}).items() if key != "status"}
+        if reply:
+            line.append("  " + json.dumps(reply)[:200], style="dim")
+        self.out.print(line)
+        argv = _show_argv(step.argv)
+        if self.root:
+            argv = argv.replace(self.root, "$ROOT")
+        self.out.print(Text(f"             $ {argv}", style="dim"))
+        if step.problem:
+            self.out.print(Text(f"             {step.problem}", style="red"))
+
+
+def _summary(out: Console, run: PodRun) -> None:
+    for outcome in run.outcomes:
+        if outcome.error:
+            out.print(Text(f"  {outcome.volume}: failed: {outcome.error}", style="bold red"))
+        elif outcome.mounted_at:
+            out.print(Text(f"  {outcome.volume}: mounted at {outcome.mounted_at} "
+                           "(left mounted: --no-teardown)", style="bold green"))
+    if run.left_behind:
+        out.print(Text(f"  left behind (removed): {run.left_behind}", style="bold red"))
+    if run.error:
+        out.print(Text(f"  {run.error}", style="bold red"))
+    unfinished = any(outcome.error or outcome.mounted_at for outcome in run.outcomes)
+    if not (run.left_behind or run.error or unfinished):
+        out.print(Text("  pod volumes set up and torn down; nothing left behind", style="bold green"))
 
 
 @app.command()
@@ -101,38 +129,33 @@ def simulate(
         if not plans:
             raise FlexvolError("no Pod in the manifests", "add a Pod that uses the volumes")
         for pod in plans:
+            entries = {}
             for volume in pod.volumes:
-                entry: dict = {"pod": pod.pod, "volume": asdict(volume)}
+                entries[volume.name] = entry = {"pod": pod.pod, "volume": asdict(volume)}
                 report.append(entry)
                 if not json_output:
                     _resolution(out, pod, volume)
                 if not volume.runnable:
                     failed = failed or volume.driver != "" or volume.binding is not None
-                    continue
-                if dry_run:
-                    steps = dry_steps(pod, volume, os.path.join("<kubelet root>"))
+                elif dry_run:
+                    steps = dry_steps(pod, volume, "<kubelet root>")
                     entry["plan"] = [{"component": c, "when": w, "argv": a} for c, w, a in steps]
                     if not json_output:
                         for component, when, argv in steps:
                             out.print(Text(f"  {component:<18} {when:<24} ", style="bold")
                                       + Text(_show_argv(argv), style="dim"))
-                    continue
-                outcome = run_volume(pod, volume, settings,
-                                     None if json_output else lambda o, s: _step_line(out, o, s))
-                entry["outcome"] = asdict(outcome)
-                failed = failed or bool(outcome.error or outcome.left_behind)
-                if json_output:
-                    continue
-                if outcome.error:
-                    out.print(Text(f"  failed: {outcome.error}", style="bold red"))
-                elif outcome.mounted_at:
-                    out.print(Text(f"  mounted at {outcome.mounted_at} (left mounted: --no-teardown)",
-                                   style="bold green"))
-                else:
-                    out.print(Text("  pod volume set up and torn down; nothing left behind",
-                                   style="bold green"))
-                if outcome.left_behind:
-                    out.print(Text(f"  left behind (removed): {outcome.left_behind}", style="bold red"))
+            runnable = [volume for volume in pod.volumes if volume.runnable]
+            if dry_run or not runnable:
+                continue
+            timeline = Timeline(out, len(runnable) > 1)
+            if not json_output:
+                out.print(Text(f"{pod.pod}: setting up {len(runnable)} volume(s)", style="bold"))
+            run = run_pod(pod, runnable, settings, None if json_output else timeline.step)
+            for outcome in run.outcomes:
+                entries[outcome.volume]["outcome"] = asdict(outcome)
+            failed = failed or bool(run.error or run.left_behind) or any(o.error for o in run.outcomes)
+            if not json_output:
+                _summary(out, run)
     except FlexvolError as error:
         out.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(2) from None

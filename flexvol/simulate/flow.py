@@ -32,6 +32,7 @@ class Step:
     reply: dict | None = None
     problem: str = ""
     note: str = ""
+    volume: str = ""
 
 
 @dataclass
@@ -43,7 +44,6 @@ class Outcome:
     steps: list[Step] = field(default_factory=list)
     error: str = ""
     mounted_at: str = ""
-    left_behind: str = ""
     kubelet_root: str = ""
 
 
@@ -65,55 +65,99 @@ def executable_for(volume: PodVolume, settings: Settings) -> str:
     return os.path.abspath(path)
 
 
-def run_volume(plan: PodPlan, volume: PodVolume, settings: Settings,
-               on_step: Callable[[Outcome, Step], None] | None = None) -> Outcome:
-    outcome = Outcome(plan.pod, volume.name, volume.driver)
-    executable = executable_for(volume, settings)
-    node = Node.create(volume.driver, settings.tmp_dir, "simulate")
-    outcome.kubelet_root = node.kubelet_root
+@dataclass
+class PodRun:
+    pod: str
+    kubelet_root: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    left_behind: str = ""
+    error: str = ""
+
+
+StepHook = Callable[[Outcome | None, Step], None]
+
+
+def run_pod(plan: PodPlan, volumes: list[PodVolume], settings: Settings,
+            on_step: StepHook | None = None) -> PodRun:
+    """Set up every volume of the pod in order, mark the pod running, then tear down in reverse.
+
+    As the kubelet does, a volume that fails to set up stops the pod from starting; whatever
+    was set up is still torn down (with --teardown).
+    """
+    executables = {volume.driver: executable_for(volume, settings) for volume in volumes}
+    first = Node.create(volumes[0].driver, settings.tmp_dir, "simulate")
+    run = PodRun(plan.pod, first.kubelet_root)
     started = time.monotonic()
+    current: dict[str, Outcome] = {}
 
     def record(call: Call) -> None:
+        outcome = current["outcome"]
         component = "controller-manager" if call.verb in CONTROLLER_VERBS else "kubelet"
         step = Step(round(time.monotonic() - started - call.seconds, 3), component, call.verb, call.argv[1:],
-                    call.status or "(no reply)", round(call.seconds, 3), call.reply, call.problem)
+                    call.status or "(no reply)", round(call.seconds, 3), call.reply, call.problem,
+                    volume=outcome.volume)
         outcome.steps.append(step)
         if on_step:
             on_step(outcome, step)
 
-    caller = Caller(executable, env=settings.env, timeout=settings.timeout, on_done=record)
+    # One plugin object per driver: init runs once, its "Not supported" memory is shared.
+    kubelets: dict[str, Kubelet | str] = {}
+    set_up: list[tuple[Outcome, Kubelet, Volume]] = []
     try:
-        init = caller.call("init")
-        if not init.ok:
-            outcome.error = f"init failed, the kubelet would not load {volume.driver}: {init.describe()}"
-            return outcome
-        capabilities = init.field("capabilities") or {}
-        outcome.attachable = bool(next((value for key, value in capabilities.items()  # type: ignore[union-attr]
-                                        if key.lower() == "attach"), True))
-        kubelet = Kubelet(caller, node, outcome.attachable, plan.node_name)
-        spec = Volume(pv=volume.pv_or_volume_name, options=volume.options, fs_type=volume.fs_type,
-                      read_only=volume.read_only)
-        extra = {key: value for key, value in mount_options(volume, plan.uid).items()
-                 if key not in volume.options}
-        try:
-            outcome.mounted_at = kubelet.setup(spec, plan.uid, extra)
+        for volume in volumes:
+            outcome = Outcome(plan.pod, volume.name, volume.driver, kubelet_root=first.kubelet_root)
+            run.outcomes.append(outcome)
+            current["outcome"] = outcome
+            if volume.driver not in kubelets:
+                kubelets[volume.driver] = _load(volume.driver, executables[volume.driver], first, plan,
+                                                settings, record)
+            kubelet = kubelets[volume.driver]
+            if isinstance(kubelet, str):
+                outcome.error = kubelet
+                break
+            outcome.attachable = kubelet.attach
+            spec = Volume(pv=volume.pv_or_volume_name, options=volume.options, fs_type=volume.fs_type,
+                          read_only=volume.read_only)
+            extra = {key: value for key, value in mount_options(volume, plan.uid).items()
+                     if key not in volume.options}
+            set_up.append((outcome, kubelet, spec))
+            try:
+                outcome.mounted_at = kubelet.setup(spec, plan.uid, extra)
+            except CheckFailed as failed:
+                outcome.error = failed.message
+                break
+        else:
             if on_step:
                 # Not a driver call: the moment the pod's containers would start.
-                on_step(outcome, Step(round(time.monotonic() - started, 3), "pod", "running", [], "", 0.0,
-                                      note=f"volume mounted at {outcome.mounted_at}"))
-        except CheckFailed as failed:
-            outcome.error = failed.message
+                on_step(None, Step(round(time.monotonic() - started, 3), "pod", "running", [], "", 0.0,
+                                   note=f"{len(volumes)} volume(s) mounted"))
         if settings.teardown:
-            try:
-                kubelet.teardown(spec)
-                outcome.mounted_at = ""
-            except CheckFailed as failed:
-                outcome.error = outcome.error or failed.message
+            for outcome, kubelet, spec in reversed(set_up):
+                current["outcome"] = outcome
+                try:
+                    kubelet.teardown(spec)
+                    outcome.mounted_at = ""
+                except CheckFailed as failed:
+                    outcome.error = outcome.error or failed.message
     finally:
         if settings.teardown:
-            leftovers = node.leftovers()
-            outcome.left_behind = leftovers.describe()
-            errors = node.remove()
+            run.left_behind = first.leftovers().describe()
+            errors = first.remove()
             if errors:
-                outcome.error = outcome.error or f"cleanup failed: {'; '.join(errors)}"
-    return outcome
+                run.error = f"cleanup failed: {'; '.join(errors)}"
+    return run
+
+
+def _load(driver: str, executable: str, first: Node, plan: PodPlan, settings: Settings,
+          record: Callable[[Call], None]) -> Kubelet | str:
+    """init the driver as the kubelet's prober does; the Kubelet for it, or why it is not loaded."""
+    caller = Caller(executable, env=settings.env, timeout=settings.timeout, on_done=record)
+    init = caller.call("init")
+    if not init.ok:
+        return f"init failed, the kubelet would not load {driver}: {init.describe()}"
+    capabilities = init.field("capabilities")
+    attach = True
+    if isinstance(capabilities, dict):
+        attach = bool(next((value for key, value in capabilities.items() if key.lower() == "attach"), True))
+    node = first if driver == first.driver_name else Node(first.root, driver, first.token)
+    return Kubelet(caller, node, attach, plan.node_name)

@@ -70,6 +70,27 @@ def test_no_teardown_leaves_the_volume_mounted(work_dir: Path) -> None:
     assert code == 0, output
     loops, mounts = ours(work_dir)
     assert len(loops) == 1 and len(mounts) == 1
-    assert "left mounted: --no-teardown" in output
+    assert "(left mounted: --no-teardown)" in " ".join(output.split())
     # The pod's fsGroup reached the driver, which gave the volume root to that group.
     assert Path(mounts[0]).stat().st_gid == 2000
+
+
+def test_a_pod_with_several_volumes_stops_at_the_first_failure_and_tears_down(work_dir: Path) -> None:
+    manifest = work_dir / "mnt" / "two.yaml"
+    manifest.write_text("""
+kind: Pod
+metadata: {name: two}
+spec:
+  volumes:
+    - {name: a, flexVolume: {driver: flexvol/loop, options: {volumeID: two-a, size: 32Mi}}}
+    - {name: cache, emptyDir: {}}
+    - {name: b, flexVolume: {driver: flexvol/loop, readOnly: true, options: {volumeID: two-b}}}
+""")
+    code, output = simulate(work_dir, "--json", "-f", str(manifest))
+    assert code == 1
+    entries = {entry["volume"]["name"]: entry for entry in json.loads(output)}
+    assert [step["verb"] for step in entries["a"]["outcome"]["steps"]] == ["init", "mount", "unmount"]
+    # b is read-only and new: the driver refuses to create it, so the pod never starts.
+    assert "read-only mount never creates" in entries["b"]["outcome"]["error"]
+    assert "outcome" not in entries["cache"]
+    assert ours(work_dir) == ([], [])
