@@ -111,8 +111,9 @@ def run_sanity(settings: Settings, on_event: Event | None = None) -> Report:
     attach = settings.attach_mode == "controller"
     try:
         probe = caller.call("init")
-        if probe.ok and isinstance(probe.field("capabilities"), dict):
-            capabilities = dict(probe.field("capabilities"))  # type: ignore[arg-type]
+        found = probe.field("capabilities")
+        if probe.ok and isinstance(found, dict):
+            capabilities = dict(found)
         if settings.attach_mode == "auto":
             # The default is attachable (FLEXVOLUME.md 2): an omitted key means true.
             attach = bool(next((value for key, value in capabilities.items() if key.lower() == "attach"),

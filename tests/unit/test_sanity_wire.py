@@ -7,6 +7,7 @@ import pytest
 from flexvol.errors import InvalidInput
 from flexvol.sanity.caller import judge
 from flexvol.sanity.engine import selected_checks
+from flexvol.sanity.node import Node, driver_name_of
 
 
 @pytest.mark.parametrize(("code", "output", "problem"), [
@@ -43,3 +44,15 @@ def test_only_and_skip_select_checks_and_reject_unknown_names() -> None:
     assert "repeat" not in [check.name for check in selected_checks([], ["repeat"])]
     with pytest.raises(InvalidInput, match="unknown check 'nope'"):
         selected_checks(["nope"], [])
+
+
+def test_kubelet_layout_and_driver_name() -> None:
+    # FLEXVOLUME.md 1 and 5: the name comes from <vendor>~<driver>; paths keep the "/" or use "~".
+    node = Node("/r", "example.com/loop", "tok")
+    assert node.device_mount_path("pv1") == (
+        "/r/kubelet/plugins/kubernetes.io/flexvolume/example.com/loop/mounts/pv1")
+    assert node.pod_dir("uid", "pv1") == "/r/kubelet/pods/uid/volumes/example.com~loop/pv1"
+    assert driver_name_of("/plugins/example.com~loop/loop") == "example.com/loop"
+    assert driver_name_of("/opt/bin/my-driver") == "sanity/my-driver"
+    assert node.ours("/r/data/volumes/v.img") and node.ours("/elsewhere/s-tok-1.img")
+    assert not node.ours("/rr/data") and not node.ours("/var/lib/other.img")
