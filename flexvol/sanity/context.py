@@ -35,7 +35,7 @@ class Context:
 
     def volume(self, *, size_bytes: int | None = None, fs_type: str = "ext4",
                read_only: bool = False) -> Volume:
-        name = f"s{self.node.token}-{next(self._serial)}"
+        name = f"{self.node.volume_prefix}{next(self._serial)}"
         size = str(size_bytes or self.size_bytes)
         options = {key: value.replace(VOLUME_PLACEHOLDER, name).replace(SIZE_PLACEHOLDER, size)
                    for key, value in self.options.items()}

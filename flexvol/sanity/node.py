@@ -77,8 +77,13 @@ class Node:
 
     # ---- kernel facts ------------------------------------------------------------------------
 
+    @property
+    def volume_prefix(self) -> str:
+        """Every volume name of this run starts so; a foreign driver's files named after them are ours."""
+        return f"s{self.token}-"
+
     def ours(self, path: str) -> bool:
-        return path == self.root or path.startswith(self.root + "/") or self.token in path
+        return path == self.root or path.startswith(self.root + "/") or self.volume_prefix in path
 
     def loops(self) -> dict[str, str]:
         return {device: backing for device, backing in kernel.loop_devices().items() if self.ours(backing)}

@@ -54,5 +54,5 @@ def test_kubelet_layout_and_driver_name() -> None:
     assert node.pod_dir("uid", "pv1") == "/r/kubelet/pods/uid/volumes/example.com~loop/pv1"
     assert driver_name_of("/plugins/example.com~loop/loop") == "example.com/loop"
     assert driver_name_of("/opt/bin/my-driver") == "sanity/my-driver"
-    assert node.ours("/r/data/volumes/v.img") and node.ours("/elsewhere/s-tok-1.img")
-    assert not node.ours("/rr/data") and not node.ours("/var/lib/other.img")
+    assert node.ours("/r/data/volumes/v.img") and node.ours("/elsewhere/stok-1.img")
+    assert not node.ours("/rr/data") and not node.ours("/var/lib/tok.img")
