@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import time
@@ -14,6 +15,8 @@ from flexvol.doctor import FAIL, PASS, Check
 from flexvol.inventory import Capacity, VolumeView, readable_bytes
 from flexvol.repair import Finding
 from flexvol.sanity import engine as sanity
+from flexvol.simulate.flow import Outcome, PodRun, Step
+from flexvol.simulate.plan import PodPlan, PodVolume
 
 STATE_STYLE = {"idle": "dim", "attached": "cyan", "mounted": "green", "inconsistent": "bold red"}
 CHECK_STYLE = {PASS: "green", FAIL: "bold red"}
@@ -179,3 +182,87 @@ def sanity_report(report: sanity.Report, out: Console) -> None:
     out.print(Text(summary, style=SANITY_STYLE[sanity.FAIL] if report.failed else SANITY_STYLE[sanity.PASS]))
     if report.kept:
         out.print(f"kept the temporary kubelet root {report.root}")
+
+
+# ---- flexvol simulate --------------------------------------------------------------------
+
+STATUS_STYLE = {"Success": "green", "Failure": "red", "Not supported": "yellow"}
+
+
+def show_argv(argv: list[str]) -> str:
+    text = shlex.join(argv)
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def simulate_resolution(out: Console, pod: PodPlan, volume: PodVolume) -> None:
+    head = Text(f"{pod.pod} volume {volume.name}: ", style="bold")
+    if volume.binding is not None:
+        binding = volume.binding
+        if binding.pv is not None:
+            head.append(f"claim {binding.claim} binds to PV {volume.pv} ({binding.how})")
+        else:
+            head.append(f"claim {binding.claim} cannot bind", style="bold red")
+    elif volume.driver:
+        head.append("inline flexVolume")
+    else:
+        out.print(head + Text("not a flexVolume; the driver is not involved", style="dim"))
+        return
+    out.print(head)
+    if volume.binding is not None:
+        for pv, reason in volume.binding.rejected:
+            out.print(Text(f"  PV {pv}: {reason}", style="red" if volume.binding.pv is None else "dim"))
+    if volume.driver:
+        out.print(f"  driver {volume.driver}, pvOrVolumeName {volume.pv_or_volume_name}, "
+                  f"{'ro' if volume.read_only else 'rw'}, fsType {volume.fs_type or '(default)'}")
+    if volume.problem:
+        out.print(Text(f"  not run: {volume.problem}", style="yellow"))
+
+
+class SimulateTimeline:
+    """Prints each step of one pod as it happens, with the kubelet root shortened to $ROOT."""
+
+    def __init__(self, out: Console, several: bool) -> None:
+        self.out = out
+        self.root = ""
+        self.several = several
+
+    def step(self, outcome: Outcome | None, step: Step) -> None:
+        at = f"+{step.at:.3f}s"
+        if outcome is not None and not self.root:
+            self.root = outcome.kubelet_root
+            self.out.print(Text(f"  kubelet root {self.root} (shown as $ROOT below)", style="dim"))
+        if step.component == "pod":
+            head = Text(f"  {at:>9}  {'pod':<18} {step.verb:<14}", style="bold")
+            self.out.print(head + Text(step.note, style="dim"))
+            return
+        line = Text(f"  {at:>9}  {step.component:<18} {step.verb:<14}")
+        line.append(step.status, style=STATUS_STYLE.get(step.status, "red"))
+        line.append(f"  {step.seconds * 1000:.0f} ms", style="dim")
+        if self.several:
+            line.append(f"  [{step.volume}]", style="cyan")
+        reply = {key: value for key, value in (step.reply or {}).items() if key != "status"}
+        if reply:
+            line.append("  " + json.dumps(reply)[:200], style="dim")
+        self.out.print(line)
+        argv = show_argv(step.argv)
+        if self.root:
+            argv = argv.replace(self.root, "$ROOT")
+        self.out.print(Text(f"             $ {argv}", style="dim"))
+        if step.problem:
+            self.out.print(Text(f"             {step.problem}", style="red"))
+
+
+def simulate_summary(out: Console, run: PodRun) -> None:
+    for outcome in run.outcomes:
+        if outcome.error:
+            out.print(Text(f"  {outcome.volume}: failed: {outcome.error}", style="bold red"))
+        elif outcome.mounted_at:
+            out.print(Text(f"  {outcome.volume}: mounted at {outcome.mounted_at} "
+                           "(left mounted: --no-teardown)", style="bold green"))
+    if run.left_behind:
+        out.print(Text(f"  left behind (removed): {run.left_behind}", style="bold red"))
+    if run.error:
+        out.print(Text(f"  {run.error}", style="bold red"))
+    unfinished = any(outcome.error or outcome.mounted_at for outcome in run.outcomes)
+    if not (run.left_behind or run.error or unfinished):
+        out.print(Text("  pod volumes set up and torn down; nothing left behind", style="bold green"))
