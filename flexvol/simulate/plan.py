@@ -133,21 +133,23 @@ def driver_path(driver: str, plugin_dir: str) -> str:
     return os.path.join(plugin_dir, directory, driver.rsplit("/", 1)[-1])
 
 
-def base_options(volume: PodVolume) -> dict[str, str]:
-    body = {
+def _kubernetes_keys(volume: PodVolume) -> dict[str, str]:
+    return {
         "kubernetes.io/fsType": volume.fs_type,
         "kubernetes.io/readwrite": "ro" if volume.read_only else "rw",
         "kubernetes.io/pvOrVolumeName": volume.pv_or_volume_name,
     }
-    body.update(volume.options)
-    return body
+
+
+def base_options(volume: PodVolume) -> dict[str, str]:
+    """What every call but mount gets (FLEXVOLUME.md 4): flexVolume.options merged last."""
+    return {**_kubernetes_keys(volume), **volume.options}
 
 
 def mount_options(volume: PodVolume, pod_uid: str) -> dict[str, str]:
-    body = base_options(volume)
-    body.update({"kubernetes.io/pod.uid": pod_uid, **volume.mount_extra})
-    body.update(volume.options)
-    return body
+    """mount's options: pod identity, secrets and fsGroup too; flexVolume.options still last."""
+    return {**_kubernetes_keys(volume), "kubernetes.io/pod.uid": pod_uid, **volume.mount_extra,
+            **volume.options}
 
 
 def dry_steps(plan_: PodPlan, volume: PodVolume, kubelet_root: str) -> list[tuple[str, str, list[str]]]:
