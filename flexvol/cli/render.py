@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import time
 
@@ -112,10 +111,6 @@ def capacity_table(found: Capacity) -> Table:
 SANITY_STYLE = {sanity.PASS: "bold green", sanity.FAIL: "bold red", sanity.SKIP: "yellow"}
 
 
-def console() -> Console:
-    return Console(highlight=False, soft_wrap=False, width=int(os.environ.get("COLUMNS", "0")) or None)
-
-
 class LiveStatus:
     """The live line: which check runs, which verb is being called, elapsed time."""
 
@@ -149,7 +144,8 @@ class LiveStatus:
 
 def sanity_report(report: sanity.Report, out: Console) -> None:
     mode = "attachable (controller-manager attaches)" if report.attach else "non-attachable (kubelet only)"
-    out.print(f"[bold]{report.driver}[/] as driver [bold]{report.driver_name}[/], {mode}")
+    out.print(Text.assemble((report.driver, "bold"), " as driver ", (report.driver_name, "bold"),
+                            f", {mode}"))
     table = Table(show_lines=False)
     table.add_column("check")
     table.add_column("§", justify="right")
@@ -181,7 +177,7 @@ def sanity_report(report: sanity.Report, out: Console) -> None:
     summary = f"{counts[sanity.PASS]} passed, {counts[sanity.FAIL]} failed, {counts[sanity.SKIP]} skipped"
     out.print(Text(summary, style=SANITY_STYLE[sanity.FAIL] if report.failed else SANITY_STYLE[sanity.PASS]))
     if report.kept:
-        out.print(f"kept the temporary kubelet root {report.root}")
+        out.print(Text(f"kept the temporary kubelet root {report.root}"))
 
 
 # ---- flexvol simulate --------------------------------------------------------------------
@@ -212,8 +208,8 @@ def simulate_resolution(out: Console, pod: PodPlan, volume: PodVolume) -> None:
         for pv, reason in volume.binding.rejected:
             out.print(Text(f"  PV {pv}: {reason}", style="red" if volume.binding.pv is None else "dim"))
     if volume.driver:
-        out.print(f"  driver {volume.driver}, pvOrVolumeName {volume.pv_or_volume_name}, "
-                  f"{'ro' if volume.read_only else 'rw'}, fsType {volume.fs_type or '(default)'}")
+        out.print(Text(f"  driver {volume.driver}, pvOrVolumeName {volume.pv_or_volume_name}, "
+                       f"{'ro' if volume.read_only else 'rw'}, fsType {volume.fs_type or '(default)'}"))
     if volume.problem:
         out.print(Text(f"  not run: {volume.problem}", style="yellow"))
 

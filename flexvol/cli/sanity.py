@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 
-from flexvol.cli import render
+from flexvol.cli import common, render
 from flexvol.cli.main import app
-from flexvol.errors import FlexvolError
+from flexvol.errors import FlexvolError, InvalidInput
 from flexvol.sanity.checks import CHECK_NAMES
 from flexvol.sanity.engine import Settings, run_sanity
 
@@ -60,7 +61,7 @@ def sanity(
     """Check a FlexVolume driver against the protocol, calling it exactly as Kubernetes does."""
     settings = Settings(driver, parse_options(options), attach_mode, repeat, list(only or []),
                         list(skip or []), keep, timeout, parse_env(list(env or [])), tmp_dir)
-    out = render.console()
+    out = common.console()
     try:
         if json_output or not out.is_terminal:
             report = run_sanity(settings)
@@ -69,8 +70,11 @@ def sanity(
             with Live(status, console=out, transient=True, refresh_per_second=8):
                 report = run_sanity(settings, status.event)
     except FlexvolError as error:
-        out.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(2) from None
+        common.error_console().print(f"[bold red]error:[/] {escape(error.message)}")
+        if error.hint:
+            common.error_console().print(f"  hint: {escape(error.hint)}")
+        # A driver or manifest that cannot be used is wrong usage; anything else failed.
+        raise typer.Exit(2 if isinstance(error, InvalidInput) else common.EXIT_FAILED) from None
     if json_output:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -8,15 +8,17 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 
-from flexvol.cli import render
+from flexvol.callrun import DEFAULT_PLUGIN_DIR
+from flexvol.cli import common, render
 from flexvol.cli.main import app
 from flexvol.cli.sanity import parse_env
-from flexvol.errors import FlexvolError
+from flexvol.errors import FlexvolError, InvalidInput
 from flexvol.simulate import manifests as manifests_module
 from flexvol.simulate.flow import Settings, run_pod
-from flexvol.simulate.plan import DEFAULT_PLUGIN_DIR, dry_steps, plan
+from flexvol.simulate.plan import dry_steps, plan
 
 
 @app.command()
@@ -36,7 +38,7 @@ def simulate(
     json_output: Annotated[bool, typer.Option("--json", help="Print the plan and steps as JSON.")] = False,
 ) -> None:
     """Walk Pods, PVs, PVCs and StorageClasses through this node's FlexVolume flow."""
-    out = render.console()
+    out = common.console()
     settings = Settings(driver, plugin_dir, parse_env(list(env or [])), timeout, teardown, tmp_dir)
     failed = False
     report: list[dict] = []
@@ -74,8 +76,11 @@ def simulate(
             if not json_output:
                 render.simulate_summary(out, run)
     except FlexvolError as error:
-        out.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(2) from None
+        common.error_console().print(f"[bold red]error:[/] {escape(error.message)}")
+        if error.hint:
+            common.error_console().print(f"  hint: {escape(error.hint)}")
+        # A driver or manifest that cannot be used is wrong usage; anything else failed.
+        raise typer.Exit(2 if isinstance(error, InvalidInput) else common.EXIT_FAILED) from None
     if json_output:
         typer.echo(json.dumps(report, indent=2))
     raise typer.Exit(1 if failed else 0)

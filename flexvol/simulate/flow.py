@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flexvol.callrun import DEFAULT_PLUGIN_DIR
 from flexvol.errors import InvalidInput
 from flexvol.sanity.caller import Call, Caller
 from flexvol.sanity.kubelet import CheckFailed, Kubelet, Volume
@@ -50,7 +51,7 @@ class Outcome:
 @dataclass
 class Settings:
     driver: str | None = None
-    plugin_dir: str = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
+    plugin_dir: str = DEFAULT_PLUGIN_DIR
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 120.0
     teardown: bool = True

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from flexvol.simulate.binding import Binding, bind
 from flexvol.simulate.manifests import Manifests, name_of, namespace_of, spec_of
 
-DEFAULT_PLUGIN_DIR = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
-
 
 @dataclass
 class PodVolume:
