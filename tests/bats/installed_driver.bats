@@ -115,3 +115,17 @@ opts() { printf '{"kubernetes.io/fsType":"","kubernetes.io/readwrite":"rw","kube
     run ls -A "$PLUGIN_DIR/flexvol~loop"
     [ "$output" = "loop" ]
 }
+
+@test "the installed flexvol command checks the installed driver with flexvol sanity" {
+    run "$WORK/bin/flexvol" sanity "$DRIVER" --only lifecycle --only output --json --tmp-dir "$WORK"
+    [ "$status" -eq 0 ] || { echo "$output"; return 1; }
+    [ "$(json_field driver_name)" = "flexvol/loop" ]
+    [ "$(json_field passed)" = "true" ]
+}
+
+@test "the installed flexvol command plans examples/pv-pvc-pod.yaml against the plugin dir" {
+    run "$WORK/bin/flexvol" simulate --dry-run --plugin-dir "$PLUGIN_DIR" \
+        -f "$REPO/examples/storageclass.yaml" -f "$REPO/examples/pv-pvc-pod.yaml"
+    [ "$status" -eq 0 ] || { echo "$output"; return 1; }
+    [[ "$output" == *"claim default/data binds to PV pv-data-1"* ]]
+}

@@ -1,0 +1,1 @@
+"""Walk Pod / PV / PVC / StorageClass manifests through one node's storage flow."""
