@@ -153,6 +153,10 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
         here = kernel.mounts_at(target)
         if here and volume.volume_of_mount(config, here[-1]) == volume_id:
             volume.release_mount(target)
+        # The dir was ours (mounted or remembered): lift its write guard so the kubelet can
+        # remove it, also when the mount was already gone (after a reboot).
+        if volume.lift_write_guard(target):
+            checkpoint("guard-lifted")
         for device in volume.release_loop(config, volume_id):
             call.notes.append(f"detached {device}")
         state.remove_target(config, target)
@@ -242,14 +246,13 @@ def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
         if record is None or not os.path.exists(config.backing_file(spec.volume_id)):
             raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
         undo = Undo()
-        attached_before = volume.find_loop(config, record) is not None
         try:
             if volume.grow(config, record, spec, new, undo):
                 call.notes.append(f"grew to {new}")
         finally:
-            # A loop device attached only to grow an idle volume is released again.
-            if not attached_before:
-                volume.release_loop(config, spec.volume_id)
+            # A loop device no mount uses is released again: the one attached only to grow an
+            # idle volume, and one a killed call left behind (its retry found it attached).
+            volume.release_loop(config, spec.volume_id)
     return protocol.success()
 
 
@@ -299,6 +302,7 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
     call = CallInfo(argv[0] if argv else "")
     config = config_module.load(data_root, attach)
     try:
+        checkpoint("dispatched")
         reply = dispatch(config, argv, call)
     except FlexvolError as error:
         reply = protocol.failure(str(error))
@@ -310,6 +314,7 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
                                  f"{type(error).__name__}: {error}; see {config.journal_path}")
     protocol.write_reply(reply, reply_fd)
     os.close(reply_fd)
+    checkpoint("replied")
     if call.verb != "init" and call.verb in VERBS:
         from flexvol import journal, run
 

@@ -303,6 +303,9 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
                           f"refusing a {spec.mode} mount beside it",
                           "use the same readOnly setting for every pod of this volume")
     _ensure_directory(target, undo)
+    if set_write_guard(target):
+        undo.push(f"lift write guard of {target}", lambda: lift_write_guard(target))
+        checkpoint("guard-set")
     options = [*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode]
     # -w: without it mount(8) silently falls back to read-only when the device is read-only
     # (util-linux), and we would report a rw mount that is not (FLEXVOLUME.md 9).
@@ -345,6 +348,65 @@ def _ensure_directory(target: str, undo: Undo) -> None:
         return
     if not stat.S_ISDIR(info.st_mode):
         raise InvalidInput(f"mount dir {target} exists and is not a directory")
+
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS and FS_IMMUTABLE_FL from linux/fs.h (ioctl_iflags(2)).
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_IMMUTABLE_FL = 0x10
+
+
+def _immutable(path: str, wanted: bool) -> bool:
+    """Set or clear the immutable attribute of the directory `path`; True if it changed.
+
+    False also where the filesystem has no such attribute (the guard is best effort there).
+    """
+    import fcntl
+    import sys
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    try:
+        flags = bytearray(8)
+        try:
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
+        except OSError:
+            return False
+        value = int.from_bytes(flags[:4], sys.byteorder)
+        if bool(value & FS_IMMUTABLE_FL) == wanted:
+            return False
+        value = value | FS_IMMUTABLE_FL if wanted else value & ~FS_IMMUTABLE_FL
+        try:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, sys.byteorder) + bytes(4))
+        except OSError as error:
+            if wanted:
+                return False
+            raise FlexvolError(f"cannot lift the write guard (immutable attribute) of {path}: "
+                               f"{error.strerror}", f"run 'chattr -i {path}' by hand") from None
+        return True
+    finally:
+        os.close(fd)
+
+
+def set_write_guard(target: str) -> bool:
+    """Make the still-unmounted mount dir refuse writes before a volume is mounted over it.
+
+    If the volume's mount is lost (a reboot, a manual umount) while a container still uses the
+    dir, its writes then fail instead of silently filling the node's root disk. The immutable
+    attribute binds root too, which mode 000 would not. Lifted by lift_write_guard on unmount.
+    """
+    if kernel.mounts_at(target):
+        return False
+    return _immutable(target, True)
+
+
+def lift_write_guard(target: str) -> bool:
+    """Let the kubelet remove the dir again once nothing is mounted there."""
+    if kernel.mounts_at(target):
+        return False
+    return _immutable(target, False)
 
 
 def release_mount(target: str) -> int:
