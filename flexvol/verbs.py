@@ -130,7 +130,7 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
 
 
 def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import kernel, state, volume
+    from flexvol import guard, kernel, state, volume
     from flexvol.errors import Refused
 
     target = volume.check_target(args[0], config)
@@ -147,6 +147,10 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
         volume_id = remembered["volume_id"] if remembered else None
     if volume_id is None:
         call.notes.append("nothing mounted")
+        # A guard whose mount and record are both gone (a record moved aside) must not stop
+        # the kubelet from removing the dir it unmounts.
+        if not here:
+            guard.lift_write_guard(target)
         return protocol.success()
     call.volume_id = volume_id
     with state.VolumeLock(config, volume_id):
@@ -155,7 +159,7 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
             volume.release_mount(target)
         # The dir was ours (mounted or remembered): lift its write guard so the kubelet can
         # remove it, also when the mount was already gone (after a reboot).
-        if volume.lift_write_guard(target):
+        if guard.lift_write_guard(target):
             checkpoint("guard-lifted")
         for device in volume.release_loop(config, volume_id):
             call.notes.append(f"detached {device}")
