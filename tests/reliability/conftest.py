@@ -58,6 +58,7 @@ def make_harness(base: Path) -> Callable[..., Harness]:
         made.append(harness)
         return harness
 
+    make.made = made  # type: ignore[attr-defined]
     yield make
     errors = []
     for harness in reversed(made):

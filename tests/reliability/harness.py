@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers.driver import Driver
+from tests.helpers.driver import DRIVER, Driver
 
 VALID_STATUSES = ("Success", "Failure", "Not supported")
 # Quick sample in CI; the whole thing with FLEXVOL_RELIABILITY=full (make reliability).
@@ -95,7 +95,15 @@ def judge(argv: list[str], code: int, output: str) -> Outcome:
 
 
 class Harness(Driver):
-    """A Driver whose calls return an Outcome instead of asserting."""
+    """A Driver whose calls return an Outcome instead of asserting.
+
+    FLEXVOL_RELIABILITY_DRIVER runs the suite against another build of the driver (an older
+    checkout's bin/flexvol-loop), to see a regression test fail where the defect is present.
+    """
+
+    def __init__(self, base: Path, attach: bool = False) -> None:
+        executable = Path(os.environ.get("FLEXVOL_RELIABILITY_DRIVER") or DRIVER)
+        super().__init__(base, executable, attach=attach)
 
     def raw(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Outcome:
         argv = [str(self.executable), *args]

@@ -266,3 +266,10 @@ def test_kill_at_every_step_then_retry_converges(make_harness: Callable[..., Har
     FIGURES.add("kill at every step", "verbs covered")
     FIGURES.add("kill at every step", "converged runs", converged)
     assert not failures, "\n".join(failures)
+
+
+def test_expandfs_killed_after_attaching_a_loop_device_leaves_none_after_retry(make_harness) -> None:
+    """Regression, scenario 2 (a kill at every step): the retry of an offline expandfs found the
+    loop device the killed call had attached, took it for one in use and never released it."""
+    scenario = next(item for item in SCENARIOS if item.name == "expandfs (idle)")
+    kill_and_retry(make_harness, scenario, "loop-attached")
