@@ -267,6 +267,11 @@ def release_loop(config: Config, volume_id: str) -> list[str]:
     it is kept, and Refused says how to copy it back.
     """
     path = config.backing_file(volume_id)
+    # A scratch mount outside a running expandfs was left by a killed one (the lock is ours).
+    scratch = os.path.join(config.scratch_dir, volume_id)
+    if kernel.mounts_at(scratch):
+        release_mount(scratch)
+        os.rmdir(scratch)
     detached = []
     kept = []
     mounts = kernel.read_mounts()
@@ -490,6 +495,7 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
         os.makedirs(scratch, 0o700, exist_ok=True)
         run(["mount", "-t", fs_type, "-o", "nosuid,nodev,noexec", device, scratch],
             timeout=MOUNT_TIMEOUT, what="mount")
+        checkpoint("scratch-mounted")
         try:
             run(filesystem.grow_argv(device, scratch), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
         finally:

@@ -144,7 +144,7 @@ def leaks(harness: Driver, *, allowed_mounts: int = 0) -> list[str]:
     mounts = harness.mounts()
     if len(mounts) > allowed_mounts:
         found.append(f"mounts: {[m.mount_point for m in mounts]}")
-    if not allowed_mounts and harness.loops():
+    if not allowed_mounts and settled_loops(harness):
         found.append(f"loop devices: {harness.loops()}")
     if harness.root.exists():
         for path in harness.root.rglob("*"):
@@ -154,6 +154,20 @@ def leaks(harness: Driver, *, allowed_mounts: int = 0) -> list[str]:
             if lock_is_held(lock):
                 found.append(f"lock held: {lock}")
     return found
+
+
+def settled_loops(harness: Driver, wait: float = 5.0) -> list[str]:
+    """The harness's loop devices once deferred detaches are done.
+
+    `losetup --detach` of a device something else still has open (udev probing it after the
+    umount) only marks it for autoclear; the kernel unbinds it at that opener's last close.
+    """
+    import time
+
+    deadline = time.monotonic() + wait
+    while harness.loops() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return harness.loops()
 
 
 def lock_is_held(path: Path) -> bool:

@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.driver import options
-from tests.reliability.harness import FIGURES, Harness, Outcome, journal_tracebacks, leaks, mounts_at
+from tests.reliability.harness import (
+    FIGURES,
+    Harness,
+    Outcome,
+    journal_tracebacks,
+    leaks,
+    mounts_at,
+    settled_loops,
+)
 
 SIZE = "16Mi"
 PAYLOAD = os.urandom(192 << 10)
@@ -76,7 +84,7 @@ def finish(harness: Harness, name: str) -> None:
             harness.must("unmount", mount.mount_point)
     assert not journal_tracebacks(harness)
     found = [item for item in leaks(harness, allowed_mounts=1) if "filler" not in item]
-    assert not found and harness.loops() == [], (found, harness.loops())
+    assert not found and settled_loops(harness) == [], (found, harness.loops())
     FIGURES.add("disk faults", "faults tried")
     FIGURES.add("disk faults", "recovered", 1)
 
@@ -104,7 +112,7 @@ def test_full_data_root_fails_clearly_and_recovers(harness: Harness) -> None:
     harness.must("unmount", live)
     if second.status == "Success":
         harness.must("unmount", harness.dir("p3"))
-    assert harness.loops() == []
+    assert settled_loops(harness) == []
 
     filler.unlink()
     harness.must("mount", harness.dir("p2"), options("v2", size=SIZE))
@@ -129,7 +137,7 @@ def test_data_root_filling_up_at_every_stage_of_a_new_volume(harness: Harness, l
     FIGURES.add("disk faults", f"fill leaving {leave_kib} KiB: {outcome.status}")
     if outcome.status == "Failure":
         fault(f"full with {leave_kib} KiB left", outcome, "No space left", "space", "full")
-        assert not mounts_at(harness, target) and harness.loops() == []
+        assert not mounts_at(harness, target) and settled_loops(harness) == []
     else:
         harness.must("unmount", target)
     filler.unlink()
@@ -152,7 +160,7 @@ def test_read_only_data_root_fails_clearly_and_recovers(harness: Harness) -> Non
     harness.must("mount", harness.dir("gone"), options("v1", size=SIZE))
     subprocess.run(["umount", harness.dir("gone")], check=True)
     harness.must("unmount", pod)
-    assert harness.loops() == []
+    assert settled_loops(harness) == []
     subprocess.run(["mount", "-o", "remount,ro", str(harness.root)], check=True)
     try:
         fault("ro: new volume", harness.raw("mount", harness.dir("p2"), options("v2", size=SIZE)),
@@ -161,7 +169,7 @@ def test_read_only_data_root_fails_clearly_and_recovers(harness: Harness) -> Non
         fault("ro: unmount of a lost mount", harness.raw("unmount", harness.dir("gone")), "Read-only")
         fault("ro: expandfs", harness.raw("expandfs", options("v1", size=SIZE), "flexvol:v1", pod,
                                           "32Mi", SIZE), "Read-only")
-        assert harness.loops() == [] and harness.mounts()[-1].mount_point == str(harness.root)
+        assert settled_loops(harness) == [] and harness.mounts()[-1].mount_point == str(harness.root)
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(harness.root)], check=True)
     harness.must("unmount", harness.dir("gone"))
@@ -192,7 +200,7 @@ def test_corrupt_volume_record_fails_clearly_and_is_rebuilt(harness: Harness, ki
     record = harness.root / "records" / "v1.json"
     record.write_bytes(CORRUPTIONS[kind](record.read_text()).encode("latin-1"))
     fault(f"record {kind}", harness.raw("mount", target, options("v1", size=SIZE)), "corrupt", "schema")
-    assert harness.loops() == [] and not mounts_at(harness, target)
+    assert settled_loops(harness) == [] and not mounts_at(harness, target)
     # the fix the message gives: move the record aside
     record.rename(harness.base / f"v1.json.{kind}")
     harness.must("mount", target, options("v1", size=SIZE))
@@ -242,7 +250,7 @@ def test_backing_file_deleted_under_a_live_loop_device_loses_no_data(harness: Ha
     subprocess.run(["cp", "--sparse=always", devices[0], str(backing)], check=True)
     os.chmod(backing, 0o600)
     harness.must("unmount", live)
-    assert harness.loops() == []
+    assert settled_loops(harness) == []
     harness.must("mount", live, options("v1", size=SIZE))
     lost = 0 if payload_intact(live) else 1
     FIGURES.add("disk faults", "data lost", lost)
@@ -284,7 +292,7 @@ def test_truncated_backing_file_is_refused_and_recovers(harness: Harness, live: 
     fault("truncated", harness.raw("mount", harness.dir("p2"), options("v1", size=SIZE)), "truncated")
     if live:
         harness.must("unmount", target)
-    assert harness.loops() == []
+    assert settled_loops(harness) == []
     # the fixes the message gives: extend it back (the live filesystem rewrote what it had
     # cached), or restore the backup (an idle file lost its second half for good)
     if live:

@@ -20,7 +20,7 @@ from flexvol import volume
 from flexvol.config import Config
 from flexvol.errors import FlexvolError
 from tests.helpers.driver import options
-from tests.reliability.harness import FIGURES, Harness, journal_tracebacks, scale
+from tests.reliability.harness import FIGURES, Harness, journal_tracebacks, scale, settled_loops
 
 SEED = int(os.environ.get("FLEXVOL_FUZZ_SEED", "20261129"))
 VERBS = ["init", "attach", "isattached", "detach", "waitforattach", "mountdevice", "unmountdevice",
@@ -244,7 +244,7 @@ def test_non_string_option_is_a_failure_naming_the_key(harness: Harness, key: st
     result = harness.must("mount", harness.dir("a"), json.dumps(body), status="Failure")
     assert key in result.message and result.code == 1
     assert not harness.root.exists() or not (harness.root / "volumes" / "null.img").exists()
-    assert harness.mounts() == [] and harness.loops() == []
+    assert harness.mounts() == [] and settled_loops(harness) == []
 
 
 @pytest.mark.parametrize("size", ["１６Mi", " 16Mi", "16Mi ", "1e400", "10Zi", "0", "-1", "16 Mi", "٣Mi"])

@@ -24,9 +24,11 @@ from tests.reliability.harness import (
     journal_tracebacks,
     leaks,
     mounts_at,
+    settled_loops,
 )
 
 PAYLOAD = os.urandom(256 << 10)
+FS_GROUP = {"kubernetes.io/mounterArgs.FsGroup": "2000"}
 SIZE = "48Mi"
 GROWN = str(64 << 20)
 
@@ -127,7 +129,7 @@ def check_released(target_name: str) -> Callable[[Harness, dict], None]:
     def check(harness: Harness, before: dict) -> None:
         target = harness.dir(target_name)
         assert not mounts_at(harness, target)
-        assert harness.loops() == []
+        assert settled_loops(harness) == []
         assert not is_immutable(target), "write guard not lifted after unmount"
         # the volume comes back whole
         again = harness.dir("again")
@@ -147,10 +149,30 @@ def check_detached(harness: Harness, before: dict) -> None:
     assert reply["attached"] is False
 
 
+def idle_xfs(harness: Harness) -> dict:
+    first = harness.dir("seed")
+    harness.must("mount", first, options("v1", size=XFS_SIZE, fs="xfs"))
+    write_payload(first)
+    total = os.statvfs(first).f_blocks
+    harness.must("unmount", first)
+    return {"uuid": harness.uuid("v1"), "total": total}
+
+
+def check_grown_offline_xfs(harness: Harness, before: dict) -> None:
+    assert harness.backing_file("v1").stat().st_size == int(XFS_GROWN)
+    assert harness.uuid("v1") == before["uuid"], "volume formatted twice"
+    assert settled_loops(harness) == [] and harness.mounts() == [], "expandfs left its scratch mount or loop"
+    assert not any((harness.root / "scratch").glob("*")), "expandfs left its scratch dir"
+    target = harness.dir("again")
+    harness.must("mount", target, options("v1", size=XFS_SIZE, fs="xfs"))
+    assert os.statvfs(target).f_blocks > before["total"], "filesystem did not grow"
+    assert_payload(target)
+
+
 def check_grown_offline(harness: Harness, before: dict) -> None:
     assert harness.backing_file("v1").stat().st_size == int(GROWN)
     assert harness.uuid("v1") == before["uuid"], "volume formatted twice"
-    assert harness.loops() == [], "expandfs of an idle volume left its loop device"
+    assert settled_loops(harness) == [], "expandfs of an idle volume left its loop device"
     target = harness.dir("again")
     harness.must("mount", target, options("v1", size=SIZE))
     stats = os.statvfs(target)
@@ -165,7 +187,8 @@ def attached_pv(harness: Harness) -> dict:
 
 SCENARIOS = [
     Scenario("mount (new volume)", False, nothing,
-             lambda h: ["mount", h.dir("p1"), options("v1", size=SIZE)], check_mounted("p1", fresh=True),
+             lambda h: ["mount", h.dir("p1"), options("v1", size=SIZE, **FS_GROUP)],
+             check_mounted("p1", fresh=True),
              teardown=lambda h: ["unmount", h.dir("p1")]),
     Scenario("mount (existing volume)", False, idle_volume,
              lambda h: ["mount", h.dir("p1"), options("v1", size=SIZE)], check_mounted("p1", fresh=False),
@@ -190,6 +213,10 @@ SCENARIOS = [
     Scenario("expandfs (idle)", False, idle_volume,
              lambda h: ["expandfs", options("v1", size=SIZE), "flexvol:v1", h.dir("p1"), GROWN, SIZE],
              check_grown_offline),
+    Scenario("expandfs (idle xfs, scratch mount)", False, idle_xfs,
+             lambda h: ["expandfs", options("v1", size=XFS_SIZE, fs="xfs"), "flexvol:v1", h.dir("p1"),
+                        XFS_GROWN, XFS_SIZE],
+             check_grown_offline_xfs),
 ]
 
 
@@ -236,7 +263,7 @@ def kill_and_retry(make_harness: Callable[..., Harness], scenario: Scenario, ste
         assert scenario.teardown is not None
         target = scenario.teardown(harness)[1]
         harness.must(*scenario.teardown(harness))
-        assert not mounts_at(harness, target) and harness.loops() == []
+        assert not mounts_at(harness, target) and settled_loops(harness) == []
         assert not is_immutable(target), "write guard left on a dir the kubelet must remove"
         if os.path.isdir(target):
             os.rmdir(target)  # what the kubelet does after unmount

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.driver import options
-from tests.reliability.harness import FIGURES, Harness, is_immutable, journal_tracebacks, leaks, write_probe
+from tests.reliability.harness import (
+    FIGURES,
+    Harness,
+    is_immutable,
+    journal_tracebacks,
+    leaks,
+    settled_loops,
+    write_probe,
+)
 
 # pod -> volume; the pods marked gone are deleted while the node is down
 PODS = {"p1": "v1", "p2": "v1", "p3": "v2", "p4": "v3", "p5": "v4", "p6": "v2"}
@@ -26,7 +34,7 @@ def simulate_reboot(harness: Harness) -> None:
         subprocess.run(["umount", mount.mount_point], check=True)
     for device in harness.loops():
         subprocess.run(["losetup", "-d", device], check=True)
-    assert harness.mounts() == [] and harness.loops() == []
+    assert harness.mounts() == [] and settled_loops(harness) == []
 
 
 def mount_args(harness: Harness, pod: str, volume_id: str) -> list[list[str]]:
@@ -113,7 +121,7 @@ def test_mount_dir_is_write_guarded_only_while_a_volume_is_mounted_over_it(harne
     harness.must("unmount", target)
     assert not is_immutable(target) and write_probe(target)
     os.rmdir(target)
-    assert harness.loops() == []
+    assert settled_loops(harness) == []
 
 
 def test_failed_mount_leaves_no_write_guard(harness: Harness) -> None:
@@ -131,4 +139,4 @@ def test_failed_mount_leaves_no_write_guard(harness: Harness) -> None:
     result = harness.must("mount", target, options("v1", size="48Mi"), status="Failure")
     assert "mount" in result.message
     assert not is_immutable(target) and os.listdir(target) == []
-    assert harness.mounts() == [] and harness.loops() == []
+    assert harness.mounts() == [] and settled_loops(harness) == []
