@@ -90,6 +90,8 @@ def finish(harness: Harness, name: str) -> None:
 
 
 def test_full_data_root_fails_clearly_and_recovers(harness: Harness) -> None:
+    """Regression, scenario 5 (full disk): writing the lock holder's pid and creating the backing
+    file raised a bare OSError, an internal error instead of a Failure naming the full data root."""
     tmpfs_root(harness)
     live = harness.dir("live")
     harness.must("mount", live, options("v1", size=SIZE))
@@ -125,7 +127,10 @@ def test_full_data_root_fails_clearly_and_recovers(harness: Harness) -> None:
 
 @pytest.mark.parametrize("leave_kib", [0, 16, 128, 1024, 3072, 6144])
 def test_data_root_filling_up_at_every_stage_of_a_new_volume(harness: Harness, leave_kib: int) -> None:
-    """Full while creating the file, writing records, formatting, mounting or journaling."""
+    """Full while creating the file, writing records, formatting, mounting or journaling.
+
+    Regression, scenario 5 (full disk): mkfs failing with bare I/O errors over a full pool now
+    names the pool's free space as the cause."""
     tmpfs_root(harness, "24m")
     harness.must("init")
     target = harness.dir("p1")
@@ -151,6 +156,8 @@ def test_data_root_filling_up_at_every_stage_of_a_new_volume(harness: Harness, l
 
 
 def test_read_only_data_root_fails_clearly_and_recovers(harness: Harness) -> None:
+    """Regression, scenario 5 (read-only data root): opening a lock file raised EROFS as an
+    internal error."""
     # A filesystem with a loop device writing to it cannot be remounted read-only (EBUSY), so
     # the volume is idle and its pod's mount was lost, as after a reboot onto a read-only root.
     tmpfs_root(harness)
@@ -192,6 +199,8 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
 def test_corrupt_volume_record_fails_clearly_and_is_rebuilt(harness: Harness, kind: str) -> None:
+    """Regression, scenario 5 (corrupt record): the hint named a `flexvol repair` that does not
+    exist; moving the record aside is the fix, and the record is rebuilt from the volume."""
     target = harness.dir("p1")
     harness.must("mount", target, options("v1", size=SIZE))
     write_payload(target)
@@ -234,6 +243,8 @@ def test_corrupt_target_and_pv_records_fail_clearly_and_recover(attach_harness: 
 
 
 def test_backing_file_deleted_under_a_live_loop_device_loses_no_data(harness: Harness) -> None:
+    """Regression, scenario 5 (backing file deleted): the last unmount detached the loop device
+    that held the only copy of the data."""
     live = harness.dir("live")
     harness.must("mount", live, options("v1", size=SIZE))
     write_payload(live)
@@ -259,6 +270,8 @@ def test_backing_file_deleted_under_a_live_loop_device_loses_no_data(harness: Ha
 
 
 def test_backing_file_replaced_while_old_loop_device_is_mounted_is_refused(harness: Harness) -> None:
+    """Regression, scenario 5 (backing file deleted): a new mount reused the loop device of the
+    deleted file, so the pod wrote into a file no longer on disk."""
     live = harness.dir("live")
     harness.must("mount", live, options("v1", size=SIZE))
     write_payload(live)
@@ -277,6 +290,8 @@ def test_backing_file_replaced_while_old_loop_device_is_mounted_is_refused(harne
 
 @pytest.mark.parametrize("live", [True, False], ids=["under a live loop device", "idle"])
 def test_truncated_backing_file_is_refused_and_recovers(harness: Harness, live: bool) -> None:
+    """Regression, scenario 5 (backing file truncated): mount(8) got it and failed with "bad
+    superblock", naming no cause."""
     target = harness.dir("p1")
     harness.must("mount", target, options("v1", size=SIZE))
     write_payload(target)
@@ -307,6 +322,8 @@ def test_truncated_backing_file_is_refused_and_recovers(harness: Harness, live: 
 
 
 def test_lock_files_left_behind_never_block_a_volume(harness: Harness) -> None:
+    """Regression, scenario 5 (lock file): a directory in place of the lock file was an internal
+    error."""
     target = harness.dir("p1")
     killed = harness.raw("mount", target, options("v1", size=SIZE),
                          env={"FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_KILL_AT": "loop-attached"})
