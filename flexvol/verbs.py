@@ -244,6 +244,10 @@ def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
     # The options still carry the PV's original size; the new size comes from argv
     # (FLEXVOLUME.md 7).
     new = _bytes(args[3], "new size")
+    # Also checked before locking, so that a call for a volume this node never had leaves no
+    # lock file behind.
+    if not os.path.exists(config.backing_file(spec.volume_id)):
+        raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
     state.ensure_dirs(config)
     with state.VolumeLock(config, spec.volume_id):
         record = state.load_record(config, spec.volume_id)
