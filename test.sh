@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
-# Runs every test suite of flexvol: ruff, pytest (unit, and integration on real loop devices),
-# and bats against an installed driver. Needs root. Extra arguments go to pytest.
+# Runs every test suite of flexvol: ruff, pytest (unit, integration on real loop devices, and a
+# quick sample of the reliability suite), and bats against an installed driver. Needs root.
+# Extra arguments go to pytest.
+#   ./test.sh --reliability   the whole reliability suite instead (also `make reliability`);
+#                             figures in results/reliability-report.md and .json
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+
+reliability=0
+if [[ "${1:-}" == "--reliability" ]]; then
+    reliability=1
+    shift
+fi
 
 scripts/deps.sh test
 if [[ ! -x .venv/bin/python ]]; then
     /usr/bin/python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]' >/dev/null
+
+if (( reliability )); then
+    echo "== reliability (full)"
+    status=0
+    FLEXVOL_RELIABILITY=full .venv/bin/python -m pytest tests/reliability "$@" || status=$?
+    echo "== report: results/reliability-report.md"
+    cat results/reliability-report.md 2>/dev/null || true
+    exit "$status"
+fi
 
 echo "== ruff"
 .venv/bin/ruff check .

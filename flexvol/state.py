@@ -61,9 +61,7 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
             os.unlink(temporary)
         except OSError:
             pass
-        hint = "free space under the data root" if error.errno == errno.ENOSPC else \
-            "check that the data root is writable"
-        raise FlexvolError(f"cannot write {path}: {error.strerror}", hint) from None
+        raise FlexvolError(f"cannot write {path}: {error.strerror}", write_hint(error)) from None
 
 
 def read_json(path: str) -> dict | None:
@@ -81,21 +79,33 @@ def read_json(path: str) -> dict | None:
         value = None
     if not isinstance(value, dict):
         raise StateCorrupt(f"record {path} is corrupt",
-                           "run 'flexvol repair' or restore the record from its volume")
+                           "move it aside and retry: a volume's record is rebuilt from its backing "
+                           "file, a mount dir's or PV's by the next mount or attach")
     return value
+
+
+def write_hint(error: OSError) -> str:
+    if error.errno == errno.ENOSPC:
+        return "free space under the data root"
+    if error.errno == errno.EROFS:
+        return "the data root is read-only; remount it read-write"
+    return "check that the data root is writable"
 
 
 def remove(path: str, *, durable: bool = False) -> bool:
     try:
         os.unlink(path)
+        if durable:
+            dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     except FileNotFoundError:
         return False
-    if durable:
-        dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    except OSError as error:
+        # A read-only data root (EROFS), or a directory where a record belongs (EISDIR).
+        raise FlexvolError(f"cannot remove {path}: {error.strerror}", write_hint(error)) from None
     return True
 
 
@@ -210,7 +220,13 @@ class VolumeLock:
     def __enter__(self) -> VolumeLock:
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            hint = write_hint(error) if error.errno in (errno.ENOSPC, errno.EROFS) else \
+                f"remove {self.path} (flexvol recreates it)"
+            raise FlexvolError(f"cannot open the lock file of volume {self.volume_id} ({self.path}): "
+                               f"{error.strerror}", hint) from None
         deadline = time.monotonic() + self.wait
         delay = 0.005
         while True:
@@ -226,8 +242,11 @@ class VolumeLock:
                                "the call will be retried; if it never frees, check that process") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the holder's pid only informs a Busy message; a full data root must not fail here
         self.fd = fd
         run.inherited_fds.add(fd)
         return self

@@ -130,7 +130,7 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
 
 
 def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import kernel, state, volume
+    from flexvol import guard, kernel, state, volume
     from flexvol.errors import Refused
 
     target = volume.check_target(args[0], config)
@@ -147,12 +147,20 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
         volume_id = remembered["volume_id"] if remembered else None
     if volume_id is None:
         call.notes.append("nothing mounted")
+        # A guard whose mount and record are both gone (a record moved aside) must not stop
+        # the kubelet from removing the dir it unmounts.
+        if not here:
+            guard.lift_write_guard(target)
         return protocol.success()
     call.volume_id = volume_id
     with state.VolumeLock(config, volume_id):
         here = kernel.mounts_at(target)
         if here and volume.volume_of_mount(config, here[-1]) == volume_id:
             volume.release_mount(target)
+        # The dir was ours (mounted or remembered): lift its write guard so the kubelet can
+        # remove it, also when the mount was already gone (after a reboot).
+        if guard.lift_write_guard(target):
+            checkpoint("guard-lifted")
         for device in volume.release_loop(config, volume_id):
             call.notes.append(f"detached {device}")
         state.remove_target(config, target)
@@ -236,20 +244,23 @@ def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
     # The options still carry the PV's original size; the new size comes from argv
     # (FLEXVOLUME.md 7).
     new = _bytes(args[3], "new size")
+    # Also checked before locking, so that a call for a volume this node never had leaves no
+    # lock file behind.
+    if not os.path.exists(config.backing_file(spec.volume_id)):
+        raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
     state.ensure_dirs(config)
     with state.VolumeLock(config, spec.volume_id):
         record = state.load_record(config, spec.volume_id)
         if record is None or not os.path.exists(config.backing_file(spec.volume_id)):
             raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
         undo = Undo()
-        attached_before = volume.find_loop(config, record) is not None
         try:
             if volume.grow(config, record, spec, new, undo):
                 call.notes.append(f"grew to {new}")
         finally:
-            # A loop device attached only to grow an idle volume is released again.
-            if not attached_before:
-                volume.release_loop(config, spec.volume_id)
+            # A loop device no mount uses is released again: the one attached only to grow an
+            # idle volume, and one a killed call left behind (its retry found it attached).
+            volume.release_loop(config, spec.volume_id)
     return protocol.success()
 
 
@@ -299,6 +310,7 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
     call = CallInfo(argv[0] if argv else "")
     config = config_module.load(data_root, attach)
     try:
+        checkpoint("dispatched")
         reply = dispatch(config, argv, call)
     except FlexvolError as error:
         reply = protocol.failure(str(error))
@@ -310,6 +322,7 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
                                  f"{type(error).__name__}: {error}; see {config.journal_path}")
     protocol.write_reply(reply, reply_fd)
     os.close(reply_fd)
+    checkpoint("replied")
     if call.verb != "init" and call.verb in VERBS:
         from flexvol import journal, run
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from flexvol import kernel, state
+from flexvol import guard, kernel, state
 from flexvol.config import Config
 from flexvol.errors import CommandFailed, FlexvolError, InvalidInput, ProbeFailed, Refused
 from flexvol.faults import checkpoint
@@ -73,6 +73,13 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     except FileNotFoundError:
         info = None
     if info is not None:
+        if record is not None and info.st_size < int(record.get("size_bytes") or 0):
+            # Someone truncated the file: the filesystem inside now runs past its end.
+            raise Refused(
+                f"the backing file of volume {volume_id} ({path}) is {info.st_size} bytes, smaller "
+                f"than the {record['size_bytes']} it was made or grown to: it was truncated",
+                f"restore it from a backup, or extend it back (truncate -s {record['size_bytes']} "
+                f"{path}) and check its filesystem before use")
         if record is None:
             # The file outlived its record (a crash between the two writes, or a file put
             # there by hand): adopt it; ensure_filesystem decides from the file itself.
@@ -81,6 +88,13 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
             state.save_record(config, record)
         return record
     if record is not None and record.get("formatted"):
+        orphans = deleted_loops(path)
+        if orphans:
+            raise Refused(
+                f"the backing file of volume {volume_id} ({path}) was deleted while {orphans[0]} was "
+                "attached to it; that loop device now holds the only copy of the data",
+                f"copy it back once no pod writes to it (cp --sparse=always {orphans[0]} {path}), "
+                "then retry")
         raise Refused(
             f"the backing file of volume {volume_id} ({path}) is missing, but its record says it "
             f"was formatted as {record['formatted'].get('fs_type')}",
@@ -89,12 +103,16 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
         raise Refused(f"volume {volume_id} does not exist yet and a read-only mount never creates "
                       "or formats one", "mount it read-write once first")
     _check_pool_space(config, spec.size_bytes, volume_id)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        undo.push(f"remove new backing file {path}", lambda: state.remove(path))
-        os.ftruncate(fd, spec.size_bytes)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            undo.push(f"remove new backing file {path}", lambda: state.remove(path))
+            os.ftruncate(fd, spec.size_bytes)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise FlexvolError(f"cannot create the backing file of volume {volume_id} ({path}): "
+                           f"{error.strerror}", state.write_hint(error)) from None
     checkpoint("file-created")
     created_record = record is None
     record = record or state.new_record(volume_id, spec.size_bytes, spec.fs_type)
@@ -116,7 +134,20 @@ def remember_pv_name(config: Config, record: dict, pv_name: str) -> None:
     """Note which PV (or pod volume) names used this volume, for operators."""
     if pv_name and pv_name not in record.setdefault("pv_names", []):
         record["pv_names"].append(pv_name)
-        state.save_record(config, record, durable=False)
+        _save_cache(config, record)
+
+
+def _add_pool_hint(config: Config, spec: VolumeSpec, error: CommandFailed) -> None:
+    """Name the likely cause of a failed command when the pool cannot back the volume: a loop
+    device over a sparse file on a full filesystem fails writes with bare I/O errors."""
+    try:
+        pool = os.statvfs(config.volumes_dir)
+    except OSError:
+        return
+    free = pool.f_bavail * pool.f_frsize
+    if not error.hint and free < spec.size_bytes:
+        error.hint = (f"the pool filesystem under {config.volumes_dir} has only {format_bytes(free)} "
+                      f"free, too little to back volume {spec.volume_id}: free space there and retry")
 
 
 def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
@@ -140,11 +171,28 @@ def find_loop(config: Config, record: dict) -> str | None:
     """The loop device attached to the volume's file: the recorded one if the kernel agrees,
     else a scan of /sys/block."""
     path = config.backing_file(record["volume_id"])
+    real = os.path.realpath(path)
     recorded = record.get("loop_device")
-    if recorded and kernel.loop_backing_file(recorded) == os.path.realpath(path):
+    if recorded and kernel.loop_backing_file(recorded) == real:
         return recorded
-    devices = kernel.loops_of_file(path)
+    # Only a device of the file as it is now: one of a deleted file serves other data.
+    devices = [device for device in kernel.loops_of_file(path) if kernel.loop_backing_file(device) == real]
     return devices[0] if devices else None
+
+
+def deleted_loops(path: str) -> list[str]:
+    """Loop devices still attached to a deleted file once at `path` (the kernel says "(deleted)")."""
+    deleted = os.path.realpath(path) + kernel.DELETED_SUFFIX
+    return [device for device in kernel.loops_of_file(path) if kernel.loop_backing_file(device) == deleted]
+
+
+def _save_cache(config: Config, record: dict) -> None:
+    # The loop device and PV names in the record only save a scan or inform operators (the
+    # kernel is the truth): a full or read-only data root must not fail a call over them.
+    try:
+        state.save_record(config, record, durable=False)
+    except FlexvolError:
+        pass
 
 
 def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
@@ -152,14 +200,20 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
     path = config.backing_file(record["volume_id"])
     device = find_loop(config, record)
     if device is None:
+        stale = deleted_loops(path)
+        if stale:
+            users = [mount.mount_point for mount in kernel.mounts_of_device(stale[0])]
+            raise Refused(f"{stale[0]} still serves the deleted former backing file of volume "
+                          f"{record['volume_id']} (mounted at {', '.join(users) or 'nothing'}); "
+                          f"refusing to attach the new {path} beside it",
+                          "unmount every pod of this volume first")
         device = _attach_loop(path)
         undo.push(f"detach {device}", lambda: detach_loop(device))
         checkpoint("loop-attached")
     if record.get("loop_device") != device:
         record["loop_device"] = device
         record["direct_io"] = kernel.loop_direct_io(device)
-        # Not fsynced: the kernel is the truth about attachment; this only saves a scan.
-        state.save_record(config, record, durable=False)
+        _save_cache(config, record)
     return device
 
 
@@ -207,16 +261,35 @@ def detach_loop(device: str) -> None:
 
 
 def release_loop(config: Config, volume_id: str) -> list[str]:
-    """Detach the volume's loop devices that no mount uses any more; return those detached."""
+    """Detach the volume's loop devices that no mount uses any more; return those detached.
+
+    A device whose backing file was deleted and not restored holds the only copy of the data:
+    it is kept, and Refused says how to copy it back.
+    """
+    path = config.backing_file(volume_id)
+    # A scratch mount outside a running expandfs was left by a killed one (the lock is ours).
+    scratch = os.path.join(config.scratch_dir, volume_id)
+    if kernel.mounts_at(scratch):
+        release_mount(scratch)
+        os.rmdir(scratch)
     detached = []
+    kept = []
     mounts = kernel.read_mounts()
-    for device in kernel.loops_of_file(config.backing_file(volume_id)):
-        if not kernel.mounts_of_device(device, mounts):
-            detach_loop(device)
-            detached.append(device)
-            checkpoint("loop-detached")
+    for device in kernel.loops_of_file(path):
+        if kernel.mounts_of_device(device, mounts):
+            continue
+        if device in deleted_loops(path) and not os.path.exists(path):
+            kept.append(device)
+            continue
+        detach_loop(device)
+        detached.append(device)
+        checkpoint("loop-detached")
     # The record's loop_device is left as it is: find_loop checks it against sysfs before
     # trusting it, so a stale name costs one read, while rewriting the record costs a write.
+    if kept:
+        raise Refused(f"kept {kept[0]} attached: the backing file of volume {volume_id} ({path}) was "
+                      "deleted while attached, and the loop device holds the only copy of its data",
+                      f"copy it back (cp --sparse=always {kept[0]} {path}), then retry")
     return detached
 
 
@@ -261,8 +334,12 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
     checkpoint("mkfs-intent-saved")
     filesystem = FILESYSTEMS[spec.fs_type]
     # --force only to finish our own mkfs that a killed call left half-done.
-    run(filesystem.mkfs_argv(device, force=bool(interrupted)), timeout=MKFS_TIMEOUT,
-        what=f"mkfs.{spec.fs_type}")
+    try:
+        run(filesystem.mkfs_argv(device, force=bool(interrupted)), timeout=MKFS_TIMEOUT,
+            what=f"mkfs.{spec.fs_type}")
+    except CommandFailed as error:
+        _add_pool_hint(config, spec, error)
+        raise
     checkpoint("mkfs-done")
     identity = read_identity(device)
     if identity:
@@ -303,6 +380,9 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
                           f"refusing a {spec.mode} mount beside it",
                           "use the same readOnly setting for every pod of this volume")
     _ensure_directory(target, undo)
+    if guard.set_write_guard(target):
+        undo.push(f"lift write guard of {target}", lambda: guard.lift_write_guard(target))
+        checkpoint("guard-set")
     options = [*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode]
     # -w: without it mount(8) silently falls back to read-only when the device is read-only
     # (util-linux), and we would report a rw mount that is not (FLEXVOLUME.md 9).
@@ -415,6 +495,7 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
         os.makedirs(scratch, 0o700, exist_ok=True)
         run(["mount", "-t", fs_type, "-o", "nosuid,nodev,noexec", device, scratch],
             timeout=MOUNT_TIMEOUT, what="mount")
+        checkpoint("scratch-mounted")
         try:
             run(filesystem.grow_argv(device, scratch), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
         finally:

@@ -49,6 +49,9 @@ def loads(text: str) -> object:
         value, stop = _scan(text, start)
     except StopIteration as stop_at:
         raise ValueError(f"not JSON at character {stop_at.value}") from None
+    except RecursionError:
+        # `[[[[...` thousands deep exhausts the C scanner's recursion limit.
+        raise ValueError("nested too deeply") from None
     except SystemError:
         # `_json` reports syntax errors through `json.decoder`, which we deliberately do not
         # import; without it the scanner fails with a bare SystemError instead.

@@ -117,6 +117,9 @@ class Node:
     def remove(self) -> list[str]:
         errors = self.clean()
         if not errors and not self.mounts():
+            # A dir whose mount clean() removed by hand keeps the immutable attribute flexvol's
+            # write guard gave it (README, Reboots): lift it, or the temporary node stays.
+            run(["chattr", "-R", "-f", "-i", self.root])
             shutil.rmtree(self.root, ignore_errors=True)
         return errors
 

@@ -18,6 +18,8 @@ teardown_file() {
     for device in $(loops_of "$WORK"); do losetup -d "$device" || true; done
     "$REPO/install.sh" --uninstall --prefix "$WORK/prefix" --plugin-dir "$PLUGIN_DIR" \
         --data-root "$WORK/data" --bin-dir "$WORK/bin" >/dev/null
+    # mount dirs keep the driver's write guard (immutable attribute) when a test fails early
+    chattr -R -f -i "$WORK" 2>/dev/null || true
     rm -rf "$WORK"
 }
 

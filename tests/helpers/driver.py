@@ -114,7 +114,15 @@ class Driver:
             if done.returncode:
                 errors.append(f"losetup -d {device}: {done.stderr.decode().strip()}")
         unmount(self.mounts())
+        lift_write_guards(self.base)
         return errors
+
+
+def lift_write_guards(base: Path) -> None:
+    """Clear the immutable attribute the driver sets on mount dirs, so a test dir can be removed."""
+    if base.exists() and not any(mount.mount_point.startswith(str(base) + "/")
+                                 for mount in kernel.read_mounts()):
+        subprocess.run(["chattr", "-R", "-f", "-i", str(base)], capture_output=True, check=False)
 
 
 def options(volume_id: str, *, size: str = "64Mi", fs: str = "", mode: str = "rw",

@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from flexvol import kernel, state
 from flexvol.config import Config
 from flexvol.provision import wait_detached
@@ -161,6 +163,11 @@ def test_pod_dir_that_lost_its_mount_and_holds_files_is_left_to_a_person(driver:
     driver.ok("mount", target, options("v1"))
     subprocess.run(["umount", target], check=True)
     detach_by_hand(driver)
+    # The driver's write guard (README, Reboots) refuses this write; a dir from before the
+    # guard, or on a filesystem without the immutable attribute, takes it.
+    with pytest.raises(PermissionError):
+        Path(target, "written-to-root-disk").write_bytes(b"x")
+    subprocess.run(["chattr", "-i", target], check=True)
     Path(target, "written-to-root-disk").write_bytes(b"x")
     found = repair(driver, "--apply")
     assert kinds(found) == ["pod-dir-unmounted"] and found[0]["action"] == ""

@@ -57,3 +57,10 @@ def test_wirejson_round_trip_matches_json(value: object) -> None:
 def test_wirejson_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         wirejson.loads(bad)
+
+
+@pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000])
+def test_deeply_nested_options_are_invalid_input_not_an_internal_error(text: str) -> None:
+    """Reliability scenario 1 (fuzzing): nesting thousands deep raised RecursionError."""
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        protocol.parse_options(text)

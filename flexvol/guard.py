@@ -1,0 +1,69 @@
+"""The write guard on a mount dir while nothing is mounted over it (README, Reboots).
+
+Before a volume is mounted over a pod's dir, the dir itself gets the immutable attribute; on
+unmount it is lifted so the kubelet can remove the dir. If the mount is lost behind the driver's
+back (a reboot, a manual umount) while a container still uses the dir, its writes fail instead
+of silently filling the node's root disk. The immutable attribute binds root too, which mode 000
+would not, and costs one ioctl (no chattr process).
+"""
+
+from __future__ import annotations
+
+import os
+
+from flexvol import kernel
+from flexvol.errors import FlexvolError
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS and FS_IMMUTABLE_FL from linux/fs.h (ioctl_iflags(2)).
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_IMMUTABLE_FL = 0x10
+
+
+def _immutable(path: str, wanted: bool) -> bool:
+    """Set or clear the immutable attribute of the directory `path`; True if it changed.
+
+    False also where the filesystem has no such attribute (the guard is best effort there).
+    """
+    import fcntl
+    import sys
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        # missing, not a directory, or a symlink: nothing of ours to guard
+        return False
+    try:
+        flags = bytearray(8)
+        try:
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
+        except OSError:
+            return False
+        value = int.from_bytes(flags[:4], sys.byteorder)
+        if bool(value & FS_IMMUTABLE_FL) == wanted:
+            return False
+        value = value | FS_IMMUTABLE_FL if wanted else value & ~FS_IMMUTABLE_FL
+        try:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, sys.byteorder) + bytes(4))
+        except OSError as error:
+            if wanted:
+                return False
+            raise FlexvolError(f"cannot lift the write guard (immutable attribute) of {path}: "
+                               f"{error.strerror}", f"run 'chattr -i {path}' by hand") from None
+        return True
+    finally:
+        os.close(fd)
+
+
+def set_write_guard(target: str) -> bool:
+    """Make the still-unmounted mount dir refuse writes before a volume is mounted over it."""
+    if kernel.mounts_at(target):
+        return False
+    return _immutable(target, True)
+
+
+def lift_write_guard(target: str) -> bool:
+    """Let the kubelet remove the dir again once nothing is mounted there."""
+    if kernel.mounts_at(target):
+        return False
+    return _immutable(target, False)
