@@ -155,13 +155,15 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
     call.volume_id = volume_id
     with state.VolumeLock(config, volume_id):
         here = kernel.mounts_at(target)
+        sources: tuple[str, ...] = ()
         if here and volume.volume_of_mount(config, here[-1]) == volume_id:
+            sources = tuple(mount.source for mount in here)
             volume.release_mount(target)
         # The dir was ours (mounted or remembered): lift its write guard so the kubelet can
         # remove it, also when the mount was already gone (after a reboot).
         if guard.lift_write_guard(target):
             checkpoint("guard-lifted")
-        for device in volume.release_loop(config, volume_id):
+        for device in volume.release_loop(config, volume_id, also=sources):
             call.notes.append(f"detached {device}")
         state.remove_target(config, target)
         checkpoint("target-removed")

@@ -88,7 +88,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
             state.save_record(config, record)
         return record
     if record is not None and record.get("formatted"):
-        orphans = deleted_loops(path)
+        orphans = deleted_loops(config, record, volume_id)
         if orphans:
             raise Refused(
                 f"the backing file of volume {volume_id} ({path}) was deleted while {orphans[0]} was "
@@ -167,23 +167,47 @@ def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
 
 # ---- loop device ---------------------------------------------------------------------------
 
-def find_loop(config: Config, record: dict) -> str | None:
-    """The loop device attached to the volume's file: the recorded one if the kernel agrees,
-    else a scan of /sys/block."""
-    path = config.backing_file(record["volume_id"])
-    real = os.path.realpath(path)
+def loop_candidates(config: Config, record: dict | None, volume_id: str) -> list[str]:
+    """The loop devices that may serve the volume's file, without scanning when we can.
+
+    Only flexvol attaches a volume's file, always under its lock, and it records "attaching"
+    before losetup and the device after. So the recorded device is the only one that can be
+    attached, unless a call died in between (or the record is gone): then, and only then,
+    scan /sys/block, whose cost grows with every loop device on the node.
+    """
+    if record is None or record.get("loop_attaching"):
+        return kernel.loops_of_file(config.backing_file(volume_id))
     recorded = record.get("loop_device")
-    if recorded and kernel.loop_backing_file(recorded) == real:
-        return recorded
+    return [recorded] if recorded else []
+
+
+def _serves(device: str, path: str) -> str:
+    """'live' if `device` serves the file at `path`, 'deleted' if a deleted file once there,
+    '' otherwise."""
+    backing = kernel.loop_backing_file(device)
+    real = os.path.realpath(path)
+    if backing == real:
+        return "live"
+    if backing == real + kernel.DELETED_SUFFIX:
+        return "deleted"
+    return ""
+
+
+def find_loop(config: Config, record: dict) -> str | None:
+    """The loop device attached to the volume's file as it is now, if any."""
+    path = config.backing_file(record["volume_id"])
     # Only a device of the file as it is now: one of a deleted file serves other data.
-    devices = [device for device in kernel.loops_of_file(path) if kernel.loop_backing_file(device) == real]
-    return devices[0] if devices else None
+    for device in loop_candidates(config, record, record["volume_id"]):
+        if _serves(device, path) == "live":
+            return device
+    return None
 
 
-def deleted_loops(path: str) -> list[str]:
-    """Loop devices still attached to a deleted file once at `path` (the kernel says "(deleted)")."""
-    deleted = os.path.realpath(path) + kernel.DELETED_SUFFIX
-    return [device for device in kernel.loops_of_file(path) if kernel.loop_backing_file(device) == deleted]
+def deleted_loops(config: Config, record: dict | None, volume_id: str) -> list[str]:
+    """Loop devices still attached to a deleted file once at the volume's path."""
+    path = config.backing_file(volume_id)
+    return [device for device in loop_candidates(config, record, volume_id)
+            if _serves(device, path) == "deleted"]
 
 
 def _save_cache(config: Config, record: dict) -> None:
@@ -200,19 +224,24 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
     path = config.backing_file(record["volume_id"])
     device = find_loop(config, record)
     if device is None:
-        stale = deleted_loops(path)
+        stale = deleted_loops(config, record, record["volume_id"])
         if stale:
             users = [mount.mount_point for mount in kernel.mounts_of_device(stale[0])]
             raise Refused(f"{stale[0]} still serves the deleted former backing file of volume "
                           f"{record['volume_id']} (mounted at {', '.join(users) or 'nothing'}); "
                           f"refusing to attach the new {path} beside it",
                           "unmount every pod of this volume first")
+        # Intent first: a call killed between losetup and the record below leaves this flag,
+        # which makes the next call scan for the device it attached (loop_candidates).
+        record["loop_attaching"] = True
+        state.save_record(config, record, durable=False)
         device = _attach_loop(path)
         undo.push(f"detach {device}", lambda: detach_loop(device))
         checkpoint("loop-attached")
-    if record.get("loop_device") != device:
+    if record.get("loop_device") != device or record.get("loop_attaching"):
         record["loop_device"] = device
         record["direct_io"] = kernel.loop_direct_io(device)
+        record.pop("loop_attaching", None)
         _save_cache(config, record)
     return device
 
@@ -260,7 +289,7 @@ def detach_loop(device: str) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def release_loop(config: Config, volume_id: str) -> list[str]:
+def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = ()) -> list[str]:
     """Detach the volume's loop devices that no mount uses any more; return those detached.
 
     A device whose backing file was deleted and not restored holds the only copy of the data:
@@ -275,10 +304,16 @@ def release_loop(config: Config, volume_id: str) -> list[str]:
     detached = []
     kept = []
     mounts = kernel.read_mounts()
-    for device in kernel.loops_of_file(path):
-        if kernel.mounts_of_device(device, mounts):
+    try:
+        record = state.load_record(config, volume_id)
+    except FlexvolError:
+        record = None  # unreadable: fall back to a scan, never block an unmount on it
+    # `also`: devices the caller just saw serving the volume (the source of a mount it removed).
+    for device in dict.fromkeys([*loop_candidates(config, record, volume_id), *also]):
+        serves = _serves(device, path)
+        if not serves or kernel.mounts_of_device(device, mounts):
             continue
-        if device in deleted_loops(path) and not os.path.exists(path):
+        if serves == "deleted" and not os.path.exists(path):
             kept.append(device)
             continue
         detach_loop(device)
