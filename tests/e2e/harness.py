@@ -131,6 +131,19 @@ class Cluster:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def log_errors(self, name: str = "kubelet", needle: str = "flexvol") -> list[str]:
+        """The component's own error lines that mention `needle`."""
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return []
+        return [line for line in path.read_text(errors="replace").splitlines()
+                if line.startswith("E") and needle in line]
+
+    def errors_in_log(self, name: str = "kubelet", needle: str = "flexvol", lines: int = 15) -> str:
+        """The last of those lines, newest first, for a failure message."""
+        found = self.log_errors(name, needle)[-lines:][::-1]
+        return f"{name} errors about {needle}:\n" + "\n".join(found)
+
     def run(self, argv: list[str], check: bool = True, timeout: float = 120,
             **kw: Any) -> subprocess.CompletedProcess:
         done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout,
