@@ -1,0 +1,59 @@
+"""Scenario 2: a PersistentVolume with flexVolume, a claim and pods, through the control plane."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.claims import delete_pod, resize_xfs, wait_bound, wait_file, wait_released, wait_running
+from tests.e2e.harness import Cluster, wait_for
+from tests.e2e.pods import claim, claim_pod, persistent_volume, storage_class
+
+
+def test_claim_binds_and_data_survives_the_pod(cluster: Cluster) -> None:
+    volume = "e2e-claim"
+    cluster.apply(storage_class(), persistent_volume("pv-claim", volume), claim("data"))
+    bound = wait_bound(cluster, "data")
+    assert bound["spec"]["volumeName"] == "pv-claim"
+    assert cluster.get("pv", "pv-claim")["status"]["phase"] == "Bound"
+
+    cluster.apply(claim_pod("writer", 'echo "written through a claim" > /data/message', "data"))
+    wait_running(cluster, "writer")
+    assert wait_file(cluster, volume, "message") == "written through a claim\n"
+    assert cluster.verbs(volume) == ["mount"]
+
+    delete_pod(cluster, "writer")
+    wait_released(cluster, volume)
+    assert any(c["verb"] == "unmount" and c["status"] == "Success" for c in cluster.calls())
+
+    cluster.apply(claim_pod("reader", "cat /data/message > /data/seen", "data"))
+    wait_running(cluster, "reader")
+    assert wait_file(cluster, volume, "seen") == "written through a claim\n"
+    delete_pod(cluster, "reader")
+    wait_released(cluster, volume)
+    failures = [c for c in cluster.calls() if c["status"] == "Failure"]
+    assert not failures, json.dumps(failures, indent=1)
+
+
+def test_claim_without_a_matching_volume_stays_pending(cluster: Cluster) -> None:
+    # No class: only an existing PV can satisfy it (with a class, the controller would try to
+    # provision and report that instead).
+    cluster.apply(claim("too-big", size="5Gi", storage_class=""))
+
+    def pending_reason() -> str:
+        events = json.loads(cluster.kubectl(
+            "get", "events", "-o", "json", "--field-selector",
+            "involvedObject.kind=PersistentVolumeClaim,involvedObject.name=too-big"))["items"]
+        return next((f"{e['source'].get('component')}: {e['reason']}: {e['message']}" for e in events), "")
+
+    reason = wait_for("the PV controller's reason", pending_reason, 60)
+    expected = "persistentvolume-controller: FailedBinding: no persistent volumes available"
+    assert reason.startswith(expected), reason
+    assert cluster.get("pvc", "too-big")["status"]["phase"] == "Pending"
+
+
+def test_resize_grows_xfs_in_the_running_pod(cluster: Cluster) -> None:
+    calls = resize_xfs(cluster, "e2e-grow", "pv-grow", "grow")
+    verbs = [c["verb"] for c in calls]
+    assert "expandfs" in verbs and "expandvolume" not in verbs, verbs
+    expand = next(c for c in calls if c["verb"] == "expandfs")
+    assert expand["status"] == "Success", expand
