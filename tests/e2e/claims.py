@@ -74,7 +74,8 @@ def resize_xfs(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> 
     cluster.apply(claim_pod(pod_name, script, claim_name))
     wait_running(cluster, pod_name)
     wait_file(cluster, volume, "df")
-    [mount_point] = cluster.volume_mounts(volume)
+    # In attach mode the device is also mounted once for the node: measure the pod's mount.
+    [mount_point] = [m for m in cluster.volume_mounts(volume) if "/pods/" in m]
     before = capacity_bytes(mount_point)
     seen_before = len(cluster.calls())
 
