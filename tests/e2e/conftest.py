@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +45,14 @@ def binaries() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def install_prefix() -> Iterator[Path]:
+    """One install.sh prefix for the session: later installs into it reuse its environment."""
+    prefix = Path(tempfile.mkdtemp(prefix=f"{TEST_PREFIX}e2e-opt-", dir="/tmp"))
+    yield prefix
+    shutil.rmtree(prefix, ignore_errors=True)
+
+
 def new_cluster(binaries: Path, request: pytest.FixtureRequest) -> Cluster:
     name = re.sub(r"[^a-zA-Z0-9_-]", "-", request.node.name)[:32]
     return Cluster(binaries, f"{TEST_PREFIX}e2e-{name}-")
@@ -74,12 +84,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 @pytest.fixture(scope="module")
-def node(binaries: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def node(binaries: Path, install_prefix: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """containerd and a standalone kubelet (static pods only), flexvol installed."""
     cluster = new_cluster(binaries, request)
     try:
         started = time.monotonic()
-        cluster.install_driver()
+        cluster.install_driver(install_prefix)
         cluster.start_runtime()
         cluster.start_kubelet()
         print(f"\nnode up in {time.monotonic() - started:.0f}s under {cluster.base}")
@@ -89,11 +99,12 @@ def node(binaries: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
         finish(cluster)
 
 
-def _control_plane(binaries: Path, request: pytest.FixtureRequest, attach: bool) -> Iterator[Cluster]:
+def _control_plane(binaries: Path, prefix: Path, request: pytest.FixtureRequest,
+                   attach: bool) -> Iterator[Cluster]:
     cluster = new_cluster(binaries, request)
     try:
         started = time.monotonic()
-        cluster.install_driver(attach=attach)
+        cluster.install_driver(prefix, attach=attach)
         cluster.start_runtime()
         cluster.start_control_plane()
         cluster.start_kubelet()
@@ -105,12 +116,13 @@ def _control_plane(binaries: Path, request: pytest.FixtureRequest, attach: bool)
 
 
 @pytest.fixture(scope="module")
-def cluster(binaries: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def cluster(binaries: Path, install_prefix: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """etcd, apiserver, controller-manager, scheduler and a kubelet; flexvol without attach."""
-    yield from _control_plane(binaries, request, attach=False)
+    yield from _control_plane(binaries, install_prefix, request, attach=False)
 
 
 @pytest.fixture(scope="module")
-def attach_cluster(binaries: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def attach_cluster(binaries: Path, install_prefix: Path,
+                   request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The same with flexvol installed with --attach on the node and the controller-manager."""
-    yield from _control_plane(binaries, request, attach=True)
+    yield from _control_plane(binaries, install_prefix, request, attach=True)

@@ -157,8 +157,8 @@ class Cluster:
     def start_runtime(self) -> None:
         d = self.containerd_dir
         cni_conf = self.base / "cni" / "conf"
-        cni_conf.mkdir(parents=True)
-        (self.base / "cni" / "bin").mkdir()
+        cni_conf.mkdir(parents=True, exist_ok=True)
+        (self.base / "cni" / "bin").mkdir(exist_ok=True)
         # No pod uses it (hostNetwork only), but without any config the runtime reports the
         # network not ready and the node stays NotReady.
         (cni_conf / "10-unused.conflist").write_text(json.dumps(
@@ -321,14 +321,45 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             wait_for("the kubelet", lambda: self.alive("kubelet") and (self.kubelet_root / "pods").exists(),
                      60, on_timeout=lambda: self.log_tail("kubelet"))
 
+    def stop_kubelet(self) -> None:
+        self.stop_process("kubelet")
+
+    def restart_kubelet(self) -> None:
+        """Start the kubelet again with the same flags (its log continues in kubelet.log)."""
+        self.stop_process("kubelet")
+        self.spawn("kubelet", self.kubelet_args)
+        if self.kubeconfig:
+            wait_for("the restarted kubelet to report Ready", self._node_ready, 120,
+                     on_timeout=lambda: self.log_tail("kubelet"))
+
+    def simulate_reboot(self) -> None:
+        """Stop the node's kubelet and runtime and drop what a reboot drops (every mount and loop
+        device of this node, and the containers), then start the node again."""
+        self.stop_process("kubelet")
+        self.stop_pods()
+        self.stop_process("containerd")
+        self._kill_strays(keep_control_plane=True)
+        errors = self._unmount_all(self.kubelet_root) + self._unmount_all(self.containerd_dir)
+        errors += self._detach_loops()
+        if errors:
+            raise E2EError(f"could not simulate a reboot: {errors}")
+        self.start_runtime()
+        self.restart_kubelet()
+
+    def current_log(self, name: str) -> str:
+        """The log of the component's latest start only."""
+        text = (self.logs / f"{name}.log").read_text(errors="replace")
+        return text[text.rfind("=== "):]
+
     def _node_ready(self) -> bool:
         self.alive("kubelet")
         node = self.get("node", self.node_name)
         return any(c["type"] == "Ready" and c["status"] == "True"
                    for c in node.get("status", {}).get("conditions", []))
 
-    def install_driver(self, attach: bool = False) -> None:
-        argv = [str(REPO / "install.sh"), "--no-deps", "--prefix", str(self.base / "opt"),
+    def install_driver(self, prefix: Path, attach: bool = False) -> None:
+        """install.sh into our plugin dir; `prefix` (its virtual environment) may be shared."""
+        argv = [str(REPO / "install.sh"), "--no-deps", "--prefix", str(prefix),
                 "--plugin-dir", str(self.plugin_dir), "--data-root", str(self.data_root),
                 "--bin-dir", str(self.base / "bin")]
         self.run([*argv, "--attach"] if attach else argv, timeout=600)
@@ -383,14 +414,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self.stop_pods()
         self.stop_process("containerd")
         self._kill_strays()
-        for mount in sorted(self.mounts(), key=lambda m: len(m.mount_point), reverse=True):
-            done = subprocess.run(["umount", "-l", mount.mount_point], capture_output=True, check=False)
-            if done.returncode:
-                errors.append(f"umount {mount.mount_point}: {done.stderr.decode().strip()}")
-        for device in self.loops():
-            done = subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
-            if done.returncode:
-                errors.append(f"losetup -d {device}: {done.stderr.decode().strip()}")
+        errors += self._unmount_all(self.base)
+        errors += self._detach_loops()
         errors += self._remove_cgroups()
         for path in FIXED_PATHS:
             if path not in self.existing_fixed and path.exists():
@@ -400,9 +425,26 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             shutil.rmtree(self.base, ignore_errors=True)
         return errors
 
-    def _kill_strays(self) -> None:
+    def _unmount_all(self, under: Path) -> list[str]:
+        errors = []
+        for mount in sorted(self.mounts(under), key=lambda m: len(m.mount_point), reverse=True):
+            done = subprocess.run(["umount", "-l", mount.mount_point], capture_output=True, check=False)
+            if done.returncode:
+                errors.append(f"umount {mount.mount_point}: {done.stderr.decode().strip()}")
+        return errors
+
+    def _detach_loops(self) -> list[str]:
+        errors = []
+        for device in self.loops():
+            done = subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
+            if done.returncode:
+                errors.append(f"losetup -d {device}: {done.stderr.decode().strip()}")
+        return errors
+
+    def _kill_strays(self, keep_control_plane: bool = False) -> None:
         """Shims started for our containerd (their command line names our socket)."""
         marker = str(self.base).encode()
+        keep = {p.pid for p in self.procs.values()} if keep_control_plane else set()
         for pid_dir in Path("/proc").iterdir():
             if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
                 continue
@@ -410,7 +452,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 cmdline = (pid_dir / "cmdline").read_bytes()
             except OSError:
                 continue
-            if marker in cmdline:
+            if marker in cmdline and int(pid_dir.name) not in keep:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid_dir.name), signal.SIGKILL)
 

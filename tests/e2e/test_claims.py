@@ -1,10 +1,18 @@
-"""Scenario 2: a PersistentVolume with flexVolume, a claim and pods, through the control plane."""
+"""Scenarios 2, 4 and 5 on a control plane: claims, resize, kubelet restart and node reboot."""
 
 from __future__ import annotations
 
 import json
 
-from tests.e2e.claims import delete_pod, resize_xfs, wait_bound, wait_file, wait_released, wait_running
+from tests.e2e.claims import (
+    delete_pod,
+    file_in_volume,
+    resize_xfs,
+    wait_bound,
+    wait_file,
+    wait_released,
+    wait_running,
+)
 from tests.e2e.harness import Cluster, wait_for
 from tests.e2e.pods import claim, claim_pod, persistent_volume, storage_class
 
@@ -57,3 +65,51 @@ def test_resize_grows_xfs_in_the_running_pod(cluster: Cluster) -> None:
     assert "expandfs" in verbs and "expandvolume" not in verbs, verbs
     expand = next(c for c in calls if c["verb"] == "expandfs")
     assert expand["status"] == "Success", expand
+
+
+def test_kubelet_restart_keeps_the_mount_and_unmounts_a_pod_deleted_meanwhile(cluster: Cluster) -> None:
+    volume = "e2e-restart"
+    cluster.apply(storage_class(), persistent_volume("pv-restart", volume), claim("restart"))
+    wait_bound(cluster, "restart")
+    cluster.apply(claim_pod("survivor", 'echo "before the restart" > /data/message', "restart"))
+    wait_running(cluster, "survivor")
+    assert wait_file(cluster, volume, "message") == "before the restart\n"
+    mounts_before = cluster.volume_mounts(volume)
+    calls_before = len(cluster.calls())
+
+    cluster.restart_kubelet()
+    # The restarted kubelet finds the volume set up already (it checks the mount point itself).
+    wait_for("the restarted kubelet to confirm the pod's volume",
+             lambda: 'MountVolume.SetUp succeeded for volume "pv-restart"' in cluster.current_log("kubelet"),
+             120, on_timeout=cluster.errors_in_log)
+    assert cluster.volume_mounts(volume) == mounts_before
+    assert [c["verb"] for c in cluster.calls()[calls_before:] if c["verb"] != "init"] == []
+
+    cluster.stop_kubelet()
+    delete_pod(cluster, "survivor")
+    # Nobody is there to tear the volume down: it stays mounted until the kubelet is back.
+    assert cluster.volume_mounts(volume) == mounts_before
+    cluster.restart_kubelet()
+    wait_released(cluster, volume)
+    unmounts = [c for c in cluster.calls()[calls_before:] if c["verb"] == "unmount"]
+    assert unmounts and all(c["status"] == "Success" for c in unmounts), unmounts
+
+
+def test_after_a_simulated_reboot_the_pod_comes_back_with_its_data(cluster: Cluster) -> None:
+    volume = "e2e-reboot"
+    cluster.apply(storage_class(), persistent_volume("pv-reboot", volume), claim("reboot"))
+    wait_bound(cluster, "reboot")
+    # Each start of the container appends a line: the second start must see the first one's.
+    cluster.apply(claim_pod("rebooted", "echo started >> /data/starts", "reboot"))
+    wait_running(cluster, "rebooted")
+    assert wait_file(cluster, volume, "starts") == "started\n"
+    calls_before = len(cluster.calls())
+
+    cluster.simulate_reboot()
+    starts = wait_for("the pod to start again on its volume",
+                      lambda: (t := file_in_volume(cluster, volume, "starts")).count("started") == 2 and t,
+                      180, on_timeout=cluster.errors_in_log)
+    assert starts == "started\nstarted\n"
+    assert "mount" in [c["verb"] for c in cluster.calls()[calls_before:]]
+    delete_pod(cluster, "rebooted")
+    wait_released(cluster, volume)
