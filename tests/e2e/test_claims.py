@@ -1,4 +1,5 @@
-"""Scenarios 2, 4 and 5 on a control plane: claims, resize, kubelet restart and node reboot."""
+"""Scenarios 2, 4, 5 and 7 on a control plane: claims, resize, kubelet restart, node reboot, the
+toolkit on the live node."""
 
 from __future__ import annotations
 
@@ -112,4 +113,37 @@ def test_after_a_simulated_reboot_the_pod_comes_back_with_its_data(cluster: Clus
     assert starts == "started\nstarted\n"
     assert "mount" in [c["verb"] for c in cluster.calls()[calls_before:]]
     delete_pod(cluster, "rebooted")
+    wait_released(cluster, volume)
+
+
+def test_the_toolkit_on_the_live_node(cluster: Cluster) -> None:
+    """Scenario 7: doctor, ls and calls against the node the cluster is using."""
+    volume = "e2e-toolkit"
+    cluster.apply(storage_class(), persistent_volume("pv-toolkit", volume), claim("toolkit"))
+    wait_bound(cluster, "toolkit")
+    cluster.apply(claim_pod("inspected", "echo hi > /data/message", "toolkit"))
+    wait_running(cluster, "inspected")
+    wait_file(cluster, volume, "message")
+    flexvol = [str(cluster.base / "bin" / "flexvol")]
+    where = ["--root", str(cluster.data_root)]
+
+    doctor = cluster.run([*flexvol, "doctor", "--json", *where, "--kubelet-root", str(cluster.kubelet_root)],
+                         check=False)
+    checks = json.loads(doctor.stdout)
+    assert doctor.returncode == 0, checks
+    assert not [c for c in checks if c["status"] == "FAIL"], checks
+    # No --plugin-dir given: it is the one on the running kubelet's command line.
+    assert any(str(cluster.plugin_dir) in c["detail"] for c in checks), checks
+
+    volumes = json.loads(cluster.run([*flexvol, "ls", "--json", *where,
+                                      "--kubelet-root", str(cluster.kubelet_root)]).stdout)
+    [listed] = [v for v in volumes if v["volume_id"] == volume]
+    pod_uid = cluster.get("pod", "inspected")["metadata"]["uid"]
+    assert [m["path"] for m in listed["mounts"]] == cluster.volume_mounts(volume)
+    assert [m["pod"] for m in listed["mounts"]] in (["default/inspected"], [pod_uid]), listed
+
+    calls = json.loads(cluster.run([*flexvol, "calls", "--json", *where, "--volume", volume]).stdout)
+    journal = [c["verb"] for c in cluster.calls() if c["volume"] == volume]
+    assert [c["verb"] for c in calls] == journal == ["mount"], calls
+    delete_pod(cluster, "inspected")
     wait_released(cluster, volume)
