@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from tests.e2e.harness import Cluster, wait_for
@@ -96,3 +97,42 @@ def resize_xfs(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> 
     delete_pod(cluster, pod_name)
     wait_released(cluster, volume)
     return cluster.calls()[seen_before:]
+
+
+def simulated_verbs(cluster: Cluster, objects: list[dict]) -> list[str]:
+    """The calls `flexvol simulate` makes for these objects, with the cluster's installed driver
+    pointed at a data root of its own."""
+    scratch = Path(tempfile.mkdtemp(prefix="simulate-", dir=cluster.base))
+    manifest = scratch / "objects.yaml"
+    manifest.write_text("\n---\n".join(json.dumps(o) for o in objects))
+    done = cluster.run([str(cluster.base / "bin" / "flexvol"), "simulate", "-f", str(manifest), "--json",
+                        "--driver", str(cluster.plugin_dir / "flexvol~loop" / "loop"),
+                        "--env", f"FLEXVOL_ROOT={scratch / 'root'}", "--tmp-dir", str(scratch),
+                        "--node-name", cluster.node_name], check=False)
+    [result] = json.loads(done.stdout)
+    assert done.returncode == 0 and not result["outcome"]["error"], done.stdout + done.stderr
+    return [step["verb"] for step in result["outcome"]["steps"]]
+
+
+def simulate_agrees(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> tuple[list, list]:
+    """Scenario 8: run a PV + claim + pod through the cluster, then the same objects through
+    `flexvol simulate`; returns (real, simulated) verbs. isattached is the controller's periodic
+    check, so how often it comes depends on time: it is left out of both, as is init, which the
+    driver does not journal."""
+    objects = [storage_class(), persistent_volume(pv_name, volume), claim(claim_name)]
+    pod = claim_pod(f"{claim_name}-app", "echo hi > /data/message", claim_name)
+    cluster.apply(*objects)
+    wait_bound(cluster, claim_name)
+    calls_before = len(cluster.calls())
+    cluster.apply(pod)
+    wait_running(cluster, pod["metadata"]["name"])
+    delete_pod(cluster, pod["metadata"]["name"])
+    wait_released(cluster, volume)
+    attachable = any(c["verb"] == "attach" for c in cluster.calls()[calls_before:])
+    if attachable:
+        wait_for("detach", lambda: any(c["verb"] == "detach" for c in cluster.calls()[calls_before:]), 90)
+    skip = ("init", "isattached")
+    real = [c["verb"] for c in cluster.calls()[calls_before:]
+            if c["volume"] == volume and c["verb"] not in skip]
+    simulated = [v for v in simulated_verbs(cluster, [*objects, pod]) if v not in skip]
+    return real, simulated

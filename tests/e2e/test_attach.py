@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.claims import delete_pod, resize_xfs, wait_bound, wait_file, wait_released, wait_running
+from tests.e2e.claims import (
+    delete_pod,
+    resize_xfs,
+    simulate_agrees,
+    wait_bound,
+    wait_file,
+    wait_released,
+    wait_running,
+)
 from tests.e2e.harness import Cluster, wait_for
 from tests.e2e.pods import claim, claim_pod, persistent_volume, storage_class
 
@@ -50,3 +58,9 @@ def test_resize_grows_xfs_in_attach_mode(attach_cluster: Cluster) -> None:
     assert "expandfs" in verbs and "expandvolume" not in verbs, verbs
     expand = next(c for c in calls if c["verb"] == "expandfs")
     assert expand["status"] == "Success", expand
+
+
+def test_simulate_plans_the_calls_the_cluster_made_in_attach_mode(attach_cluster: Cluster) -> None:
+    real, simulated = simulate_agrees(attach_cluster, "e2e-simulated", "pv-simulated", "simulated")
+    assert real == ["attach", "waitforattach", "mountdevice", "mount", "unmount", "unmountdevice", "detach"]
+    assert simulated == real

@@ -9,6 +9,7 @@ from tests.e2e.claims import (
     delete_pod,
     file_in_volume,
     resize_xfs,
+    simulate_agrees,
     wait_bound,
     wait_file,
     wait_released,
@@ -147,3 +148,9 @@ def test_the_toolkit_on_the_live_node(cluster: Cluster) -> None:
     assert [c["verb"] for c in calls] == journal == ["mount"], calls
     delete_pod(cluster, "inspected")
     wait_released(cluster, volume)
+
+
+def test_simulate_plans_the_calls_the_cluster_made(cluster: Cluster) -> None:
+    real, simulated = simulate_agrees(cluster, "e2e-simulated", "pv-simulated", "simulated")
+    assert real == ["mount", "unmount"]
+    assert simulated == real
