@@ -130,7 +130,8 @@ def simulate_agrees(cluster: Cluster, volume: str, pv_name: str, claim_name: str
     wait_released(cluster, volume)
     attachable = any(c["verb"] == "attach" for c in cluster.calls()[calls_before:])
     if attachable:
-        wait_for("detach", lambda: any(c["verb"] == "detach" for c in cluster.calls()[calls_before:]), 90)
+        wait_for(f"detach of {volume}", lambda: any(c["verb"] == "detach" and c["volume"] == volume
+                                                    for c in cluster.calls()[calls_before:]), 90)
     skip = ("init", "isattached")
     real = [c["verb"] for c in cluster.calls()[calls_before:]
             if c["volume"] == volume and c["verb"] not in skip]

@@ -41,7 +41,7 @@ def test_attach_mount_unmount_detach(attach_cluster: Cluster) -> None:
 
     delete_pod(cluster, "app")
     wait_released(cluster, volume)
-    wait_for("detach", lambda: "detach" in cluster.verbs(), 90,
+    wait_for("detach", lambda: "detach" in cluster.verbs(volume), 90,
              on_timeout=lambda: cluster.log_tail("kube-controller-manager"))
     wait_for("the node to list no attached volume", lambda: not attached_volumes(cluster), 60)
     verbs = cluster.verbs()
