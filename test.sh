@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test suite of flexvol: ruff, pytest (unit, integration on real loop devices, and a
-# quick sample of the reliability suite), and bats against an installed driver. Needs root.
+# quick sample of the reliability suite), bats against an installed driver, then the end-to-end
+# suite against a real kubelet and control plane (FLEXVOL_SKIP_E2E=1 skips it). Needs root.
 # Extra arguments go to pytest.
 #   ./test.sh --reliability   the whole reliability suite instead (also `make reliability`);
 #                             figures in results/reliability-report.md and .json
-# Runs every test suite of flexvol: ruff, pytest (unit, and integration on real loop devices),
-# and bats against an installed driver, then the end-to-end suite against a real kubelet and
-# control plane (FLEXVOL_SKIP_E2E=1 skips it). Needs root. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 

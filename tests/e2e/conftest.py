@@ -21,7 +21,8 @@ from tests.e2e.harness import Cluster, build
 
 
 def _selected(config: pytest.Config) -> bool:
-    return "e2e" in (config.getoption("markexpr") or "")
+    expression = config.getoption("markexpr") or ""
+    return "e2e" in expression and "not e2e" not in expression
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
