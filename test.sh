@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test suite of flexvol: ruff, pytest (unit, integration on real loop devices, and a
-# quick sample of the reliability suite), and bats against an installed driver. Needs root.
+# quick sample of the reliability suite), bats against an installed driver, then the end-to-end
+# suite against a real kubelet and control plane (FLEXVOL_SKIP_E2E=1 skips it). Needs root.
 # Extra arguments go to pytest.
 #   ./test.sh --reliability   the whole reliability suite instead (also `make reliability`);
 #                             figures in results/reliability-report.md and .json
@@ -36,3 +37,11 @@ echo "== bats"
 bats tests/bats
 echo "== benchmark smoke run (figures for people, no assertions on timing)"
 .venv/bin/python bench/run.py --quick --json results/bench-quick.json
+if [[ "${FLEXVOL_SKIP_E2E:-}" == 1 ]]; then
+    echo "== e2e skipped (FLEXVOL_SKIP_E2E=1)"
+else
+    # A real kubelet, runtime and control plane; the first run on a machine builds them
+    # (scripts/e2e-build.sh, cached under /var/cache/flexvol-e2e), later runs take minutes.
+    echo "== e2e"
+    .venv/bin/python -m pytest -m e2e tests/e2e
+fi

@@ -1,0 +1,139 @@
+"""Steps the control-plane scenarios share: wait for pods, claims and the volume's release."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from tests.e2e.harness import Cluster, wait_for
+from tests.e2e.pods import claim, claim_pod, persistent_volume, storage_class
+
+
+def pod_phase(cluster: Cluster, name: str) -> str:
+    return cluster.get("pod", name).get("status", {}).get("phase", "")
+
+
+def describe(cluster: Cluster, kind: str, name: str) -> str:
+    return cluster.kubectl("describe", kind, name, check=False) + "\n" + cluster.errors_in_log()
+
+
+def wait_running(cluster: Cluster, name: str, timeout: float = 180) -> None:
+    wait_for(f"pod {name} to run", lambda: pod_phase(cluster, name) == "Running", timeout,
+             on_timeout=lambda: describe(cluster, "pod", name))
+
+
+def file_in_volume(cluster: Cluster, volume: str, name: str) -> str:
+    for mount_point in cluster.volume_mounts(volume):
+        path = Path(mount_point) / name
+        if path.exists():
+            return path.read_text()
+    return ""
+
+
+def wait_file(cluster: Cluster, volume: str, name: str, timeout: float = 120) -> str:
+    return wait_for(f"{name} in volume {volume}", lambda: file_in_volume(cluster, volume, name), timeout,
+                    on_timeout=cluster.errors_in_log)
+
+
+def released(cluster: Cluster, volume: str) -> bool:
+    backing = str(cluster.data_root / "volumes" / f"{volume}.img")
+    return not cluster.volume_mounts(volume) and backing not in cluster.loops().values()
+
+
+def wait_released(cluster: Cluster, volume: str, timeout: float = 120) -> None:
+    wait_for(f"volume {volume} to be unmounted and its loop device released",
+             lambda: released(cluster, volume), timeout, on_timeout=cluster.errors_in_log)
+
+
+def delete_pod(cluster: Cluster, name: str) -> None:
+    # The Pod object can take a while to go after its volumes are torn down: do not wait for it.
+    cluster.kubectl("delete", "pod", name, "--wait=false")
+
+
+def wait_bound(cluster: Cluster, claim: str, timeout: float = 60) -> dict:
+    return wait_for(f"claim {claim} to bind",
+                    lambda: (c := cluster.get("pvc", claim)).get("status", {}).get("phase") == "Bound" and c,
+                    timeout, on_timeout=lambda: describe(cluster, "pvc", claim))
+
+
+def capacity_bytes(mount_point: str) -> int:
+    st = os.statvfs(mount_point)
+    return st.f_blocks * st.f_frsize
+
+
+def resize_xfs(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> list[dict]:
+    """Raise a running pod's xfs claim from 300Mi to 400Mi; returns the driver's calls since."""
+    cluster.apply(storage_class(), persistent_volume(pv_name, volume, size="300Mi", fs_type="xfs"),
+                  claim(claim_name, size="300Mi"))
+    wait_bound(cluster, claim_name)
+    pod_name = f"{claim_name}-app"
+    # The container reports its own view of the filesystem every second.
+    script = ('trap "exit 0" TERM\n'
+              'while true; do df -k /data > /data/df.new && mv /data/df.new /data/df; sleep 1; done')
+    cluster.apply(claim_pod(pod_name, script, claim_name))
+    wait_running(cluster, pod_name)
+    wait_file(cluster, volume, "df")
+    # In attach mode the device is also mounted once for the node: measure the pod's mount.
+    [mount_point] = [m for m in cluster.volume_mounts(volume) if "/pods/" in m]
+    before = capacity_bytes(mount_point)
+    seen_before = len(cluster.calls())
+
+    cluster.kubectl("patch", "pvc", claim_name, "-p",
+                    json.dumps({"spec": {"resources": {"requests": {"storage": "400Mi"}}}}))
+    wait_for("the claim's capacity to reach 400Mi",
+             lambda: cluster.get("pvc", claim_name)["status"].get("capacity", {}).get("storage") == "400Mi",
+             120, on_timeout=lambda: describe(cluster, "pvc", claim_name))
+    assert cluster.get("pv", pv_name)["spec"]["capacity"]["storage"] == "400Mi"
+    after = capacity_bytes(mount_point)
+    assert after > before + 80 * 2**20, (before, after)
+
+    def pod_sees_growth() -> bool:
+        line = file_in_volume(cluster, volume, "df").splitlines()[-1].split()
+        return int(line[1]) * 1024 >= after - 2**20
+
+    wait_for("the container to see the grown filesystem", pod_sees_growth, 30)
+    delete_pod(cluster, pod_name)
+    wait_released(cluster, volume)
+    return cluster.calls()[seen_before:]
+
+
+def simulated_verbs(cluster: Cluster, objects: list[dict]) -> list[str]:
+    """The calls `flexvol simulate` makes for these objects, with the cluster's installed driver
+    pointed at a data root of its own."""
+    scratch = Path(tempfile.mkdtemp(prefix="simulate-", dir=cluster.base))
+    manifest = scratch / "objects.yaml"
+    manifest.write_text("\n---\n".join(json.dumps(o) for o in objects))
+    done = cluster.run([str(cluster.base / "bin" / "flexvol"), "simulate", "-f", str(manifest), "--json",
+                        "--driver", str(cluster.plugin_dir / "flexvol~loop" / "loop"),
+                        "--env", f"FLEXVOL_ROOT={scratch / 'root'}", "--tmp-dir", str(scratch),
+                        "--node-name", cluster.node_name], check=False)
+    [result] = json.loads(done.stdout)
+    assert done.returncode == 0 and not result["outcome"]["error"], done.stdout + done.stderr
+    return [step["verb"] for step in result["outcome"]["steps"]]
+
+
+def simulate_agrees(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> tuple[list, list]:
+    """Scenario 8: run a PV + claim + pod through the cluster, then the same objects through
+    `flexvol simulate`; returns (real, simulated) verbs. isattached is the controller's periodic
+    check, so how often it comes depends on time: it is left out of both, as is init, which the
+    driver does not journal."""
+    objects = [storage_class(), persistent_volume(pv_name, volume), claim(claim_name)]
+    pod = claim_pod(f"{claim_name}-app", "echo hi > /data/message", claim_name)
+    cluster.apply(*objects)
+    wait_bound(cluster, claim_name)
+    calls_before = len(cluster.calls())
+    cluster.apply(pod)
+    wait_running(cluster, pod["metadata"]["name"])
+    delete_pod(cluster, pod["metadata"]["name"])
+    wait_released(cluster, volume)
+    attachable = any(c["verb"] == "attach" for c in cluster.calls()[calls_before:])
+    if attachable:
+        wait_for(f"detach of {volume}", lambda: any(c["verb"] == "detach" and c["volume"] == volume
+                                                    for c in cluster.calls()[calls_before:]), 90)
+    skip = ("init", "isattached")
+    real = [c["verb"] for c in cluster.calls()[calls_before:]
+            if c["volume"] == volume and c["verb"] not in skip]
+    simulated = [v for v in simulated_verbs(cluster, [*objects, pod]) if v not in skip]
+    return real, simulated
