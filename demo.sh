@@ -34,9 +34,20 @@ call() {
     [[ "$reply" == *'"status":"Success"'* ]]
 }
 
+FLEXVOL="$(command -v flexvol || true)"
+export FLEXVOL_KUBELET_ROOT="$KUBELET"
+
 call init
+if [[ -n "$FLEXVOL" ]]; then
+    echo "\$ flexvol create demo --size 256Mi"
+    "$FLEXVOL" create demo --size 256Mi | sed "s|$WORK|\$WORK|g"
+fi
 call mount "$POD_A" "$OPTIONS"
 echo "  mounted: $(findmnt -n -o SOURCE,FSTYPE,OPTIONS --mountpoint "$POD_A")"
+if [[ -n "$FLEXVOL" ]]; then
+    echo "\$ flexvol ls"
+    COLUMNS=160 "$FLEXVOL" ls | sed "s|$WORK|\$WORK|g"
+fi
 echo "hello from pod A, $(date -u +%FT%TZ)" > "$POD_A/greeting.txt"
 echo "  wrote greeting.txt in pod A"
 call unmount "$POD_A"
@@ -45,4 +56,8 @@ call mount "$POD_B" "$OPTIONS"
 echo "  pod B reads: $(cat "$POD_B/greeting.txt")"
 call unmount "$POD_B"
 echo "  backing file: $(du -h --apparent-size "$FLEXVOL_ROOT/volumes/demo.img" | cut -f1) apparent, $(du -h "$FLEXVOL_ROOT/volumes/demo.img" | cut -f1) allocated (sparse)"
+if [[ -n "$FLEXVOL" ]]; then
+    echo "\$ flexvol delete demo --yes"
+    COLUMNS=160 "$FLEXVOL" delete demo --yes | sed "s|$WORK|\$WORK|g"
+fi
 echo "demo done: data survived unmount and remount; nothing left mounted or attached"
