@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from floors import ATTACH, FRESH, PYTHON_START, WARM, render  # noqa: E402
 
-from flexvol import kernel, state  # noqa: E402
+from flexvol import guard, kernel, state  # noqa: E402
 from flexvol.config import Config  # noqa: E402
 
 GiB = 1 << 30
@@ -251,6 +251,13 @@ def cleanup(work: Path) -> list[str]:
     for device, backing in kernel.loop_devices().items():
         if backing.startswith(str(work)):
             subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+    # Dirs unmounted here, not by the driver, keep the driver's write guard: lift it so the
+    # directory tree can be removed.
+    mount_dirs = work / "mnt"
+    if mount_dirs.is_dir():
+        for path in mount_dirs.iterdir():
+            if path.is_dir():
+                guard.lift_write_guard(str(path))
     return errors
 
 
