@@ -6,9 +6,7 @@ Toolkit only (`flexvol call`, `flexvol doctor`).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 
 from flexvol.config import DRIVER_NAME
@@ -34,23 +32,12 @@ def installed_driver(plugin_dir: str = DEFAULT_PLUGIN_DIR) -> str:
 
 def call_driver(driver: str, args: list[str], *, timeout: float = 120,
                 env: dict[str, str] | None = None) -> DriverResult:
+    """One call, exec'd and judged by the same code as `flexvol sanity` (flexvol.sanity.caller)."""
+    from flexvol.sanity.caller import exec_driver, judge
+
     argv = [driver, *args]
-    environment = {"PATH": KUBELET_PATH}
-    if env:
-        environment.update(env)
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, env=environment, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return DriverResult(argv, -1, "", problem=f"no answer within {timeout:g}s")
-    except OSError as error:
-        return DriverResult(argv, -1, "", problem=f"cannot run {driver}: {error.strerror}")
-    output = done.stdout.decode("utf-8", "replace")
-    try:
-        reply = json.loads(output)
-    except ValueError:
-        return DriverResult(argv, done.returncode, output,
-                            problem="the output is not one JSON object (the kubelet would fail the call)")
-    if not isinstance(reply, dict) or "status" not in reply:
-        return DriverResult(argv, done.returncode, output, problem="the reply has no status")
-    return DriverResult(argv, done.returncode, output, reply)
+    code, output, timed_out = exec_driver(argv, {"PATH": KUBELET_PATH, **(env or {})}, timeout)
+    if code is None and not timed_out:
+        return DriverResult(argv, -1, "", problem=output)
+    reply, problem = judge(args[0] if args else "driver", code, output, timed_out)
+    return DriverResult(argv, -1 if code is None else code, output, reply or {}, problem)

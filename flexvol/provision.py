@@ -58,13 +58,14 @@ def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
             undo.rollback()
             raise
         finally:
-            wait_detached(volume.release_loop(config, spec.volume_id))
+            volume.release_loop(config, spec.volume_id)
         undo.commit()
         return state.load_record(config, spec.volume_id) or record
 
 
 def wait_detached(devices: list[str], timeout: float = 10) -> None:
-    """Wait until detached loop devices are really gone.
+    """Wait until loop devices detached by hand (tests, operators) are really gone;
+    volume.detach_loop already waits for its own.
 
     `losetup --detach` of a device that udev's blkid still holds open only marks it
     autoclear; the kernel lets go at the last close, so it lingers for a moment.
@@ -152,11 +153,9 @@ def resize(config: Config, volume_id: str, size: str) -> int:
     fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
     options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
     path = config.backing_file(volume_id)
-    idle = not kernel.loops_of_file(path)
+    # expandfs releases a loop device it attached only to grow (volume.detach_loop waits for it).
     reply = verbs.dispatch(config, ["expandfs", options, "", "", str(new), str(current)],
                            CallInfo("expandfs"))
-    if idle:
-        wait_detached(kernel.loops_of_file(path))
     if reply.status != protocol.SUCCESS:
         raise FlexvolError(f"resize of {volume_id} failed: {reply.message}")
     return os.stat(path).st_size

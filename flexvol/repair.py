@@ -21,7 +21,6 @@ from flexvol.inventory import (
     known_ids,
     record_ids,
 )
-from flexvol.provision import wait_detached
 
 COPY_CHUNK = 1 << 20
 
@@ -201,7 +200,6 @@ def _detach_leaked(config: Config, finding: Finding) -> str:
     if kernel.mounts_of_device(finding.subject):
         raise Refused(f"{finding.subject} is mounted now; left alone")
     detached = volume.release_loop(config, finding.volume_id)
-    wait_detached(detached)
     return f"detached {', '.join(detached)}" if detached else "already detached"
 
 
@@ -213,7 +211,6 @@ def _recover_deleted(config: Config, finding: Finding) -> str:
     destination = _recovery_path(config, finding.volume_id, device)
     copy_sparse(device, destination)
     volume.detach_loop(device)
-    wait_detached([device])
     return f"copied {device} to {destination} and detached it"
 
 
@@ -245,7 +242,6 @@ def _unmount_stale(config: Config, finding: Finding) -> str:
         raise Refused(f"{finding.subject} is known to the driver now; left alone")
     volume.release_mount(finding.subject)
     detached = volume.release_loop(config, finding.volume_id)
-    wait_detached(detached)
     return f"unmounted {finding.subject}" + (f", detached {', '.join(detached)}" if detached else "")
 
 

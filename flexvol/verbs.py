@@ -233,7 +233,8 @@ def do_expandvolume(config: Config, args: list[str], call: CallInfo) -> Reply:
     # Runs on the controller-manager's machine, which holds no backing file: validate only.
     _spec(args[0], call)
     new = _bytes(args[2], "new size")
-    _bytes(args[3], "old size") if args[3] else 0
+    if args[3]:
+        _bytes(args[3], "old size")
     return protocol.success(volumeNewSize=str(new))
 
 

@@ -61,6 +61,13 @@ def print_json(value: object) -> None:
 F = TypeVar("F", bound=Callable[..., object])
 
 
+def print_error(error: FlexvolError) -> None:
+    """`error: message` and `  hint: ...` on stderr, the toolkit's one way to report a refusal."""
+    error_console().print(f"[bold red]error:[/] {escape(error.message)}")
+    if error.hint:
+        error_console().print(f"  hint: {escape(error.hint)}")
+
+
 def friendly_errors(function: F) -> F:
     """Turn FlexvolError (and a few OS errors) into `error: ...` on stderr and exit code 1."""
 
@@ -69,9 +76,7 @@ def friendly_errors(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except FlexvolError as error:
-            error_console().print(f"[bold red]error:[/] {escape(error.message)}")
-            if error.hint:
-                error_console().print(f"  hint: {escape(error.hint)}")
+            print_error(error)
             raise typer.Exit(EXIT_FAILED) from None
         except PermissionError as error:
             error_console().print(f"[bold red]error:[/] {escape(str(error))}")

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 
 from flexvol.cli import common, render
 from flexvol.cli.main import app
@@ -70,9 +69,7 @@ def sanity(
             with Live(status, console=out, transient=True, refresh_per_second=8):
                 report = run_sanity(settings, status.event)
     except FlexvolError as error:
-        common.error_console().print(f"[bold red]error:[/] {escape(error.message)}")
-        if error.hint:
-            common.error_console().print(f"  hint: {escape(error.hint)}")
+        common.print_error(error)
         # A driver or manifest that cannot be used is wrong usage; anything else failed.
         raise typer.Exit(2 if isinstance(error, InvalidInput) else common.EXIT_FAILED) from None
     if json_output:

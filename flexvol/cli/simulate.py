@@ -8,7 +8,6 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.text import Text
 
 from flexvol.callrun import DEFAULT_PLUGIN_DIR
@@ -76,9 +75,7 @@ def simulate(
             if not json_output:
                 render.simulate_summary(out, run)
     except FlexvolError as error:
-        common.error_console().print(f"[bold red]error:[/] {escape(error.message)}")
-        if error.hint:
-            common.error_console().print(f"  hint: {escape(error.hint)}")
+        common.print_error(error)
         # A driver or manifest that cannot be used is wrong usage; anything else failed.
         raise typer.Exit(2 if isinstance(error, InvalidInput) else common.EXIT_FAILED) from None
     if json_output:

@@ -128,7 +128,7 @@ class Caller:
             self.on_call(verb)
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
-        code, output, timed_out = _exec(argv, self.environment(), limit)
+        code, output, timed_out = exec_driver(argv, self.environment(), limit)
         done = Call(verb, argv, code, output, time.monotonic() - started, timed_out)
         done.reply, done.problem = judge(verb, code, output, timed_out)
         if timed_out:
@@ -139,7 +139,8 @@ class Caller:
         return done
 
 
-def _exec(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str, bool]:
+def exec_driver(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str, bool]:
+    """Exec argv as the kubelet does; return (exit code or None, combined output, timed out)."""
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, env=env, cwd="/", start_new_session=True)
