@@ -8,6 +8,7 @@ loop device, cgroup and file the run made, also after a failure.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -30,6 +31,9 @@ DRIVER_NAME = "flexvol/loop"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CGROUP_BASE = Path("/sys/fs/cgroup")
 # Fixed paths kubelet 1.20 and containerd 1.6 create whatever their configured dirs are.
+# One cluster at a time on a machine: clusters share the kubelet's fixed paths and the runtime's
+# `k8s.io` cgroups, and each one's cleanup removes those it found absent.
+MACHINE_LOCK = Path("/run/flexvol-e2e.lock")
 FIXED_PATHS = [Path(p) for p in ("/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/pods",
                                  "/var/log/containers", "/run/containerd/s", "/run/containerd")]
 
@@ -73,6 +77,8 @@ class Cluster:
     """One temporary root; start the pieces you need, stop() undoes everything."""
 
     def __init__(self, binaries: Path, prefix: str) -> None:
+        self._lock = open(MACHINE_LOCK, "a")  # noqa: SIM115 - held until stop()
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # waits while another run's cluster is up
         self.bin = binaries / "bin"
         self.images = binaries / "images"
         self.base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
@@ -423,6 +429,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         if not errors:
             shutil.rmtree(self.base, ignore_errors=True)
+        self._lock.close()
         return errors
 
     def _unmount_all(self, under: Path) -> list[str]:
