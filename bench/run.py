@@ -74,8 +74,8 @@ class Bench:
         self.shim.write_text(
             "#!/usr/bin/python3 -ISB\nimport sys\n"
             f"sys.path.insert(0, {str(REPO)!r})\n"
-            "from flexvol.verbs import main\n"
-            f"sys.exit(main(sys.argv[1:], data_root={str(self.work / 'data')!r}))\n")
+            "from flexvol.verbs import main_and_exit\n"
+            f"main_and_exit(sys.argv[1:], data_root={str(self.work / 'data')!r})\n")
         self.shim.chmod(0o755)
 
     def env(self, root: str = "data", attach: bool = False) -> dict[str, str]:

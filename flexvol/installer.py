@@ -34,8 +34,8 @@ def driver_script(data_root: str, attach: bool, *, python: str = DRIVER_PYTHON,
         "# -I -S -B: ignore the caller's environment and site, never write bytecode here.\n"
         "import sys\n"
         f"sys.path.insert(0, {site or package_parent()!r})\n"
-        "from flexvol.verbs import main\n"
-        f"sys.exit(main(sys.argv[1:], data_root={data_root!r}, attach={attach!r}))\n"
+        "from flexvol.verbs import main_and_exit\n"
+        f"main_and_exit(sys.argv[1:], data_root={data_root!r}, attach={attach!r})\n"
     )
 
 

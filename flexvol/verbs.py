@@ -331,3 +331,14 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
 
         journal.append(config, call, reply.status, reply.message, run.history)
     return reply.exit_code
+
+
+def main_and_exit(argv: list[str], *, data_root: str | None = None,
+                  attach: bool | None = None) -> None:
+    """`main`, then leave at once: what the entry points call.
+
+    The reply and the journal line went out with raw writes on descriptors already closed, so
+    nothing is buffered; skipping the interpreter's teardown (freeing every module, 1 to 3 ms)
+    shortens the wait of the kubelet, which waits for the process to exit.
+    """
+    os._exit(main(argv, data_root=data_root, attach=attach))

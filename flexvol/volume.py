@@ -247,6 +247,20 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
 
 
 def _attach_loop(path: str) -> str:
+    from flexvol import loopdev
+
+    try:
+        return loopdev.attach(path)
+    except loopdev.Unavailable:
+        return _losetup_attach(path)
+    except loopdev.Busy as error:
+        raise CommandFailed(str(error), "retry the call; the kubelet does") from error
+    except OSError as error:
+        raise CommandFailed(f"attaching {path} to a loop device failed: {error.strerror}",
+                            "see `losetup -l` and the kernel log") from error
+
+
+def _losetup_attach(path: str) -> str:
     last_error: CommandFailed | None = None
     for _attempt in range(LOOP_ATTACH_ATTEMPTS):
         try:
@@ -273,15 +287,24 @@ LOOP_RELEASE_WAIT = 5.0
 def detach_loop(device: str) -> None:
     """Detach a loop device and wait (bounded) until the kernel has let it go.
 
-    `losetup --detach` of a device that udev's blkid still holds open only marks it autoclear;
-    the kernel clears it at the last close, a moment later. Waiting keeps "unmount returned,
-    so the device is gone" true for the kubelet, the toolkit and the tests.
+    Detaching (LOOP_CLR_FD, as `losetup --detach` does) a device that udev's blkid still holds
+    open only marks it autoclear; the kernel clears it at the last close, a moment later.
+    Waiting keeps "unmount returned, so the device is gone" true for the kubelet, the toolkit
+    and the tests.
     """
     import time
 
     if kernel.loop_backing_file(device) is None:
         return
-    run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, what="losetup --detach")
+    from flexvol import loopdev
+
+    try:
+        loopdev.detach(device)
+    except loopdev.Unavailable:
+        run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, what="losetup --detach")
+    except OSError as error:
+        raise CommandFailed(f"detaching {device} failed: {error.strerror}",
+                            "see `losetup -l` and the kernel log") from error
     deadline = time.monotonic() + LOOP_RELEASE_WAIT
     delay = 0.001
     while kernel.loop_backing_file(device) is not None and time.monotonic() < deadline:

@@ -1,0 +1,75 @@
+"""Loop devices bound with the kernel's ioctls, and losetup where those are not available."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flexvol import kernel, loopdev, run, volume
+from tests.conftest import TEST_PREFIX
+
+
+@pytest.fixture
+def backing() -> Iterator[Path]:
+    """A sparse 64 MiB file of this test's own; any loop device left on it is detached."""
+    base = Path(tempfile.mkdtemp(prefix=f"{TEST_PREFIX}loopdev-", dir="/tmp"))
+    path = base / "volume.img"
+    path.touch(0o600)
+    os.truncate(path, 64 << 20)
+    try:
+        yield path
+    finally:
+        for device in kernel.loops_of_file(str(path)):
+            subprocess.run(["losetup", "--detach", device], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_attach_binds_the_file_with_direct_io_and_detach_releases_it(backing: Path) -> None:
+    run.history.clear()
+    device = volume._attach_loop(str(backing))
+    assert kernel.loop_backing_file(device) == str(backing)
+    assert kernel.loop_direct_io(device) is True
+    listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE,DIO", device],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert listed == [str(backing), "1"]
+    assert run.history[-1][0] == f"ioctl LOOP_CONFIGURE {device} {backing}"
+
+    volume.detach_loop(device)
+    assert kernel.loop_backing_file(device) is None
+    assert kernel.loops_of_file(str(backing)) == []
+    assert run.history[-1][0] == f"ioctl LOOP_CLR_FD {device}"
+
+
+def test_each_caller_gets_its_own_device(backing: Path) -> None:
+    # The same free number can be handed to two callers; LOOP_CONFIGURE lets only one bind it.
+    devices = [volume._attach_loop(str(backing)) for _ in range(3)]
+    try:
+        assert len(set(devices)) == 3
+        assert all(kernel.loop_backing_file(d) == str(backing) for d in devices)
+    finally:
+        for device in devices:
+            volume.detach_loop(device)
+    assert kernel.loops_of_file(str(backing)) == []
+
+
+def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loopdev, "LOOP_CONTROL", str(backing.parent / "no-loop-control"))
+    run.history.clear()
+    device = volume._attach_loop(str(backing))
+    assert kernel.loop_backing_file(device) == str(backing)
+    assert run.history[-1][0].startswith("losetup --find --show --direct-io=on")
+
+    def no_node(device: str) -> None:
+        raise loopdev.Unavailable(f"{device} has no device node")
+
+    monkeypatch.setattr(loopdev, "detach", no_node)
+    volume.detach_loop(device)
+    assert kernel.loop_backing_file(device) is None
+    assert run.history[-1][0] == f"losetup --detach {device}"
