@@ -18,6 +18,7 @@ import time
 from flexvol import run
 
 LOOP_CLR_FD = 0x4C01
+LOOP_SET_CAPACITY = 0x4C07
 LOOP_CONFIGURE = 0x4C0A
 LOOP_CTL_GET_FREE = 0x4C82
 LO_FLAGS_DIRECT_IO = 16
@@ -99,6 +100,15 @@ def attach(path: str, attempts: int = 16) -> str:
 
 def detach(device: str) -> None:
     """Unbind `device` (the kernel finishes at the last close, as for `losetup --detach`)."""
+    _device_ioctl(device, LOOP_CLR_FD, "LOOP_CLR_FD")
+
+
+def set_capacity(device: str) -> None:
+    """Make `device` take its backing file's new size (`losetup --set-capacity`)."""
+    _device_ioctl(device, LOOP_SET_CAPACITY, "LOOP_SET_CAPACITY")
+
+
+def _device_ioctl(device: str, request: int, name: str) -> None:
     import fcntl
 
     started = time.monotonic()
@@ -107,13 +117,13 @@ def detach(device: str) -> None:
     except FileNotFoundError as error:
         raise Unavailable(f"{device} has no device node") from error
     try:
-        fcntl.ioctl(fd, LOOP_CLR_FD)
+        fcntl.ioctl(fd, request)
     except OSError as error:
-        if error.errno != errno.ENXIO:  # ENXIO: nothing bound any more
+        if error.errno != errno.ENXIO:  # ENXIO: nothing bound (any more)
             raise
     finally:
         os.close(fd)
-    _journal(f"ioctl LOOP_CLR_FD {device}", started)
+    _journal(f"ioctl {name} {device}", started)
 
 
 def _journal(line: str, started: float) -> None:

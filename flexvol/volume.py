@@ -312,6 +312,18 @@ def detach_loop(device: str) -> None:
         delay = min(delay * 2, 0.05)
 
 
+def _set_loop_capacity(device: str) -> None:
+    from flexvol import loopdev
+
+    try:
+        loopdev.set_capacity(device)
+    except loopdev.Unavailable:
+        run(["losetup", "--set-capacity", device], timeout=LOSETUP_TIMEOUT, what="losetup --set-capacity")
+    except OSError as error:
+        raise CommandFailed(f"resizing {device} to its backing file failed: {error.strerror}",
+                            "see `losetup -l` and the kernel log") from error
+
+
 def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = ()) -> list[str]:
     """Detach the volume's loop devices that no mount uses any more; return those detached.
 
@@ -542,7 +554,7 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
         checkpoint("file-grown")
     device = ensure_loop(config, record, undo)
     if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
-        run(["losetup", "--set-capacity", device], timeout=LOSETUP_TIMEOUT, what="losetup --set-capacity")
+        _set_loop_capacity(device)
         checkpoint("loop-capacity-set")
     mounted = kernel.mounts_of_device(device)
     if mounted:

@@ -73,3 +73,16 @@ def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
     volume.detach_loop(device)
     assert kernel.loop_backing_file(device) is None
     assert run.history[-1][0] == f"losetup --detach {device}"
+
+
+def test_set_capacity_makes_the_device_take_the_grown_file(backing: Path) -> None:
+    device = volume._attach_loop(str(backing))
+    try:
+        assert kernel.block_size_bytes(device) == 64 << 20
+        os.truncate(backing, 96 << 20)
+        run.history.clear()
+        volume._set_loop_capacity(device)
+        assert kernel.block_size_bytes(device) == 96 << 20
+        assert run.history[-1][0] == f"ioctl LOOP_SET_CAPACITY {device}"
+    finally:
+        volume.detach_loop(device)
