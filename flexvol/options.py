@@ -5,8 +5,6 @@ Every refusal names the option and says what would be accepted; nothing here tou
 
 from __future__ import annotations
 
-import binascii
-
 from flexvol import protocol
 from flexvol.errors import InvalidInput
 from flexvol.filesystems import ALLOWED_MOUNT_OPTIONS, DEFAULT_FS_TYPE, FILESYSTEMS
@@ -165,6 +163,8 @@ def decode_secrets(options: dict[str, str]) -> dict[str, bytes]:
     for key, value in options.items():
         if key.startswith(protocol.SECRET_PREFIX):
             name = key[len(protocol.SECRET_PREFIX):]
+            import binascii  # only for calls that carry secrets
+
             try:
                 secrets[name] = binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
             except (binascii.Error, UnicodeEncodeError):

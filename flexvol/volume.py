@@ -14,12 +14,14 @@ from flexvol import guard, kernel, state
 from flexvol.config import Config
 from flexvol.errors import CommandFailed, FlexvolError, InvalidInput, ProbeFailed, Refused
 from flexvol.faults import checkpoint
-from flexvol.filesystems import BASE_MOUNT_OPTIONS, FILESYSTEMS
-from flexvol.options import VolumeSpec
-from flexvol.quantity import format_bytes
 from flexvol.run import run
-from flexvol.superblock import read_identity
-from flexvol.undo import Undo
+
+# Imported where used: unmount and detach load this module too, and every module costs each
+# driver call its loading time (README, Performance).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flexvol.options import VolumeSpec
+    from flexvol.undo import Undo
 
 LOSETUP_TIMEOUT = 30
 MOUNT_TIMEOUT = 120
@@ -146,6 +148,8 @@ def _add_pool_hint(config: Config, spec: VolumeSpec, error: CommandFailed) -> No
         return
     free = pool.f_bavail * pool.f_frsize
     if not error.hint and free < spec.size_bytes:
+        from flexvol.quantity import format_bytes
+
         error.hint = (f"the pool filesystem under {config.volumes_dir} has only {format_bytes(free)} "
                       f"free, too little to back volume {spec.volume_id}: free space there and retry")
 
@@ -156,6 +160,8 @@ def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
     pool = os.statvfs(config.volumes_dir)
     total = pool.f_blocks * pool.f_frsize
     if size > total:
+        from flexvol.quantity import format_bytes
+
         raise InvalidInput(
             f"size {format_bytes(size)} of volume {volume_id} is larger than the whole pool "
             f"filesystem under {config.volumes_dir} ({format_bytes(total)})",
@@ -402,6 +408,9 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
     # file again loses nothing. The formatted record below is the one that must survive.
     state.save_record(config, record, durable=False)
     checkpoint("mkfs-intent-saved")
+    from flexvol.filesystems import FILESYSTEMS
+    from flexvol.superblock import read_identity
+
     filesystem = FILESYSTEMS[spec.fs_type]
     # --force only to finish our own mkfs that a killed call left half-done.
     try:
@@ -453,6 +462,8 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
     if guard.set_write_guard(target):
         undo.push(f"lift write guard of {target}", lambda: guard.lift_write_guard(target))
         checkpoint("guard-set")
+    from flexvol.filesystems import BASE_MOUNT_OPTIONS
+
     options = [*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode]
     # -w: without it mount(8) silently falls back to read-only when the device is read-only
     # (util-linux), and we would report a rw mount that is not (FLEXVOLUME.md 9).
@@ -543,6 +554,8 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
         raise Refused(f"volume {volume_id} has never been formatted, so there is nothing to grow",
                       "mount it once first")
     fs_type = formatted["fs_type"]
+    from flexvol.filesystems import FILESYSTEMS
+
     filesystem = FILESYSTEMS[fs_type]
     path = config.backing_file(volume_id)
     current = os.stat(path).st_size
