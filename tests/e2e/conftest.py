@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PREFIX
-from tests.e2e.harness import Cluster, build
+from tests.e2e.harness import Cluster, build, build_image
 
 
 def _selected(config: pytest.Config) -> bool:
@@ -43,6 +43,15 @@ def binaries() -> Path:
     started = time.monotonic()
     path = build()
     print(f"\ne2e binaries ready in {time.monotonic() - started:.0f}s: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def flexvol_image() -> Path:
+    """The docker-archive of the image deploy/ runs, built offline from Debian packages."""
+    started = time.monotonic()
+    path = build_image()
+    print(f"\nflexvol image ready in {time.monotonic() - started:.0f}s: {path}")
     return path
 
 
@@ -100,12 +109,13 @@ def node(binaries: Path, install_prefix: Path, request: pytest.FixtureRequest) -
         finish(cluster)
 
 
-def _control_plane(binaries: Path, prefix: Path, request: pytest.FixtureRequest,
+def _control_plane(binaries: Path, prefix: Path | None, request: pytest.FixtureRequest,
                    attach: bool) -> Iterator[Cluster]:
     cluster = new_cluster(binaries, request)
     try:
         started = time.monotonic()
-        cluster.install_driver(prefix, attach=attach)
+        if prefix:
+            cluster.install_driver(prefix, attach=attach)
         cluster.start_runtime()
         cluster.start_control_plane()
         cluster.start_kubelet()
@@ -127,3 +137,10 @@ def attach_cluster(binaries: Path, install_prefix: Path,
                    request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The same with flexvol installed with --attach on the node and the controller-manager."""
     yield from _control_plane(binaries, install_prefix, request, attach=True)
+
+
+@pytest.fixture(scope="module")
+def bare_cluster(binaries: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The same control plane and kubelet with nothing installed: the plugin dir starts empty,
+    for a rollout to fill."""
+    yield from _control_plane(binaries, None, request, attach=False)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from flexvol import kernel
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "e2e-build.sh"
+IMAGE_SCRIPT = REPO / "scripts" / "flexvol_image.py"
 PAUSE_IMAGE = "localhost/flexvol-e2e/pause:1"
 APP_IMAGE = "localhost/flexvol-e2e/app:1"
 DRIVER_NAME = "flexvol/loop"
@@ -47,6 +49,14 @@ def build() -> Path:
     done = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
         raise E2EError(f"{BUILD_SCRIPT} failed ({done.returncode}); its log is above")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def build_image() -> Path:
+    """The cached flexvol image tarball deploy/ runs (built offline on the first run)."""
+    done = subprocess.run([sys.executable, str(IMAGE_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode:
+        raise E2EError(f"{IMAGE_SCRIPT} failed ({done.returncode}); its log is above")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -94,6 +104,7 @@ class Cluster:
         self.containerd_dir = self.base / "containerd"
         self.socket = self.containerd_dir / "containerd.sock"
         self.kubeconfig: Path | None = None
+        self.api_port = 0
         self.cgroup_root = f"/{self.name}"
         self.existing_fixed = {p for p in FIXED_PATHS if p.exists()}
         self.existing_k8s_cgroups = {p for p in CGROUP_BASE.glob("*/k8s.io")}
@@ -238,6 +249,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self.make_certs()
         pki = self.base / "pki"
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        self.api_port = api_port
         self.spawn("etcd", [str(self.bin / "etcd"), "--name", "e2e", "--data-dir", str(self.base / "etcd"),
                             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
                             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
