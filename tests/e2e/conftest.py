@@ -69,7 +69,9 @@ def new_cluster(binaries: Path, request: pytest.FixtureRequest) -> Cluster:
 
 
 def finish(cluster: Cluster) -> None:
+    started = time.monotonic()
     errors = cluster.stop()
+    print(f"\ncluster stopped and removed in {time.monotonic() - started:.0f}s")
     assert not errors, f"cleanup of {cluster.base} failed: {errors}"
 
 

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flexvol import kernel
+from flexvol import guard, kernel
+from flexvol.errors import FlexvolError
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "e2e-build.sh"
@@ -435,6 +436,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         errors += self._unmount_all(self.base)
         errors += self._detach_loops()
         errors += self._remove_cgroups()
+        errors += self._lift_write_guards()
         for path in FIXED_PATHS:
             if path not in self.existing_fixed and path.exists():
                 with contextlib.suppress(OSError):
@@ -450,6 +452,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             done = subprocess.run(["umount", "-l", mount.mount_point], capture_output=True, check=False)
             if done.returncode:
                 errors.append(f"umount {mount.mount_point}: {done.stderr.decode().strip()}")
+        return errors
+
+    def _lift_write_guards(self) -> list[str]:
+        """Pod volume dirs the driver guarded and a failed test left unmounted (README, Reboots):
+        without this the temporary root cannot be removed."""
+        errors = []
+        for target in self.kubelet_root.glob("pods/*/volumes/*/*"):
+            try:
+                guard.lift_write_guard(str(target))
+            except FlexvolError as error:
+                errors.append(str(error))
         return errors
 
     def _detach_loops(self) -> list[str]:
