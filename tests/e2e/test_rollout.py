@@ -108,7 +108,10 @@ def test_daemonset_rolls_out_the_driver_and_a_claim_runs_on_it(bare_cluster: Clu
     # Scenario 2 on the rolled-out driver; the kubelet loads it by dynamic probe on its way.
     claim_survives_the_pod(cluster, "e2e-rollout", "pv-rollout", "rollout")
     phase("scenario 2")
-    assert LOADED in cluster.current_log("kubelet")
+    kubelet_log = cluster.current_log("kubelet")
+    assert LOADED in kubelet_log, "the kubelet never loaded the driver"
+    first_mount = kubelet_log.index('MountVolume.SetUp succeeded for volume "pv-rollout"')
+    assert kubelet_log.index(LOADED) < first_mount
     # About the driver, not the flexvol namespace's pods: its name or its dir in the plugin dir.
     driver_errors = cluster.log_errors(needle=DRIVER_NAME) + cluster.log_errors(needle="flexvol~loop")
     assert driver_errors == [], cluster.errors_in_log()
@@ -125,7 +128,9 @@ def test_daemonset_rolls_out_the_driver_and_a_claim_runs_on_it(bare_cluster: Clu
     assert published["node"] == cluster.node_name and published["capacityBytes"] > 0, published
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    assert 'flexvol_volume_size_bytes{volume="e2e-rollout"} 6.7108864e+07' in metrics, metrics
+    sizes = [float(line.split()[-1]) for line in metrics.splitlines()
+             if line.startswith('flexvol_volume_size_bytes{volume="e2e-rollout"}')]
+    assert sizes == [64 * 2**20], metrics
     mounts = [line.split()[-1] for line in metrics.splitlines()
               if line.startswith("flexvol_driver_calls_total{") and 'verb="mount"' in line
               and 'status="Success"' in line]
