@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages flexvol needs, only those missing. Usage: scripts/deps.sh [test]
-# "test" adds what the test suites need (bats). Needs root and apt.
+# "test" adds what the test suites need (bats; debootstrap for the end-to-end suite's image).
+# Needs root and apt.
 set -euo pipefail
 
 want=(python3 python3-venv util-linux mount e2fsprogs xfsprogs btrfs-progs)
 if [[ "${1:-}" == "test" ]]; then
-    want+=(bats)
+    want+=(bats debootstrap)
 fi
 
 missing=()

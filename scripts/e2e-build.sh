@@ -55,8 +55,12 @@ k8s_version="$(apt-cache "${srcapt[@]}" showsrc kubernetes | sed -n 's/^Version:
 [[ -n "$k8s_version" ]] || { log "no source package for kubernetes"; exit 1; }
 
 deb_version() { apt-cache policy "$1" | sed -n 's/^ *Candidate: //p'; }
+# The tree vendors reflect2 1.0.1, whose map iteration corrupts memory under Go >= 1.18: the
+# apiserver dies ("unexpected fault address" in reflect2's UnsafeIterate) as soon as it encodes
+# a custom resource. Debian's reflect2 (1.0.2, the upstream fix) replaces it.
+reflect2=golang-github-modern-go-reflect2-dev
 key="k8s-${k8s_version}"
-for package in etcd-server kubernetes-client containerd runc busybox-static; do
+for package in etcd-server kubernetes-client containerd runc busybox-static "$reflect2"; do
     key+="_${package}-$(deb_version "$package")"
 done
 key="$(echo "$key" | tr ':~+' '___')"
@@ -98,6 +102,17 @@ if [[ ! -f "$stamp" ]]; then
     mv "$srcdir" "$tree"
     rm -rf "$work/src"
     touch "$stamp"
+fi
+reflect2_stamp="$tree/vendor/github.com/modern-go/reflect2/.debian-$(deb_version "$reflect2")"
+if [[ ! -f "$reflect2_stamp" ]]; then
+    log "replacing the vendored reflect2 with Debian's $(deb_version "$reflect2")"
+    rm -rf "$work/reflect2" && mkdir -p "$work/reflect2"
+    (cd "$work/reflect2" && apt-get download -qq "$reflect2" && dpkg-deb -x ./*.deb root)
+    vendored="$tree/vendor/github.com/modern-go/reflect2"
+    rm -f "$vendored"/*.go "$vendored"/*.s "$vendored"/.debian-*
+    cp "$work/reflect2/root/usr/share/gocode/src/github.com/modern-go/reflect2/"*.go "$vendored/"
+    rm -rf "$work/reflect2"
+    touch "$reflect2_stamp"
 fi
 # GOROOT explicitly: openapi-gen is built with -trimpath and must still find the standard library.
 export GOROOT="$(go env GOROOT)"

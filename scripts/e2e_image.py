@@ -3,6 +3,7 @@
 Usage: e2e_image.py OUT.tar NAME:TAG BINARY PATH_IN_IMAGE [--applets]
 --applets adds a symlink in the binary's directory for each busybox applet, and makes `sh` the
 default command. Entry point otherwise: the binary itself.
+`write_archive` packs layer tarballs made elsewhere (scripts/flexvol_image.py uses it).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import PurePosixPath
 
 
@@ -42,30 +45,48 @@ def _layer(binary: str, path: str, applets: bool) -> bytes:
     return buf.getvalue()
 
 
-def main(argv: list[str]) -> None:
-    out, ref, binary, path = argv[:4]
-    applets = "--applets" in argv[4:]
-    layer = _layer(binary, path, applets)
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    exec_config = {"Cmd": ["sh"]} if applets else {"Entrypoint": [path]}
-    exec_config["Env"] = ["PATH=/bin:/usr/bin:/sbin:/usr/sbin"]
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def write_archive(out: str, ref: str, layers: list[str], exec_config: dict,
+                  architecture: str = "amd64") -> None:
+    """A docker-archive tarball of `layers` (uncompressed layer tarballs, lowest first)."""
     config = json.dumps(
         {
-            "architecture": "amd64",
+            "architecture": architecture,
             "os": "linux",
             "config": exec_config,
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created_by": "flexvol e2e_image.py"}],
+            "rootfs": {"type": "layers", "diff_ids": [_sha256(layer) for layer in layers]},
+            "history": [{"created_by": "flexvol e2e_image.py"} for _ in layers],
         }
     ).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
-    manifest = json.dumps([{"Config": config_name, "RepoTags": [ref], "Layers": ["layer.tar"]}]).encode()
+    names = [f"layer{i}.tar" for i in range(len(layers))]
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [ref], "Layers": names}]).encode()
     with tarfile.open(out, "w") as tar:
-        for name, data in (("layer.tar", layer), (config_name, config), ("manifest.json", manifest)):
+        for name, layer in zip(names, layers, strict=True):
+            tar.add(layer, arcname=name, recursive=False)
+        for name, data in ((config_name, config), ("manifest.json", manifest)):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
+
+
+def main(argv: list[str]) -> None:
+    out, ref, binary, path = argv[:4]
+    applets = "--applets" in argv[4:]
+    exec_config = {"Cmd": ["sh"]} if applets else {"Entrypoint": [path]}
+    exec_config["Env"] = ["PATH=/bin:/usr/bin:/sbin:/usr/sbin"]
+    with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(out)), suffix=".layer") as layer:
+        layer.write(_layer(binary, path, applets))
+        layer.flush()
+        write_archive(out, ref, [layer.name], exec_config)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,35 @@ def wait_bound(cluster: Cluster, claim: str, timeout: float = 60) -> dict:
                     timeout, on_timeout=lambda: describe(cluster, "pvc", claim))
 
 
+def claim_survives_the_pod(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> None:
+    """Scenario 2: a PV binds to a claim; a pod writes, is deleted (the volume released), a new
+    pod on the same claim reads the data back; the driver reported no failure."""
+    calls_before = len(cluster.calls())
+    cluster.apply(storage_class(), persistent_volume(pv_name, volume), claim(claim_name))
+    bound = wait_bound(cluster, claim_name)
+    assert bound["spec"]["volumeName"] == pv_name
+    assert cluster.get("pv", pv_name)["status"]["phase"] == "Bound"
+
+    writer, reader = f"{claim_name}-writer", f"{claim_name}-reader"
+    cluster.apply(claim_pod(writer, 'echo "written through a claim" > /data/message', claim_name))
+    wait_running(cluster, writer)
+    assert wait_file(cluster, volume, "message") == "written through a claim\n"
+    assert cluster.verbs(volume) == ["mount"]
+
+    delete_pod(cluster, writer)
+    wait_released(cluster, volume)
+    assert any(c["verb"] == "unmount" and c["volume"] == volume and c["status"] == "Success"
+               for c in cluster.calls()[calls_before:])
+
+    cluster.apply(claim_pod(reader, "cat /data/message > /data/seen", claim_name))
+    wait_running(cluster, reader)
+    assert wait_file(cluster, volume, "seen") == "written through a claim\n"
+    delete_pod(cluster, reader)
+    wait_released(cluster, volume)
+    failures = [c for c in cluster.calls()[calls_before:] if c["status"] == "Failure"]
+    assert not failures, json.dumps(failures, indent=1)
+
+
 def capacity_bytes(mount_point: str) -> int:
     st = os.statvfs(mount_point)
     return st.f_blocks * st.f_frsize

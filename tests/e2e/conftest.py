@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PREFIX
-from tests.e2e.harness import Cluster, build
+from tests.e2e.harness import Cluster, build, build_image
 
 
 def _selected(config: pytest.Config) -> bool:
@@ -47,6 +47,15 @@ def binaries() -> Path:
 
 
 @pytest.fixture(scope="session")
+def flexvol_image() -> Path:
+    """The docker-archive of the image deploy/ runs, built offline from Debian packages."""
+    started = time.monotonic()
+    path = build_image()
+    print(f"\nflexvol image ready in {time.monotonic() - started:.0f}s: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def install_prefix() -> Iterator[Path]:
     """One install.sh prefix for the session: later installs into it reuse its environment."""
     prefix = Path(tempfile.mkdtemp(prefix=f"{TEST_PREFIX}e2e-opt-", dir="/tmp"))
@@ -60,7 +69,9 @@ def new_cluster(binaries: Path, request: pytest.FixtureRequest) -> Cluster:
 
 
 def finish(cluster: Cluster) -> None:
+    started = time.monotonic()
     errors = cluster.stop()
+    print(f"\ncluster stopped and removed in {time.monotonic() - started:.0f}s")
     assert not errors, f"cleanup of {cluster.base} failed: {errors}"
 
 
@@ -100,12 +111,13 @@ def node(binaries: Path, install_prefix: Path, request: pytest.FixtureRequest) -
         finish(cluster)
 
 
-def _control_plane(binaries: Path, prefix: Path, request: pytest.FixtureRequest,
+def _control_plane(binaries: Path, prefix: Path | None, request: pytest.FixtureRequest,
                    attach: bool) -> Iterator[Cluster]:
     cluster = new_cluster(binaries, request)
     try:
         started = time.monotonic()
-        cluster.install_driver(prefix, attach=attach)
+        if prefix:
+            cluster.install_driver(prefix, attach=attach)
         cluster.start_runtime()
         cluster.start_control_plane()
         cluster.start_kubelet()
@@ -127,3 +139,10 @@ def attach_cluster(binaries: Path, install_prefix: Path,
                    request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The same with flexvol installed with --attach on the node and the controller-manager."""
     yield from _control_plane(binaries, install_prefix, request, attach=True)
+
+
+@pytest.fixture(scope="module")
+def bare_cluster(binaries: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The same control plane and kubelet with nothing installed: the plugin dir starts empty,
+    for a rollout to fill."""
+    yield from _control_plane(binaries, None, request, attach=False)

@@ -15,16 +15,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flexvol import kernel
+from flexvol import guard, kernel
+from flexvol.errors import FlexvolError
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "e2e-build.sh"
+IMAGE_SCRIPT = REPO / "scripts" / "flexvol_image.py"
 PAUSE_IMAGE = "localhost/flexvol-e2e/pause:1"
 APP_IMAGE = "localhost/flexvol-e2e/app:1"
 DRIVER_NAME = "flexvol/loop"
@@ -47,6 +50,14 @@ def build() -> Path:
     done = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
         raise E2EError(f"{BUILD_SCRIPT} failed ({done.returncode}); its log is above")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def build_image() -> Path:
+    """The cached flexvol image tarball deploy/ runs (built offline on the first run)."""
+    done = subprocess.run([sys.executable, str(IMAGE_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode:
+        raise E2EError(f"{IMAGE_SCRIPT} failed ({done.returncode}); its log is above")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -94,6 +105,7 @@ class Cluster:
         self.containerd_dir = self.base / "containerd"
         self.socket = self.containerd_dir / "containerd.sock"
         self.kubeconfig: Path | None = None
+        self.api_port = 0
         self.cgroup_root = f"/{self.name}"
         self.existing_fixed = {p for p in FIXED_PATHS if p.exists()}
         self.existing_k8s_cgroups = {p for p in CGROUP_BASE.glob("*/k8s.io")}
@@ -238,6 +250,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self.make_certs()
         pki = self.base / "pki"
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        self.api_port = api_port
         self.spawn("etcd", [str(self.bin / "etcd"), "--name", "e2e", "--data-dir", str(self.base / "etcd"),
                             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
                             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
@@ -423,6 +436,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         errors += self._unmount_all(self.base)
         errors += self._detach_loops()
         errors += self._remove_cgroups()
+        errors += self._lift_write_guards()
         for path in FIXED_PATHS:
             if path not in self.existing_fixed and path.exists():
                 with contextlib.suppress(OSError):
@@ -438,6 +452,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             done = subprocess.run(["umount", "-l", mount.mount_point], capture_output=True, check=False)
             if done.returncode:
                 errors.append(f"umount {mount.mount_point}: {done.stderr.decode().strip()}")
+        return errors
+
+    def _lift_write_guards(self) -> list[str]:
+        """Pod volume dirs the driver guarded and a failed test left unmounted (README, Reboots):
+        without this the temporary root cannot be removed."""
+        errors = []
+        for target in self.kubelet_root.glob("pods/*/volumes/*/*"):
+            try:
+                guard.lift_write_guard(str(target))
+            except FlexvolError as error:
+                errors.append(str(error))
         return errors
 
     def _detach_loops(self) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.e2e.claims import (
+    claim_survives_the_pod,
     delete_pod,
     file_in_volume,
     resize_xfs,
@@ -20,28 +21,7 @@ from tests.e2e.pods import claim, claim_pod, persistent_volume, storage_class
 
 
 def test_claim_binds_and_data_survives_the_pod(cluster: Cluster) -> None:
-    volume = "e2e-claim"
-    cluster.apply(storage_class(), persistent_volume("pv-claim", volume), claim("data"))
-    bound = wait_bound(cluster, "data")
-    assert bound["spec"]["volumeName"] == "pv-claim"
-    assert cluster.get("pv", "pv-claim")["status"]["phase"] == "Bound"
-
-    cluster.apply(claim_pod("writer", 'echo "written through a claim" > /data/message', "data"))
-    wait_running(cluster, "writer")
-    assert wait_file(cluster, volume, "message") == "written through a claim\n"
-    assert cluster.verbs(volume) == ["mount"]
-
-    delete_pod(cluster, "writer")
-    wait_released(cluster, volume)
-    assert any(c["verb"] == "unmount" and c["status"] == "Success" for c in cluster.calls())
-
-    cluster.apply(claim_pod("reader", "cat /data/message > /data/seen", "data"))
-    wait_running(cluster, "reader")
-    assert wait_file(cluster, volume, "seen") == "written through a claim\n"
-    delete_pod(cluster, "reader")
-    wait_released(cluster, volume)
-    failures = [c for c in cluster.calls() if c["status"] == "Failure"]
-    assert not failures, json.dumps(failures, indent=1)
+    claim_survives_the_pod(cluster, "e2e-claim", "pv-claim", "data")
 
 
 def test_claim_without_a_matching_volume_stays_pending(cluster: Cluster) -> None:
