@@ -169,19 +169,22 @@ def test_a_provisioner_killed_mid_way_and_restarted_makes_one_pv(provisioning: C
     uid = claim_uid(cluster, "restarted")
     cluster.apply(claim_pod("restarted-app", 'echo "after two kills" > /data/message', "restarted"))
 
-    # Killed first after deciding but before creating the PV, then right after creating it.
-    for kill_at, pvs_after in (("provision:pv-create", 0), ("provision:pv-created", 1)):
-        proc = start_provisioner(cluster, f"provisioner-killed-at-{kill_at.split(':')[1]}", env={
-            "FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_KILL_AT": kill_at, "FLEXVOL_TEST_TRACE": str(trace)})
-        wait_for(f"the provisioner to die at {kill_at}", lambda p=proc: p.poll() is not None, 90,
-                 on_timeout=lambda: describe(cluster, "pvc", "restarted"))
-        assert proc.returncode == -signal.SIGKILL
-        assert trace.read_text().splitlines()[-1] == kill_at
-        assert len(pvs_for_claim(cluster, uid)) == pvs_after
-    assert "ProvisioningSucceeded" not in reasons(cluster, "PersistentVolumeClaim", "restarted", PROVISIONER)
-
-    last_round = lease_renewal(cluster)
-    start_provisioner(cluster)
+    try:
+        # Killed first after deciding but before creating the PV, then right after creating it.
+        for kill_at, pvs_after in (("provision:pv-create", 0), ("provision:pv-created", 1)):
+            proc = start_provisioner(cluster, f"provisioner-killed-at-{kill_at.split(':')[1]}", env={
+                "FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_KILL_AT": kill_at, "FLEXVOL_TEST_TRACE": str(trace)})
+            wait_for(f"the provisioner to die at {kill_at}", lambda p=proc: p.poll() is not None, 90,
+                     on_timeout=lambda: describe(cluster, "pvc", "restarted"))
+            assert proc.returncode == -signal.SIGKILL
+            assert trace.read_text().splitlines()[-1] == kill_at
+            assert len(pvs_for_claim(cluster, uid)) == pvs_after
+        assert "ProvisioningSucceeded" not in reasons(cluster, "PersistentVolumeClaim", "restarted",
+                                                      PROVISIONER)
+    finally:
+        # The ordinary provisioner again, also for the scenarios after this one if it failed.
+        last_round = lease_renewal(cluster)
+        start_provisioner(cluster)
     wait_provisioner_rounds(cluster, since=last_round)
     bound = wait_bound(cluster, "restarted")
     wait_running(cluster, "restarted-app")
