@@ -1,10 +1,11 @@
-"""Test-only fault injection: stop the driver dead (SIGKILL) at a named step.
+"""Test-only fault injection: stop the driver (or the provisioner) dead (SIGKILL) at a named step.
 
 Honoured only when FLEXVOL_TEST_HOOKS=1, so an installed driver ignores stray variables:
   FLEXVOL_TEST_KILL_AT=<step>   kill the driver when it reaches <step>
   FLEXVOL_TEST_TRACE=<file>     append each step reached to <file>, one per line
 The reliability tests use this to kill a call between every two steps and check that the
-retry converges (issue "a kill at every step").
+retry converges (issue "a kill at every step"); the end-to-end suite kills the provisioner
+between deciding on a claim and creating its PV, and right after.
 """
 
 from __future__ import annotations

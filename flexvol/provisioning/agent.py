@@ -23,6 +23,8 @@ from flexvol.provisioning.cluster import (
     log,
 )
 
+RETRY_SECONDS = 5
+
 DeleteVolume = Callable[[Config, str], bool]
 # Examines the node's leftovers at start (repairing them only when asked): one sentence each.
 RepairCheck = Callable[[Config], list[str]]
@@ -145,8 +147,9 @@ class Agent:
             self.reclaim(pv, node)
         return resource_version
 
-    def step(self, watch_seconds: int) -> None:
-        """One round: publish capacity, examine every PV, then follow PV changes for a while."""
+    def step(self, watch_seconds: int) -> bool:
+        """One round: publish capacity, examine every PV, then follow PV changes for a while.
+        Returns False when the round failed (the API server unreachable, say)."""
         try:
             self.publish_capacity()
             self.resource_version = self.resync()
@@ -159,8 +162,11 @@ class Agent:
             self.resource_version = ""
         except ApiError as error:
             log.warning("agent on %s: %s; retrying", self.node_name, error)
+            return False
         except FlexvolError as error:
             log.warning("agent on %s: %s", self.node_name, error)
+            return False
+        return True
 
     def run(self, stop: threading.Event, watch_seconds: int = 30) -> None:
         try:
@@ -168,4 +174,7 @@ class Agent:
         except ApiError as error:
             log.warning("reporting repair findings: %s", error)
         while not stop.is_set():
-            self.step(watch_seconds)
+            if not self.step(watch_seconds):
+                # A failed round returns at once: pause, or an unreachable API server turns the
+                # loop into a busy one.
+                stop.wait(min(watch_seconds, RETRY_SECONDS))

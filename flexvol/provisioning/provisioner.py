@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from flexvol import faults
 from flexvol.provisioning import claims, names, placement
 from flexvol.provisioning.cluster import AlreadyExists, ApiError, Cluster, EventRecorder, Gone, log
 from flexvol.provisioning.leader import LeaderElector
@@ -84,6 +85,9 @@ class Provisioner:
                         "node affinity needs")
             return
         pv = claims.build_pv(request, claim, chosen.node, hostname, self.name)
+        # Test hooks (faults.py): the end-to-end suite kills the provisioner at these two steps
+        # and checks that a restart converges on one PV.
+        faults.checkpoint("provision:pv-create")
         try:
             self.cluster.create_pv(pv)
         except AlreadyExists:
@@ -92,6 +96,7 @@ class Provisioner:
             self._event(claim, "Warning", "ProvisioningFailed",
                         f"creating PersistentVolume {request.pv_name} failed: {error}; retrying")
             return
+        faults.checkpoint("provision:pv-created")
         pvs.append(pv)
         self._event(claim, "Normal", "ProvisioningSucceeded",
                     f"created PersistentVolume {request.pv_name} ({request.size}, {request.fs_type}): "

@@ -77,8 +77,9 @@ def finish(cluster: Cluster) -> None:
 
 def report_logs(cluster: Cluster, request: pytest.FixtureRequest) -> None:
     """On failure, show the tail of each component's log and the driver's journal."""
-    failed = any(getattr(item, "rep_call", None) and item.rep_call.failed
-                 for item in request.session.items if item.module is request.module)
+    failed = any(getattr(item, f"rep_{when}", None) and getattr(item, f"rep_{when}").failed
+                 for item in request.session.items if item.module is request.module
+                 for when in ("setup", "call"))
     if not failed:
         return
     for log in sorted(cluster.logs.glob("*.log")):

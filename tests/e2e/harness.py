@@ -39,6 +39,8 @@ CGROUP_BASE = Path("/sys/fs/cgroup")
 MACHINE_LOCK = Path("/run/flexvol-e2e.lock")
 FIXED_PATHS = [Path(p) for p in ("/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/pods",
                                  "/var/log/containers", "/run/containerd/s", "/run/containerd")]
+CORE_PROCESSES = ("containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                  "kubelet")
 
 
 class E2EError(AssertionError):
@@ -116,12 +118,13 @@ class Cluster:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a logged process (logs/<name>.log); stop() stops it if the test did not."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
         log.write(f"=== {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=self.env, start_new_session=True)
+                                env={**self.env, **(env or {})}, start_new_session=True)
         log.close()
         self.procs[name] = proc
         return proc
@@ -427,6 +430,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     def stop(self) -> list[str]:
         """Stop everything and remove everything; returns what could not be cleaned."""
         errors: list[str] = []
+        # What the tests started (controllers run as host processes) goes first, while the
+        # API server they talk to is still there.
+        for name in [n for n in self.procs if n not in CORE_PROCESSES]:
+            self.stop_process(name)
         self.stop_process("kubelet")
         for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             self.stop_process(name)

@@ -77,3 +77,18 @@ def storage_class(name: str = "flexvol", expandable: bool = True) -> dict:
         "volumeBindingMode": "Immediate",
         "allowVolumeExpansion": expandable,
     }
+
+
+def provisioned_class(name: str, binding: str = "WaitForFirstConsumer", reclaim: str = "Delete",
+                      fs_type: str | None = None, expandable: bool = False) -> dict:
+    """A StorageClass whose claims flexvol's provisioner turns into volumes."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": DRIVER_NAME,
+        "volumeBindingMode": binding,
+        "reclaimPolicy": reclaim,
+        "allowVolumeExpansion": expandable,
+        **({"parameters": {"fsType": fs_type}} if fs_type else {}),
+    }

@@ -5,6 +5,7 @@ tests); the refusal for attached volumes is tested on real loop devices in tests
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from flexvol import state
 from flexvol.config import Config
 from flexvol.errors import Refused
 from flexvol.provisioning import reclaim
-from flexvol.provisioning.agent import Agent, repair_check
+from flexvol.provisioning.agent import RETRY_SECONDS, Agent, repair_check
 from flexvol.provisioning.cluster import ApiError, EventRecorder
 from tests.helpers.fakekube import FakeCluster, fixture
 
@@ -195,3 +196,25 @@ def test_the_toolkits_repair_reports_at_start_and_acts_only_when_asked(
     assert ("repaired:" in line) is apply
     assert (state.load_record(config, "lost") is None) is apply
     assert cluster.events_for("worker-1") == [("Warning", "FlexvolRepairNeeded", line)]
+
+
+def test_a_failed_round_pauses_before_the_next(cluster: FakeCluster, config: Config) -> None:
+    # Without the pause, an unreachable API server made the agent retry in a busy loop.
+    class Stop(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            self.waits: list[float | None] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.waits.append(timeout)
+            self.set()
+            return True
+
+    node_agent = agent(cluster, config)
+    assert node_agent.step(watch_seconds=1) is True
+    cluster.fail("list_pvs", ApiError("cannot reach the API server: connection refused"))
+    assert node_agent.step(watch_seconds=1) is False
+    cluster.fail("list_pvs", ApiError("cannot reach the API server: connection refused"))
+    stop = Stop()
+    node_agent.run(stop, watch_seconds=30)
+    assert stop.waits == [RETRY_SECONDS]

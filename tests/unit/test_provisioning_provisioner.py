@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from flexvol import faults
 from flexvol.provisioning import claims, names
 from flexvol.provisioning.cluster import ApiError, Conflict, EventRecorder, Gone
 from flexvol.provisioning.leader import LeaderElector
@@ -263,3 +264,18 @@ def test_a_leader_whose_lease_runs_out_mid_watch_stops_acting() -> None:
     slow.put_claim(second)
     controller.step(lead, 5)
     assert list(slow.pvs) == [PV_NAME]
+
+
+def test_the_test_hooks_mark_the_steps_around_the_pv_creation(cluster: FakeCluster,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The end-to-end suite kills the provisioner at these steps (FLEXVOL_TEST_KILL_AT): the first
+    # before anything is written, the second with the PV made but not yet reported.
+    seen: list[tuple[str, list[str], list[str]]] = []
+
+    def checkpoint(step: str) -> None:
+        seen.append((step, sorted(cluster.pvs), [e[1] for e in cluster.events_for("data")]))
+
+    monkeypatch.setattr(faults, "checkpoint", checkpoint)
+    provisioner(cluster).sync_claim(cluster.put_claim(fixture("claim-wffc-selected")))
+    assert seen == [("provision:pv-create", [], []), ("provision:pv-created", [PV_NAME], [])]
+    assert [e[1] for e in cluster.events_for("data")] == ["ProvisioningSucceeded"]
