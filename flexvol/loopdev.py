@@ -17,6 +17,10 @@ import time
 
 from flexvol import run
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 LOOP_CLR_FD = 0x4C01
 LOOP_SET_CAPACITY = 0x4C07
 LOOP_CONFIGURE = 0x4C0A
@@ -60,8 +64,11 @@ def _open_backing(path: str) -> tuple[int, bool]:
     return os.open(path, os.O_RDWR | os.O_CLOEXEC), False
 
 
-def attach(path: str, attempts: int = 16) -> str:
-    """Bind `path` to a free loop device with direct I/O requested; return the device."""
+def attach(path: str, before_bind: Callable[[str], None], attempts: int = 16) -> str:
+    """Bind `path` to a free loop device with direct I/O requested; return the device.
+
+    `before_bind(device)` runs before each bind, so the caller can record the device first.
+    """
     import fcntl
 
     started = time.monotonic()
@@ -80,6 +87,7 @@ def attach(path: str, attempts: int = 16) -> str:
                 except FileNotFoundError as error:
                     raise Unavailable(f"{device} has no device node") from error
                 try:
+                    before_bind(device)
                     fcntl.ioctl(device_fd, LOOP_CONFIGURE, config)
                 except OSError as error:
                     if error.errno == errno.EBUSY:  # another caller bound it first

@@ -129,7 +129,6 @@ def new_record(volume_id: str, size_bytes: int, fs_type: str) -> dict:
         "formatted": None,
         "mkfs_started": None,
         "loop_device": None,
-        "direct_io": None,
         "pv_names": [],
     }
 

@@ -20,6 +20,8 @@ from flexvol.run import run
 # driver call its loading time (README, Performance).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flexvol.options import VolumeSpec
     from flexvol.undo import Undo
 
@@ -176,10 +178,11 @@ def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
 def loop_candidates(config: Config, record: dict | None, volume_id: str) -> list[str]:
     """The loop devices that may serve the volume's file, without scanning when we can.
 
-    Only flexvol attaches a volume's file, always under its lock, and it records "attaching"
-    before losetup and the device after. So the recorded device is the only one that can be
-    attached, unless a call died in between (or the record is gone): then, and only then,
-    scan /sys/block, whose cost grows with every loop device on the node.
+    Only flexvol attaches a volume's file, always under its lock, and it records the device
+    before binding it (or, where losetup picks the device, "attaching" before and the device
+    after). So the recorded device is the only one that can be attached, unless a losetup call
+    died in between (or the record is gone): then, and only then, scan /sys/block, whose cost
+    grows with every loop device on the node.
     """
     if record is None or record.get("loop_attaching"):
         return kernel.loops_of_file(config.backing_file(volume_id))
@@ -237,33 +240,49 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
                           f"{record['volume_id']} (mounted at {', '.join(users) or 'nothing'}); "
                           f"refusing to attach the new {path} beside it",
                           "unmount every pod of this volume first")
-        # Intent first: a call killed between losetup and the record below leaves this flag,
-        # which makes the next call scan for the device it attached (loop_candidates).
-        record["loop_attaching"] = True
-        state.save_record(config, record, durable=False)
-        device = _attach_loop(path)
+        device = _attach_loop(path, lambda chosen: _record_loop(config, record, chosen))
         undo.push(f"detach {device}", lambda: detach_loop(device))
         checkpoint("loop-attached")
     if record.get("loop_device") != device or record.get("loop_attaching"):
         record["loop_device"] = device
-        record["direct_io"] = kernel.loop_direct_io(device)
         record.pop("loop_attaching", None)
         _save_cache(config, record)
     return device
 
 
-def _attach_loop(path: str) -> str:
+def _record_loop(config: Config, record: dict, device: str | None) -> None:
+    """Record the device about to serve the volume, or (None) that one is being attached.
+
+    Saved before the device is bound, so a call killed at any point leaves a record that leads
+    the next call to the device (loop_candidates). Not fsynced: a lost one makes the next call
+    attach a second device, which release_loop detaches once nothing mounts it.
+    """
+    if device is None:
+        record["loop_attaching"] = True
+    else:
+        record["loop_device"] = device
+        record.pop("loop_attaching", None)
+    state.save_record(config, record, durable=False)
+
+
+def _attach_loop(path: str, record_device: Callable[[str | None], None]) -> str:
+    """Bind `path` to a free loop device, calling record_device before each bind."""
     from flexvol import loopdev
 
     try:
-        return loopdev.attach(path)
+        return loopdev.attach(path, before_bind=record_device)
     except loopdev.Unavailable:
-        return _losetup_attach(path)
+        pass
     except loopdev.Busy as error:
         raise CommandFailed(str(error), "retry the call; the kubelet does") from error
     except OSError as error:
         raise CommandFailed(f"attaching {path} to a loop device failed: {error.strerror}",
                             "see `losetup -l` and the kernel log") from error
+    # losetup picks the device itself: "attaching" before it and the device after.
+    record_device(None)
+    device = _losetup_attach(path)
+    record_device(device)
+    return device
 
 
 def _losetup_attach(path: str) -> str:

@@ -32,7 +32,14 @@ def backing() -> Iterator[Path]:
 
 def test_attach_binds_the_file_with_direct_io_and_detach_releases_it(backing: Path) -> None:
     run.history.clear()
-    device = volume._attach_loop(str(backing))
+    recorded: list[tuple[str | None, str | None]] = []
+
+    def record(chosen: str | None) -> None:
+        recorded.append((chosen, chosen and kernel.loop_backing_file(chosen)))
+
+    device = volume._attach_loop(str(backing), record)
+    # The device is recorded while it is still unbound, so a call killed after the bind finds it.
+    assert recorded == [(device, None)]
     assert kernel.loop_backing_file(device) == str(backing)
     assert kernel.loop_direct_io(device) is True
     listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE,DIO", device],
@@ -48,7 +55,7 @@ def test_attach_binds_the_file_with_direct_io_and_detach_releases_it(backing: Pa
 
 def test_each_caller_gets_its_own_device(backing: Path) -> None:
     # The same free number can be handed to two callers; LOOP_CONFIGURE lets only one bind it.
-    devices = [volume._attach_loop(str(backing)) for _ in range(3)]
+    devices = [volume._attach_loop(str(backing), lambda _d: None) for _ in range(3)]
     try:
         assert len(set(devices)) == 3
         assert all(kernel.loop_backing_file(d) == str(backing) for d in devices)
@@ -62,9 +69,12 @@ def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loopdev, "LOOP_CONTROL", str(backing.parent / "no-loop-control"))
     run.history.clear()
-    device = volume._attach_loop(str(backing))
+    recorded: list[str | None] = []
+    device = volume._attach_loop(str(backing), recorded.append)
     assert kernel.loop_backing_file(device) == str(backing)
     assert run.history[-1][0].startswith("losetup --find --show --direct-io=on")
+    # losetup picks the device itself: "attaching" is recorded before it, the device after.
+    assert recorded == [None, device]
 
     def no_node(device: str) -> None:
         raise loopdev.Unavailable(f"{device} has no device node")
@@ -76,7 +86,7 @@ def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
 
 
 def test_set_capacity_makes_the_device_take_the_grown_file(backing: Path) -> None:
-    device = volume._attach_loop(str(backing))
+    device = volume._attach_loop(str(backing), lambda _d: None)
     try:
         assert kernel.block_size_bytes(device) == 64 << 20
         os.truncate(backing, 96 << 20)
