@@ -82,10 +82,7 @@ def attach(path: str, before_bind: Callable[[str], None], attempts: int = 16) ->
             config = _config(backing, path, direct_io)
             for _attempt in range(attempts):
                 device = f"/dev/loop{fcntl.ioctl(control, LOOP_CTL_GET_FREE)}"
-                try:
-                    device_fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-                except FileNotFoundError as error:
-                    raise Unavailable(f"{device} has no device node") from error
+                device_fd = _open_node(device, os.O_RDWR)
                 try:
                     before_bind(device)
                     fcntl.ioctl(device_fd, LOOP_CONFIGURE, config)
@@ -120,10 +117,7 @@ def _device_ioctl(device: str, request: int, name: str) -> None:
     import fcntl
 
     started = time.monotonic()
-    try:
-        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as error:
-        raise Unavailable(f"{device} has no device node") from error
+    fd = _open_node(device, os.O_RDONLY)
     try:
         fcntl.ioctl(fd, request)
     except OSError as error:
@@ -132,6 +126,13 @@ def _device_ioctl(device: str, request: int, name: str) -> None:
     finally:
         os.close(fd)
     _journal(f"ioctl {name} {device}", started)
+
+
+def _open_node(device: str, mode: int) -> int:
+    try:
+        return os.open(device, mode | os.O_CLOEXEC)
+    except FileNotFoundError as error:
+        raise Unavailable(f"{device} has no device node") from error
 
 
 def _journal(line: str, started: float) -> None:

@@ -321,15 +321,7 @@ def detach_loop(device: str) -> None:
 
     if kernel.loop_backing_file(device) is None:
         return
-    from flexvol import loopdev
-
-    try:
-        loopdev.detach(device)
-    except loopdev.Unavailable:
-        run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, what="losetup --detach")
-    except OSError as error:
-        raise CommandFailed(f"detaching {device} failed: {error.strerror}",
-                            "see `losetup -l` and the kernel log") from error
+    _loop_step("detach", device, "detaching")
     deadline = time.monotonic() + LOOP_RELEASE_WAIT
     delay = 0.001
     while kernel.loop_backing_file(device) is not None and time.monotonic() < deadline:
@@ -338,14 +330,20 @@ def detach_loop(device: str) -> None:
 
 
 def _set_loop_capacity(device: str) -> None:
+    _loop_step("set_capacity", device, "resizing to its backing file")
+
+
+def _loop_step(step: str, device: str, doing: str) -> None:
+    """loopdev.<step>(device), or `losetup --<step> device` where the ioctls are unavailable."""
     from flexvol import loopdev
 
     try:
-        loopdev.set_capacity(device)
+        getattr(loopdev, step)(device)
     except loopdev.Unavailable:
-        run(["losetup", "--set-capacity", device], timeout=LOSETUP_TIMEOUT, what="losetup --set-capacity")
+        option = "--" + step.replace("_", "-")
+        run(["losetup", option, device], timeout=LOSETUP_TIMEOUT, what=f"losetup {option}")
     except OSError as error:
-        raise CommandFailed(f"resizing {device} to its backing file failed: {error.strerror}",
+        raise CommandFailed(f"{doing} {device} failed: {error.strerror}",
                             "see `losetup -l` and the kernel log") from error
 
 

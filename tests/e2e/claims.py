@@ -92,23 +92,15 @@ def capacity_bytes(mount_point: str) -> int:
     return st.f_blocks * st.f_frsize
 
 
-def resize_xfs(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> list[dict]:
-    """Raise a running pod's xfs claim from 300Mi to 400Mi; returns the driver's calls since."""
-    cluster.apply(storage_class(), persistent_volume(pv_name, volume, size="300Mi", fs_type="xfs"),
-                  claim(claim_name, size="300Mi"))
-    wait_bound(cluster, claim_name)
-    pod_name = f"{claim_name}-app"
-    # The container reports its own view of the filesystem every second.
-    script = ('trap "exit 0" TERM\n'
-              'while true; do df -k /data > /data/df.new && mv /data/df.new /data/df; sleep 1; done')
-    cluster.apply(claim_pod(pod_name, script, claim_name))
-    wait_running(cluster, pod_name)
-    wait_file(cluster, volume, "df")
-    # In attach mode the device is also mounted once for the node: measure the pod's mount.
-    [mount_point] = [m for m in cluster.volume_mounts(volume) if "/pods/" in m]
-    before = capacity_bytes(mount_point)
-    seen_before = len(cluster.calls())
+# A container that reports its own view of the filesystem every second, in /data/df.
+DF_SCRIPT = ('trap "exit 0" TERM\n'
+             'while true; do df -k /data > /data/df.new && mv /data/df.new /data/df; sleep 1; done')
 
+
+def grow_to_400mi(cluster: Cluster, claim_name: str, pv_name: str, volume: str, mount_point: str) -> None:
+    """Raise the claim's request to 400Mi; wait until the claim, the PV, the mount (by more than
+    80 MiB) and the container running DF_SCRIPT all show the growth."""
+    before = capacity_bytes(mount_point)
     cluster.kubectl("patch", "pvc", claim_name, "-p",
                     json.dumps({"spec": {"resources": {"requests": {"storage": "400Mi"}}}}))
     wait_for("the claim's capacity to reach 400Mi",
@@ -123,6 +115,21 @@ def resize_xfs(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> 
         return int(line[1]) * 1024 >= after - 2**20
 
     wait_for("the container to see the grown filesystem", pod_sees_growth, 30)
+
+
+def resize_xfs(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> list[dict]:
+    """Raise a running pod's xfs claim from 300Mi to 400Mi; returns the driver's calls since."""
+    cluster.apply(storage_class(), persistent_volume(pv_name, volume, size="300Mi", fs_type="xfs"),
+                  claim(claim_name, size="300Mi"))
+    wait_bound(cluster, claim_name)
+    pod_name = f"{claim_name}-app"
+    cluster.apply(claim_pod(pod_name, DF_SCRIPT, claim_name))
+    wait_running(cluster, pod_name)
+    wait_file(cluster, volume, "df")
+    # In attach mode the device is also mounted once for the node: measure the pod's mount.
+    [mount_point] = [m for m in cluster.volume_mounts(volume) if "/pods/" in m]
+    seen_before = len(cluster.calls())
+    grow_to_400mi(cluster, claim_name, pv_name, volume, mount_point)
     delete_pod(cluster, pod_name)
     wait_released(cluster, volume)
     return cluster.calls()[seen_before:]

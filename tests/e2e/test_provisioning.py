@@ -4,7 +4,6 @@ scenarios write."""
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +12,9 @@ import pytest
 
 from flexvol.quantity import format_bytes, parse_quantity
 from tests.e2e.claims import (
-    capacity_bytes,
+    DF_SCRIPT,
     describe,
-    file_in_volume,
+    grow_to_400mi,
     wait_bound,
     wait_file,
     wait_running,
@@ -201,32 +200,14 @@ def test_a_provisioned_xfs_claim_grows_in_the_running_pod(provisioning: Cluster)
     cluster = provisioning
     cluster.apply(provisioned_class("flexvol-xfs", fs_type="xfs", expandable=True),
                   claim("growing", size="300Mi", storage_class="flexvol-xfs"))
-    # The container reports its own view of the filesystem every second.
-    script = ('trap "exit 0" TERM\n'
-              'while true; do df -k /data > /data/df.new && mv /data/df.new /data/df; sleep 1; done')
-    cluster.apply(claim_pod("growing-app", script, "growing"))
+    cluster.apply(claim_pod("growing-app", DF_SCRIPT, "growing"))
     volume = pv_name = wait_bound(cluster, "growing")["spec"]["volumeName"]
     assert cluster.get("pv", pv_name)["spec"]["flexVolume"]["fsType"] == "xfs"
     wait_running(cluster, "growing-app")
     wait_file(cluster, volume, "df")
     [mount_point] = cluster.volume_mounts(volume)
-    before = capacity_bytes(mount_point)
     calls_before = len(cluster.calls())
-
-    cluster.kubectl("patch", "pvc", "growing", "-p",
-                    json.dumps({"spec": {"resources": {"requests": {"storage": "400Mi"}}}}))
-    wait_for("the claim's capacity to reach 400Mi",
-             lambda: cluster.get("pvc", "growing")["status"].get("capacity", {}).get("storage") == "400Mi",
-             120, on_timeout=lambda: describe(cluster, "pvc", "growing"))
-    assert cluster.get("pv", pv_name)["spec"]["capacity"]["storage"] == "400Mi"
-    after = capacity_bytes(mount_point)
-    assert after > before + 80 * 2**20, (before, after)
-
-    def pod_sees_growth() -> bool:
-        line = file_in_volume(cluster, volume, "df").splitlines()[-1].split()
-        return int(line[1]) * 1024 >= after - 2**20
-
-    wait_for("the container to see the grown filesystem", pod_sees_growth, 30)
+    grow_to_400mi(cluster, "growing", pv_name, volume, mount_point)
     calls = [c for c in cluster.calls()[calls_before:] if c["volume"] == volume]
     verbs = [c["verb"] for c in calls]
     assert "expandfs" in verbs and "expandvolume" not in verbs, verbs
