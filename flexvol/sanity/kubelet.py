@@ -153,22 +153,21 @@ class Kubelet:
         path = volume.pods.pop(pod_uid, self.node.pod_dir(pod_uid, volume.pv))
         if not os.path.exists(path):
             return
-        call = self.cache.call("unmount", path)
+        self._unmount_with("unmount", path)
+
+    def _unmount_with(self, verb: str, path: str) -> None:
+        """The driver's unmount verb, or a plain umount where it answers Not supported."""
+        call = self.cache.call(verb, path)
         if call.not_supported:
             _umount(path)
         elif not call.ok:
-            raise CheckFailed(f"unmount: {call.describe()}", call)
-        _remove_after_unmount(path, "unmount", call)
+            raise CheckFailed(f"{verb}: {call.describe()}", call)
+        _remove_after_unmount(path, verb, call)
 
     def unmount_device(self, volume: Volume) -> None:
         path = self.node.device_mount_path(volume.pv)
         if is_mount_point(path):
-            call = self.cache.call("unmountdevice", path)
-            if call.not_supported:
-                _umount(path)
-            elif not call.ok:
-                raise CheckFailed(f"unmountdevice: {call.describe()}", call)
-            _remove_after_unmount(path, "unmountdevice", call)
+            self._unmount_with("unmountdevice", path)
         elif os.path.isdir(path):
             _remove_dir(path)
         volume.device_mounted = False

@@ -117,6 +117,14 @@ def grow_to_400mi(cluster: Cluster, claim_name: str, pv_name: str, volume: str, 
     wait_for("the container to see the grown filesystem", pod_sees_growth, 30)
 
 
+def check_grown_by_expandfs(calls: list[dict]) -> None:
+    """Kubernetes 1.20 grows a FlexVolume with expandfs on the node, never expandvolume."""
+    verbs = [c["verb"] for c in calls]
+    assert "expandfs" in verbs and "expandvolume" not in verbs, verbs
+    expand = next(c for c in calls if c["verb"] == "expandfs")
+    assert expand["status"] == "Success", expand
+
+
 def resize_xfs(cluster: Cluster, volume: str, pv_name: str, claim_name: str) -> list[dict]:
     """Raise a running pod's xfs claim from 300Mi to 400Mi; returns the driver's calls since."""
     cluster.apply(storage_class(), persistent_volume(pv_name, volume, size="300Mi", fs_type="xfs"),
