@@ -9,8 +9,6 @@ would not, and costs one ioctl (no chattr process).
 
 from __future__ import annotations
 
-import os
-
 from flexvol import kernel
 from flexvol.errors import FlexvolError
 
@@ -23,36 +21,44 @@ FS_IMMUTABLE_FL = 0x10
 def _immutable(path: str, wanted: bool) -> bool:
     """Set or clear the immutable attribute of the directory `path`; True if it changed.
 
-    False also where the filesystem has no such attribute (the guard is best effort there).
+    The dir is reached without following any symlink (mountdir.py): a guard never lands on a
+    dir a symlink points to. False also where the filesystem has no such attribute (the guard
+    is best effort there).
     """
+    from flexvol import mountdir
+
+    try:
+        opened = mountdir.open_dir(mountdir.check_path(path))
+    except FlexvolError:
+        return False  # a symlink or a path that cannot be a mount dir: nothing of ours to guard
+    if opened is None:
+        return False
+    with opened:
+        return set_immutable(opened.fd, path, wanted)
+
+
+def set_immutable(fd: int, path: str, wanted: bool) -> bool:
+    """Set or clear the immutable attribute of the open directory `fd` (named `path`)."""
     import fcntl
     import sys
 
+    flags = bytearray(8)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
     except OSError:
-        # missing, not a directory, or a symlink: nothing of ours to guard
         return False
+    value = int.from_bytes(flags[:4], sys.byteorder)
+    if bool(value & FS_IMMUTABLE_FL) == wanted:
+        return False
+    value = value | FS_IMMUTABLE_FL if wanted else value & ~FS_IMMUTABLE_FL
     try:
-        flags = bytearray(8)
-        try:
-            fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
-        except OSError:
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, sys.byteorder) + bytes(4))
+    except OSError as error:
+        if wanted:
             return False
-        value = int.from_bytes(flags[:4], sys.byteorder)
-        if bool(value & FS_IMMUTABLE_FL) == wanted:
-            return False
-        value = value | FS_IMMUTABLE_FL if wanted else value & ~FS_IMMUTABLE_FL
-        try:
-            fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, sys.byteorder) + bytes(4))
-        except OSError as error:
-            if wanted:
-                return False
-            raise FlexvolError(f"cannot lift the write guard (immutable attribute) of {path}: "
-                               f"{error.strerror}", f"run 'chattr -i {path}' by hand") from None
-        return True
-    finally:
-        os.close(fd)
+        raise FlexvolError(f"cannot lift the write guard (immutable attribute) of {path}: "
+                           f"{error.strerror}", f"run 'chattr -i {path}' by hand") from None
+    return True
 
 
 def set_write_guard(target: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from flexvol import kernel, state, volume
+from flexvol import guard, kernel, state, volume
 from flexvol.config import Config
 from flexvol.errors import FlexvolError, ProbeFailed, Refused
 from flexvol.inventory import (
@@ -240,7 +240,9 @@ def _unmount_stale(config: Config, finding: Finding) -> str:
     target = state.load_target(config, finding.subject)
     if target is not None and target.get("volume_id") == finding.volume_id:
         raise Refused(f"{finding.subject} is known to the driver now; left alone")
-    volume.release_mount(finding.subject)
+    volume.unmount_target(finding.subject)
+    # The dir is nobody's mount now: let the kubelet remove it.
+    guard.lift_write_guard(finding.subject)
     detached = volume.release_loop(config, finding.volume_id)
     return f"unmounted {finding.subject}" + (f", detached {', '.join(detached)}" if detached else "")
 

@@ -64,8 +64,9 @@ def which(name: str) -> str | None:
 
 
 def run(argv: list[str], *, timeout: float, ok: tuple[int, ...] = (0,),
-        what: str = "") -> Done:
-    """Run argv to completion within `timeout` seconds.
+        what: str = "", pass_fds: tuple[int, ...] = ()) -> Done:
+    """Run argv to completion within `timeout` seconds; `pass_fds` are inherited under their
+    own numbers (for a /proc/self/fd/N path in argv).
 
     Returns Done when the exit code is in `ok`; raises CommandFailed otherwise, CommandTimedOut
     after killing the command's process group, and CommandFailed when the tool is missing.
@@ -80,7 +81,7 @@ def run(argv: list[str], *, timeout: float, ok: tuple[int, ...] = (0,),
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
-    for fd in inherited_fds:
+    for fd in (*inherited_fds, *pass_fds):
         os.set_inheritable(fd, True)
     try:
         pid = os.posix_spawn(
@@ -96,6 +97,9 @@ def run(argv: list[str], *, timeout: float, ok: tuple[int, ...] = (0,),
         for fd in (out_read, out_write, err_read, err_write, devnull):
             os.close(fd)
         raise CommandFailed(f"cannot start {line}: {error.strerror}", argv=argv) from None
+    finally:
+        for fd in pass_fds:
+            os.set_inheritable(fd, False)
     for fd in (out_write, err_write, devnull):
         os.close(fd)
     out, err, timed_out = _collect(pid, out_read, err_read, started + timeout)

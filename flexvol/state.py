@@ -215,35 +215,24 @@ class VolumeLock:
 
     def __init__(self, config: Config, volume_id: str, wait: float = LOCK_WAIT_SECONDS) -> None:
         self.path = config.lock_path(volume_id)
+        self.config = config
         self.volume_id = volume_id
         self.wait = wait
         self.fd: int | None = None
 
     def __enter__(self) -> VolumeLock:
-        import fcntl
-
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as error:
-            hint = write_hint(error) if error.errno in (errno.ENOSPC, errno.EROFS) else \
-                f"remove {self.path} (flexvol recreates it)"
-            raise FlexvolError(f"cannot open the lock file of volume {self.volume_id} ({self.path}): "
-                               f"{error.strerror}", hint) from None
         deadline = time.monotonic() + self.wait
-        delay = 0.005
         while True:
+            fd = self._open()
+            self._lock(fd, deadline)
+            # The lock file of a volume that is gone is removed by its last holder (__exit__):
+            # a lock taken on a file no longer at the path guards nothing, so take it again.
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_holder(fd)
-                    os.close(fd)
-                    raise Busy(f"volume {self.volume_id} is busy: {holder} has held its lock "
-                               f"for over {self.wait:g}s",
-                               "the call will be retried; if it never frees, check that process") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
         try:
             # Fixed width, written over the last holder's: no truncate, whose block freeing
             # and reallocation cost each call up to a millisecond.
@@ -254,11 +243,48 @@ class VolumeLock:
         run.inherited_fds.add(fd)
         return self
 
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            hint = write_hint(error) if error.errno in (errno.ENOSPC, errno.EROFS) else \
+                f"remove {self.path} (flexvol recreates it)"
+            raise FlexvolError(f"cannot open the lock file of volume {self.volume_id} ({self.path}): "
+                               f"{error.strerror}", hint) from None
+
+    def _lock(self, fd: int, deadline: float) -> None:
+        import fcntl
+
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(fd)
+                    os.close(fd)
+                    raise Busy(f"volume {self.volume_id} is busy: {holder} has held its lock "
+                               f"for over {self.wait:g}s",
+                               "the call will be retried; if it never frees, check that process") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             run.inherited_fds.discard(self.fd)
+            if self.config is not None and not _volume_exists(self.config, self.volume_id):
+                try:
+                    os.unlink(self.path)  # still held: a waiter re-checks the path (above)
+                except OSError:
+                    pass
             os.close(self.fd)
             self.fd = None
+
+
+def _volume_exists(config: Config, volume_id: str) -> bool:
+    return os.path.exists(config.backing_file(volume_id)) or \
+        os.path.exists(config.record_path(volume_id))
 
 
 def _read_holder(fd: int) -> str:

@@ -109,12 +109,13 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
                 undo.push("forget mount target", lambda: state.remove_target(config, target))
                 checkpoint("target-saved")
             record = volume.ensure_file(config, spec, undo, may_create=not spec.read_only)
+            volume.check_namespace(config, record, spec)
             volume.remember_pv_name(config, record, spec.pv_name)
             device = volume.ensure_loop(config, record, undo)
             if volume.ensure_filesystem(config, record, device, spec):
                 call.notes.append(f"formatted {spec.fs_type}")
             try:
-                volume.ensure_mounted(device, target, spec, undo)
+                volume.ensure_mounted(device, target, spec, undo, config=config)
             except CommandFailed as error:
                 raise volume.explain_mount_failure(record, device, error) from None
             if volume.apply_fs_group(target, spec):
@@ -132,8 +133,15 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
 def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
     from flexvol import guard, kernel, state, volume
     from flexvol.errors import Refused
+    from flexvol.mountdir import NeverMountable
 
-    target = volume.check_target(args[0], config)
+    try:
+        target = volume.check_target(args[0], config)
+    except NeverMountable as error:
+        # mount refuses such a path, so nothing of ours is mounted there (FLEXVOLUME.md 5:
+        # unmount of what is not mounted succeeds).
+        call.notes.append(f"nothing mounted: {error}")
+        return protocol.success()
     call.target = target
     here = kernel.mounts_at(target)
     volume_id = None
@@ -158,7 +166,7 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
         sources: tuple[str, ...] = ()
         if here and volume.volume_of_mount(config, here[-1]) == volume_id:
             sources = tuple(mount.source for mount in here)
-            volume.release_mount(target)
+            volume.unmount_target(target)
         # The dir was ours (mounted or remembered): lift its write guard so the kubelet can
         # remove it, also when the mount was already gone (after a reboot).
         if guard.lift_write_guard(target):

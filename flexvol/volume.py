@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from flexvol import mountdir
     from flexvol.options import VolumeSpec
     from flexvol.undo import Undo
 
@@ -35,26 +36,11 @@ LOOP_ATTACH_ATTEMPTS = 5
 # ---- mount targets -------------------------------------------------------------------------
 
 def check_target(path: str, config: Config, *, what: str = "mount dir") -> str:
-    """The real path of a mount target, refusing ones that would hide or wreck the pool.
+    """The plain path of a mount target (mountdir.check_target): never `/`, the data root, a
+    dir in it or a parent of it, a kernel filesystem, or a path through a symlink."""
+    from flexvol import mountdir
 
-    A target of `/`, the data root, anything inside it, or a parent of it is refused, also
-    through symlinks (FLEXVOLUME.md 9).
-    """
-    if not path:
-        raise InvalidInput(f"the {what} argument is empty", f"pass the absolute {what} path")
-    if not path.startswith("/"):
-        raise InvalidInput(f"the {what} {path[:200]!r} is not an absolute path")
-    if "\0" in path or len(path) > 4000:
-        raise InvalidInput(f"the {what} is not a usable path")
-    real = os.path.realpath(path)
-    root = os.path.realpath(config.data_root)
-    if real == "/":
-        raise Refused(f"refusing to use {path!r} as a {what}: it resolves to /")
-    if real == root or real.startswith(root + "/") or root.startswith(real + "/"):
-        raise Refused(f"refusing to use {path!r} as a {what}: it resolves to {real}, which overlaps "
-                      f"the flexvol data root {root}",
-                      "mount volumes outside the data root")
-    return real
+    return mountdir.check_target(path, config, what=what)
 
 
 def volume_of_mount(config: Config, mount: kernel.Mount) -> str | None:
@@ -134,6 +120,29 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     return record
 
 
+def check_namespace(config: Config, record: dict, spec: VolumeSpec) -> None:
+    """Keep a volume to the namespace that first used it (README, Threat model).
+
+    The first mount from a pod (or the provisioner, for the claim's namespace) records the
+    owner; a pod of another namespace is refused unless an operator made the volume shareable
+    (`flexvol share`). Calls that carry no pod namespace (mountdevice in attach mode, the
+    toolkit) cannot be checked here.
+    """
+    namespace = spec.pod_namespace
+    if not namespace:
+        return
+    owner = record.get("namespace")
+    if not owner:
+        record["namespace"] = namespace
+        _save_cache(config, record)
+        return
+    if owner != namespace and not record.get("shareable"):
+        raise Refused(f"volume {spec.volume_id} belongs to namespace {owner}; refusing to mount it "
+                      f"for pod {namespace}/{spec.pod_name or '?'}",
+                      f"use a volume of namespace {namespace}, or have an operator run "
+                      f"'flexvol share {spec.volume_id}' to let every namespace mount it")
+
+
 def remember_pv_name(config: Config, record: dict, pv_name: str) -> None:
     """Note which PV (or pod volume) names used this volume, for operators."""
     if pv_name and pv_name not in record.setdefault("pv_names", []):
@@ -179,15 +188,17 @@ def loop_candidates(config: Config, record: dict | None, volume_id: str) -> list
     """The loop devices that may serve the volume's file, without scanning when we can.
 
     Only flexvol attaches a volume's file, always under its lock, and it records the device
-    before binding it (or, where losetup picks the device, "attaching" before and the device
-    after). So the recorded device is the only one that can be attached, unless a losetup call
-    died in between (or the record is gone): then, and only then, scan /sys/block, whose cost
-    grows with every loop device on the node.
+    before binding it. So a recorded device that the kernel shows serving the file is the only
+    one: the warm path costs one sysfs read. Otherwise (no record, a record rebuilt or adopted
+    without a device, a stale name, or a bind a killed call left half-recorded) /sys/block is
+    scanned by backing file, whatever the record says: one backing file never gets a second
+    loop device.
     """
-    if record is None or record.get("loop_attaching"):
-        return kernel.loops_of_file(config.backing_file(volume_id))
-    recorded = record.get("loop_device")
-    return [recorded] if recorded else []
+    if record is not None and not record.get("loop_attaching"):
+        recorded = record.get("loop_device")
+        if recorded and _serves(recorded, config.backing_file(volume_id)) == "live":
+            return [recorded]
+    return kernel.loops_of_file(config.backing_file(volume_id))
 
 
 def _serves(device: str, path: str) -> str:
@@ -371,7 +382,10 @@ def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = ()) -> 
         serves = _serves(device, path)
         if not serves or kernel.mounts_of_device(device, mounts):
             continue
-        if serves == "deleted" and not os.path.exists(path):
+        # A device of a deleted file holds the only copy of its data, whatever file sits at
+        # the path now (an older copy put back by hand): it goes only once the file there
+        # holds the same bytes (the copy back that the refusal asks for).
+        if serves == "deleted" and not _same_content(device, path):
             kept.append(device)
             continue
         detach_loop(device)
@@ -381,9 +395,33 @@ def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = ()) -> 
     # trusting it, so a stale name costs one read, while rewriting the record costs a write.
     if kept:
         raise Refused(f"kept {kept[0]} attached: the backing file of volume {volume_id} ({path}) was "
-                      "deleted while attached, and the loop device holds the only copy of its data",
+                      "deleted while attached, and the loop device holds the only copy of its data"
+                      + (" (the file now at that path holds other data)" if os.path.exists(path) else ""),
                       f"copy it back (cp --sparse=always {kept[0]} {path}), then retry")
     return detached
+
+
+COMPARE_CHUNK = 1 << 20
+
+
+def _same_content(device: str, path: str) -> bool:
+    """True if the file at `path` holds exactly the bytes of `device` (both read in full).
+
+    Reached only on the rare path of a device whose backing file was deleted; any doubt
+    (unreadable, different size) keeps the device.
+    """
+    try:
+        with open(device, "rb", buffering=0) as left, open(path, "rb", buffering=0) as right:
+            if os.fstat(right.fileno()).st_size != (kernel.block_size_bytes(device) or -1):
+                return False
+            while True:
+                chunk = left.read(COMPARE_CHUNK)
+                if chunk != right.read(COMPARE_CHUNK):
+                    return False
+                if not chunk:
+                    return True
+    except OSError:
+        return False
 
 
 # ---- filesystem ----------------------------------------------------------------------------
@@ -463,8 +501,15 @@ def _wrong_type(volume_id: str, found: str, wanted: str) -> Refused:
 
 # ---- mounts --------------------------------------------------------------------------------
 
-def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bool:
-    """Leave `device` mounted at `target` with the spec's mode. Returns True if it mounted."""
+def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
+                   config: Config | None = None) -> bool:
+    """Leave `device` mounted at `target` with the spec's mode. Returns True if it mounted.
+
+    The dir is opened without following symlinks and the mount made onto that open dir
+    (mountdir.py); with `config`, a dir of the data root is refused however it is reached.
+    """
+    from flexvol import mountdir
+
     mounts = kernel.read_mounts()
     here = kernel.mounts_at(target, mounts)
     if here and here[-1].source == device:
@@ -475,24 +520,56 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
             raise Refused(f"volume {spec.volume_id} is mounted {have} at {other.mount_point}; "
                           f"refusing a {spec.mode} mount beside it",
                           "use the same readOnly setting for every pod of this volume")
-    _ensure_directory(target, undo)
-    if guard.set_write_guard(target):
-        undo.push(f"lift write guard of {target}", lambda: guard.lift_write_guard(target))
+    forbidden = mountdir.data_root_ids(config) if config is not None else frozenset()
+    opened = mountdir.open_dir(target, create=True, undo=undo, forbidden=forbidden)
+    assert opened is not None  # created when missing
+    if here or opened.covered():
+        raise Refused(f"{target} is already a mount point; refusing to mount volume "
+                      f"{spec.volume_id} over it")
+    if guard.set_immutable(opened.fd, target, True):
+        undo.push(f"lift write guard of {target}",
+                  lambda: guard.set_immutable(opened.fd, target, False))
         checkpoint("guard-set")
     from flexvol.filesystems import BASE_MOUNT_OPTIONS
 
     options = [*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode]
     # -w: without it mount(8) silently falls back to read-only when the device is read-only
     # (util-linux), and we would report a rw mount that is not (FLEXVOLUME.md 9).
-    argv = ["mount", "-t", spec.fs_type, "-o", ",".join(options),
-            "-r" if spec.read_only else "-w", device, target]
-    run(argv, timeout=MOUNT_TIMEOUT, what="mount")
-    undo.push(f"unmount {target}", lambda: release_mount(target))
+    # -c: the target is the open dir's /proc/self/fd path, used as it is, never resolved.
+    argv = ["mount", "-c", "-t", spec.fs_type, "-o", ",".join(options),
+            "-r" if spec.read_only else "-w", device, opened.proc_path]
+    run(argv, timeout=MOUNT_TIMEOUT, what="mount", pass_fds=(opened.fd,))
+    undo.push(f"unmount {target}", lambda: release_mount_dir(opened))
     checkpoint("mounted")
     now = kernel.mounts_at(target)
     if not now or now[-1].source != device or now[-1].read_only != spec.read_only:
         raise Refused(f"mount of volume {spec.volume_id} at {target} did not take effect as {spec.mode}")
     return True
+
+
+def release_mount_dir(opened: mountdir.MountDir) -> int:
+    """Unmount what is mounted over an opened mount dir, reached through its open parent (so
+    a rename or a symlink swapped into its path cannot redirect it); return how many went."""
+    released = 0
+    while opened.covered() or kernel.mounts_at(opened.path):
+        if released >= 8:
+            raise FlexvolError(f"{opened.path} still has mounts stacked on it after 8 unmounts")
+        run(["umount", "-c", opened.child_proc_path], timeout=MOUNT_TIMEOUT, what="umount",
+            pass_fds=(opened.parent_fd,))
+        released += 1
+        checkpoint("unmounted")
+    return released
+
+
+def unmount_target(target: str) -> int:
+    """Unmount every mount at the mount dir `target` (reached without symlinks)."""
+    from flexvol import mountdir
+
+    opened = mountdir.open_dir(target, leaf=False)
+    if opened is None:
+        return 0
+    with opened:
+        return release_mount_dir(opened)
 
 
 def explain_mount_failure(record: dict, device: str, error: CommandFailed) -> FlexvolError:
@@ -513,18 +590,6 @@ def explain_mount_failure(record: dict, device: str, error: CommandFailed) -> Fl
     return error
 
 
-def _ensure_directory(target: str, undo: Undo) -> None:
-    try:
-        info = os.lstat(target)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(target), 0o750, exist_ok=True)
-        os.mkdir(target, 0o750)
-        undo.push(f"remove directory {target}", lambda: os.rmdir(target))
-        return
-    if not stat.S_ISDIR(info.st_mode):
-        raise InvalidInput(f"mount dir {target} exists and is not a directory")
-
-
 def release_mount(target: str) -> int:
     """Unmount `target` until nothing is mounted there; return how many mounts went."""
     released = 0
@@ -541,20 +606,31 @@ def apply_fs_group(target: str, spec: VolumeSpec) -> bool:
     """Give the volume's root directory to the pod's fsGroup, setgid, without a recursive walk.
 
     New files inherit the group through the setgid bit; the kubelet's recursive chown on every
-    mount (kubernetes #68680) is avoided by declaring the fsGroup capability false.
+    mount (kubernetes #68680) is avoided by declaring the fsGroup capability false. The root is
+    reached without following symlinks, and only once something is mounted over the dir.
     """
     if spec.fs_group is None or spec.read_only:
         return False
-    info = os.stat(target)
-    changed = False
-    if info.st_gid != spec.fs_group:
-        os.chown(target, -1, spec.fs_group)
-        changed = True
-    mode = stat.S_IMODE(info.st_mode)
-    wanted = mode | stat.S_ISGID | stat.S_IRWXG
-    if mode != wanted:
-        os.chmod(target, wanted)
-        changed = True
+    from flexvol import mountdir
+
+    opened = mountdir.open_dir(target, leaf=False)
+    if opened is None or not opened.covered():
+        raise Refused(f"volume {spec.volume_id} is not mounted at {target}; not changing its group")
+    with opened:
+        fd = opened.open_visible()
+        try:
+            info = os.fstat(fd)
+            changed = False
+            if info.st_gid != spec.fs_group:
+                os.fchown(fd, -1, spec.fs_group)
+                changed = True
+            mode = stat.S_IMODE(info.st_mode)
+            wanted = mode | stat.S_ISGID | stat.S_IRWXG
+            if mode != wanted:
+                os.fchmod(fd, wanted)
+                changed = True
+        finally:
+            os.close(fd)
     return changed
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import TEST_PREFIX
 from tests.helpers.driver import Driver
+from tests.helpers.invariants import violations
 
 
 def _base_dir(request: pytest.FixtureRequest) -> Path:
@@ -25,10 +26,12 @@ def _make(request: pytest.FixtureRequest, attach: bool) -> Driver:
     (base / "mnt").mkdir()
 
     def finish() -> None:
+        broken = violations(base, driver.root)
         errors = driver.cleanup()
         if not errors and not driver.mounts():
             shutil.rmtree(base, ignore_errors=True)
         assert not errors, f"cleanup of {base} failed: {errors}"
+        assert not broken, f"invariants broken at the end of the test: {broken}"
 
     request.addfinalizer(finish)
     return driver

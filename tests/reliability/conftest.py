@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import TEST_PREFIX
 from tests.helpers.driver import REPO, lift_write_guards
+from tests.helpers.invariants import violations
 from tests.reliability.harness import FIGURES, FULL, Harness
 
 RESULTS = REPO / "results"
@@ -60,10 +61,12 @@ def make_harness(base: Path) -> Callable[..., Harness]:
 
     make.made = made  # type: ignore[attr-defined]
     yield make
+    broken = [item for harness in made for item in violations(harness.base, harness.root)]
     errors = []
     for harness in reversed(made):
         errors.extend(harness.cleanup())
     assert not errors, f"cleanup failed: {errors}"
+    assert not broken, f"invariants broken at the end of the scenario: {broken}"
 
 
 @pytest.fixture

@@ -283,8 +283,15 @@ def test_backing_file_replaced_while_old_loop_device_is_mounted_is_refused(harne
     fault("replaced: second mount", harness.raw("mount", harness.dir("p2"), options("v1", size=SIZE)),
           "deleted")
     assert len(harness.loops()) == 1
+    # The old device still holds what the pod wrote since the copy: unmount keeps it until
+    # its bytes are copied back (regression: it was detached, losing them).
+    (device,) = harness.loops()
+    fault("replaced: unmount", harness.raw("unmount", live), "only copy")
+    assert harness.loops() == [device]
+    subprocess.run(["cp", "--sparse=always", device, str(backing)], check=True)
     harness.must("unmount", live)
     harness.must("mount", live, options("v1", size=SIZE))
+    assert payload_intact(live)
     finish(harness, "replaced backing file")
 
 
