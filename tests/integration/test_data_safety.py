@@ -63,6 +63,24 @@ def test_record_without_loop_device_finds_the_attached_one(driver: Driver) -> No
     assert _loops_of(driver, "v2") == []
 
 
+def test_repair_adopting_a_file_without_record_never_attaches_a_second_device(driver: Driver) -> None:
+    """Defect: `flexvol repair --apply` adopted a mounted volume's file under a new record that
+    named no loop device, and the next mount bound a second device over the file."""
+    from tests.helpers.cli import flexvol
+
+    first, second = driver.dir("p"), driver.dir("q")
+    driver.ok("mount", first, options("v3"))
+    (driver.root / "records" / "v3.json").unlink()
+    result = flexvol("repair", "--apply", root=str(driver.root), kubelet_root=str(driver.base / "mnt"))
+    assert result.exit_code in (0, 3), result.output
+    assert (driver.root / "records" / "v3.json").exists()
+    driver.ok("mount", second, options("v3"))
+    assert len(_loops_of(driver, "v3")) == 1
+    driver.ok("unmount", first)
+    driver.ok("unmount", second)
+    assert _loops_of(driver, "v3") == []
+
+
 # ---- a deleted backing file whose path was filled again --------------------------------------
 
 def test_unmount_keeps_the_device_of_a_deleted_file_when_another_file_took_its_path(
