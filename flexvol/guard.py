@@ -67,3 +67,22 @@ def lift_write_guard(target: str) -> bool:
     if kernel.mounts_at(target):
         return False
     return _immutable(target, False)
+
+
+def is_guarded(target: str) -> bool:
+    """Whether the dir `target` carries the write guard now (what a rollback checks)."""
+    import fcntl
+    import sys
+
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        flags = bytearray(8)
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(int.from_bytes(flags[:4], sys.byteorder) & FS_IMMUTABLE_FL)

@@ -110,7 +110,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            undo.push(f"remove new backing file {path}", lambda: state.remove(path))
+            undo.push(f"remove new backing file {path}", lambda: state.remove(path), undo.path_gone(path))
             os.ftruncate(fd, spec.size_bytes)
         finally:
             os.close(fd)
@@ -129,7 +129,8 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     state.save_record(config, record, durable=False)
     if created_record:
         undo.push(f"remove new record of {volume_id}",
-                  lambda: state.remove(config.record_path(volume_id)))
+                  lambda: state.remove(config.record_path(volume_id)),
+                  undo.path_gone(config.record_path(volume_id)))
     checkpoint("record-saved")
     return record
 
@@ -241,7 +242,7 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
                           f"refusing to attach the new {path} beside it",
                           "unmount every pod of this volume first")
         device = _attach_loop(path, lambda chosen: _record_loop(config, record, chosen))
-        undo.push(f"detach {device}", lambda: detach_loop(device))
+        undo.push(f"detach {device}", lambda: detach_loop(device), undo.loop_detached(device))
         checkpoint("loop-attached")
     if record.get("loop_device") != device or record.get("loop_attaching"):
         record["loop_device"] = device
@@ -477,7 +478,8 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
                           "use the same readOnly setting for every pod of this volume")
     _ensure_directory(target, undo)
     if guard.set_write_guard(target):
-        undo.push(f"lift write guard of {target}", lambda: guard.lift_write_guard(target))
+        undo.push(f"lift write guard of {target}", lambda: guard.lift_write_guard(target),
+                  undo.guard_lifted(target))
         checkpoint("guard-set")
     from flexvol.filesystems import BASE_MOUNT_OPTIONS
 
@@ -487,7 +489,7 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo) -> bo
     argv = ["mount", "-t", spec.fs_type, "-o", ",".join(options),
             "-r" if spec.read_only else "-w", device, target]
     run(argv, timeout=MOUNT_TIMEOUT, what="mount")
-    undo.push(f"unmount {target}", lambda: release_mount(target))
+    undo.push(f"unmount {target}", lambda: release_mount(target), undo.unmounted(target))
     checkpoint("mounted")
     now = kernel.mounts_at(target)
     if not now or now[-1].source != device or now[-1].read_only != spec.read_only:
@@ -519,7 +521,7 @@ def _ensure_directory(target: str, undo: Undo) -> None:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(target), 0o750, exist_ok=True)
         os.mkdir(target, 0o750)
-        undo.push(f"remove directory {target}", lambda: os.rmdir(target))
+        undo.push(f"remove directory {target}", lambda: os.rmdir(target), undo.path_gone(target))
         return
     if not stat.S_ISDIR(info.st_mode):
         raise InvalidInput(f"mount dir {target} exists and is not a directory")
