@@ -303,21 +303,34 @@ def copy_to_new_file(config: Config, volume_id: str, device: str) -> str:
             if not _free_name(config, name, volume_id):
                 continue
             destination = config.backing_file(name)
-            try:
-                os.link(temporary, destination)
-            except FileExistsError:
-                continue
-            except OSError as error:
-                raise FlexvolError(f"cannot name the copy of {device} {destination}: {error.strerror}",
-                                   state.write_hint(error)) from None
-            _fsync_dir(config.volumes_dir)
-            return destination
+            if _link_new(config, temporary, name, volume_id):
+                return destination
     finally:
         state.remove(temporary)
     raise Refused(f"{device} was not copied: every recovery name for volume {volume_id} "
                   f"({_recovery_names(volume_id, device)[1]} and {RECOVERY_NAMES - 2} more) is taken",
                   f"copy it by hand to a new file (cp --sparse=always {device} <new file>), then "
                   f"detach it (losetup -d {device})")
+
+
+def _link_new(config: Config, temporary: str, name: str, volume_id: str) -> bool:
+    """Give the copy the name `name` unless a file has it; False if one has. Another volume's
+    name is taken under that volume's lock too, so that no mount of it is creating it now."""
+    import contextlib
+
+    destination = config.backing_file(name)
+    with contextlib.nullcontext() if name == volume_id else state.VolumeLock(config, name, wait=10):
+        if not _free_name(config, name, volume_id):
+            return False
+        try:
+            os.link(temporary, destination)
+        except FileExistsError:
+            return False
+        except OSError as error:
+            raise FlexvolError(f"cannot name the copy {destination}: {error.strerror}",
+                               state.write_hint(error)) from None
+    _fsync_dir(config.volumes_dir)
+    return True
 
 
 def _fsync_dir(directory: str) -> None:
