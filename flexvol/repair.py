@@ -444,8 +444,8 @@ def _remount(config: Config, finding: Finding) -> str:
     directory = finding.subject
     target = state.load_target(config, directory)
     if target is None or target.get("volume_id") != finding.volume_id:
-        raise Refused(f"{directory} is no longer a mount of {finding.volume_id}: the kubelet "
-                      "unmounted it meanwhile; not mounted again")
+        return (f"nothing to do: the kubelet unmounted {directory} meanwhile (the driver no longer "
+                f"has it as a mount of {finding.volume_id}); not mounted again")
     if not target.get("mode"):
         raise Refused(_mode_unknown(directory))
     try:
@@ -454,8 +454,7 @@ def _remount(config: Config, finding: Finding) -> str:
         fd = os.open(directory, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
     except OSError as error:
         if error.errno == errno.ENOENT:
-            raise Refused(f"{directory} is gone: the kubelet removed it; not made nor mounted again") \
-                from None
+            return f"nothing to do: the kubelet removed {directory}; not made nor mounted again"
         raise Refused(f"{directory} is not a directory now ({error.strerror}); left alone") from None
     try:
         if os.readlink(f"/proc/self/fd/{fd}") != directory:
