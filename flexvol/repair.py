@@ -229,8 +229,10 @@ def apply(config: Config, finding: Finding) -> str:
     """Carry out the finding's action under the volume's lock, after checking that the finding
     still holds; return what the kernel and the disk confirm was done.
 
-    Raises Refused when the finding no longer holds (nothing done), Pending when the action was
-    taken but the kernel has not finished it, FlexvolError when it failed.
+    Returns "nothing to do: ..." when what the finding was about has gone meanwhile (the kubelet
+    let go of a pod dir). Raises Refused when the finding changed so that acting would be wrong
+    (nothing done), Pending when the action was taken but the kernel has not finished it,
+    FlexvolError when it failed.
     """
     if not finding.action:
         raise Refused(f"{finding.subject}: nothing to apply", finding.detail)
@@ -259,8 +261,10 @@ def _detached_or_pending(device: str, done: str = "") -> str:
         return f"{before}detached {device}"
     openers = device_openers(device)
     if openers:
-        raise Pending(f"{before}detach pending: {device} is held open by {', '.join(openers)}; the "
-                      "kernel set autoclear and detaches it at the last close",
+        autoclear = kernel._read_sys(f"{kernel.SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear")
+        then = ("the kernel set autoclear and detaches it at the last close" if autoclear == "1"
+                else "the kernel did not mark it for autoclear")
+        raise Pending(f"{before}detach pending: {device} is held open by {', '.join(openers)}; {then}",
                       "stop that user of the device, or run repair again once it has closed it")
     mounts = kernel.mounts_of_device(device)
     if mounts:
