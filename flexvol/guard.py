@@ -9,6 +9,8 @@ would not, and costs one ioctl (no chattr process).
 
 from __future__ import annotations
 
+import os
+
 from flexvol import kernel
 from flexvol.errors import FlexvolError
 
@@ -73,3 +75,28 @@ def lift_write_guard(target: str) -> bool:
     if kernel.mounts_at(target):
         return False
     return _immutable(target, False)
+
+
+def is_guarded(target: str) -> bool:
+    """Whether the dir `target` carries the write guard now (what a rollback checks)."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return is_immutable_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def is_immutable_fd(fd: int) -> bool:
+    """Whether the open dir `fd` carries the immutable attribute."""
+    import fcntl
+    import sys
+
+    flags = bytearray(8)
+    try:
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
+    except OSError:
+        return False
+    return bool(int.from_bytes(flags[:4], sys.byteorder) & FS_IMMUTABLE_FL)

@@ -9,6 +9,7 @@ the CLI renders them.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 from flexvol import kernel, state
@@ -237,6 +238,49 @@ def holders(paths: list[str]) -> list[tuple[int, str, str]]:
         if hit:
             found.append((process.info["pid"], process.info["name"] or "?", hit))
     return found
+
+
+def device_openers(device: str) -> list[str]:
+    """Who holds the block device `device` open, as "pid N (name)" or "device-mapper dm-N":
+    a fuser-like walk of /proc/*/fd plus the kernel's holders in sysfs. A detach of a device
+    held open only marks it for autoclear; this says whom the kernel is waiting for."""
+    try:
+        wanted = os.stat(device).st_rdev
+    except OSError:
+        return []
+    found = []
+    for pid in sorted((name for name in os.listdir("/proc") if name.isdigit()), key=int):
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            continue  # gone, or not ours to read
+        for name in names:
+            try:
+                link = os.readlink(f"{fd_dir}/{name}")
+                if not link.startswith("/dev/"):
+                    continue
+                info = os.stat(link)
+                if not stat.S_ISBLK(info.st_mode) or info.st_rdev != wanted:
+                    continue
+            except OSError:
+                continue
+            found.append(f"pid {pid} ({_process_name(pid)})")
+            break
+    try:
+        found.extend(f"the kernel's {holder}"
+                     for holder in sorted(os.listdir(f"/sys/block/{os.path.basename(device)}/holders")))
+    except OSError:
+        pass
+    return found
+
+
+def _process_name(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip() or "?"
+    except OSError:
+        return "?"
 
 
 def volumes(config: Config, kubelet_root: str = DEFAULT_KUBELET_ROOT) -> list[VolumeView]:

@@ -157,7 +157,8 @@ def open_dir(path: str, *, create: bool = False, undo: Undo | None = None,
                               "flexvol data root", "mount volumes outside the data root")
             if last:
                 if made and undo is not None:
-                    undo.push(f"remove directory {path}", _remover(os.dup(fd), part))
+                    undo.push(f"remove directory {path}", _remover(os.dup(fd), part),
+                              _gone_check(fd, part))
                 result = MountDir(path, fd, part, child_fd)
                 fd = -1
                 return result
@@ -230,6 +231,20 @@ def _remover(parent_fd: int, name: str) -> Callable[[], None]:
         finally:
             os.close(parent_fd)
     return remove
+
+
+def _gone_check(parent_fd: int, name: str) -> Callable[[], str]:
+    parent = os.dup(parent_fd)
+
+    def check() -> str:
+        try:
+            os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return ""
+        finally:
+            os.close(parent)
+        return "still there"
+    return check
 
 
 def data_root_ids(config: Config) -> frozenset[tuple[int, int]]:

@@ -1,26 +1,33 @@
 """Leftovers that do not add up, each with the action that would fix it, and the actions.
 
 `findings()` only reads. `apply()` takes the volume's lock, checks that the finding still holds
-and acts with the driver's own steps. Nothing here deletes a backing file: a loop device of a
-deleted file is copied back to a file before it is detached.
+and acts with the driver's own steps, then checks the outcome against the kernel: it says
+"detached" or "mounted" only when sysfs and mountinfo show it. Nothing here deletes a backing
+file or writes to a path that exists: a loop device of a deleted file is copied to a new file
+before it is detached. A pod dir the kubelet let go of is never made again nor mounted.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 
 from flexvol import guard, kernel, state, volume
 from flexvol.config import Config
-from flexvol.errors import FlexvolError, ProbeFailed, Refused
+from flexvol.errors import CommandFailed, FlexvolError, ProbeFailed, Refused
 from flexvol.inventory import (
     DEFAULT_KUBELET_ROOT,
     POD_VOLUME_DIR,
     Snapshot,
+    device_openers,
     file_ids,
     known_ids,
     record_ids,
 )
+from flexvol.options import VolumeSpec, check_volume_id
+from flexvol.run import inherited_fds, run
+from flexvol.undo import Undo
 
 COPY_CHUNK = 1 << 20
 
@@ -31,6 +38,13 @@ RECORD_WITHOUT_FILE = "record-without-file"
 FILE_WITHOUT_RECORD = "file-without-record"
 POD_DIR_UNMOUNTED = "pod-dir-unmounted"
 STALE_TARGET = "stale-target"
+# how many names a recovered copy may try before repair gives up and asks a person
+RECOVERY_NAMES = 100
+
+
+class Pending(FlexvolError):
+    """The action was taken but the kernel has not finished it (a detach of a device someone
+    holds open): not done, and said so."""
 
 
 @dataclass
@@ -124,11 +138,13 @@ def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> l
             found.append(Finding(POD_DIR_UNMOUNTED, "", directory,
                                  f"{directory} lost its mount and no record says which volume it had; "
                                  "delete the pod so the kubelet mounts it again", ""))
+        elif not target.get("mode"):
+            found.append(Finding(POD_DIR_UNMOUNTED, volume_id, directory, _mode_unknown(directory), ""))
         else:
             found.append(Finding(POD_DIR_UNMOUNTED, volume_id, directory,
                                  f"{directory} lost its mount (a reboot?): the pod would write to the "
                                  "root disk",
-                                 f"mount volume {volume_id} there again"))
+                                 f"mount volume {volume_id} there again ({target['mode']})"))
     for name in _target_files(config):
         target = state.read_json(os.path.join(config.targets_dir, name))
         path = (target or {}).get("path", "")
@@ -138,6 +154,13 @@ def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> l
                              f"the driver remembers a mount at {path}, which no longer exists",
                              "forget it"))
     return found
+
+
+def _mode_unknown(directory: str) -> str:
+    return (f"{directory} lost its mount and needs a person: the driver's record of it predates "
+            "keeping the mount's mode, so it does not say whether the volume was mounted read-only "
+            "or read-write, nor with which options, and repair will not guess; delete the pod so "
+            "the kubelet mounts it again")
 
 
 def pod_volume_dirs(kubelet_root: str) -> list[str]:
@@ -173,53 +196,165 @@ def _has_entries(directory: str) -> bool:
         return False
 
 
+
+def _recovery_names(volume_id: str, device: str) -> list[str]:
+    """Volume ids a recovered copy may take, in order: its own (when its file is gone), then
+    <id>-recovered-<loopN>[-2...], each at most the 63 characters a volume id may have."""
+    names = [volume_id]
+    for number in range(1, RECOVERY_NAMES):
+        suffix = f"-recovered-{os.path.basename(device)}" + (f"-{number}" if number > 1 else "")
+        names.append(volume_id[: 63 - len(suffix)].rstrip("-._") + suffix)
+    return names
+
+
+def _free_name(config: Config, name: str, volume_id: str) -> bool:
+    """Neither a file nor (for another volume) a record there: nothing a copy could overwrite or
+    be taken for."""
+    if os.path.lexists(config.backing_file(name)):
+        return False
+    return name == volume_id or not os.path.lexists(config.record_path(name))
+
+
 def _recovery_path(config: Config, volume_id: str, device: str) -> str:
-    path = config.backing_file(volume_id)
-    if not os.path.exists(path):
-        return path
-    return config.backing_file(f"{volume_id}-recovered-{os.path.basename(device)}")
+    """Where the copy would go now (apply picks again under the lock, never over a file)."""
+    for name in _recovery_names(volume_id, device):
+        if _free_name(config, name, volume_id):
+            return config.backing_file(name)
+    return "a free name (none found now)"
 
 
 # ---- actions -------------------------------------------------------------------------------
 
 def apply(config: Config, finding: Finding) -> str:
-    """Carry out the finding's action under the volume's lock; return what was done."""
+    """Carry out the finding's action under the volume's lock, after checking that the finding
+    still holds; return what the kernel and the disk confirm was done.
+
+    Returns "nothing to do: ..." when what the finding was about has gone meanwhile (the kubelet
+    let go of a pod dir). Raises Refused when the finding changed so that acting would be wrong
+    (nothing done), Pending when the action was taken but the kernel has not finished it,
+    FlexvolError when it failed.
+    """
     if not finding.action:
         raise Refused(f"{finding.subject}: nothing to apply", finding.detail)
-    if finding.kind == POD_DIR_UNMOUNTED:
-        return _remount(config, finding)
-    if finding.kind == STALE_TARGET and not finding.volume_id:
-        state.remove_target(config, finding.subject)
-        return f"forgot {finding.subject}"
     state.ensure_dirs(config)
+    if finding.kind == STALE_TARGET and not finding.volume_id:
+        return _forget_target(config, finding)
+    check_volume_id(finding.volume_id)
     with state.VolumeLock(config, finding.volume_id, wait=10):
         return ACTIONS[finding.kind](config, finding)
 
 
+def _serves_live(config: Config, device: str, volume_id: str) -> str | None:
+    """The backing file `device` has now, refusing unless it is the volume's file itself."""
+    backing = kernel.loop_backing_file(device)
+    if backing is not None and backing != os.path.realpath(config.backing_file(volume_id)):
+        raise Refused(f"{device} now serves {backing}; left alone")
+    return backing
+
+
+def _detached_or_pending(device: str, done: str = "") -> str:
+    """What the kernel says after a detach of `device`: "detached", or Pending naming who
+    still holds it open (the kernel only set autoclear), or a failure."""
+    before = f"{done}; " if done else ""
+    backing = kernel.loop_backing_file(device)
+    if backing is None:
+        return f"{before}detached {device}"
+    openers = device_openers(device)
+    if openers:
+        autoclear = kernel._read_sys(f"{kernel.SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear")
+        then = ("the kernel set autoclear and detaches it at the last close" if autoclear == "1"
+                else "the kernel did not mark it for autoclear")
+        raise Pending(f"{before}detach pending: {device} is held open by {', '.join(openers)}; {then}",
+                      "stop that user of the device, or run repair again once it has closed it")
+    mounts = kernel.mounts_of_device(device)
+    if mounts:
+        raise Refused(f"{before}{device} kept: it is mounted at {mounts[0].mount_point} now")
+    raise FlexvolError(f"{before}{device} is still attached to {backing} after the detach",
+                       "see `losetup -l` and the kernel log")
+
+
 def _detach_leaked(config: Config, finding: Finding) -> str:
-    if kernel.mounts_of_device(finding.subject):
-        raise Refused(f"{finding.subject} is mounted now; left alone")
-    detached = volume.release_loop(config, finding.volume_id)
-    return f"detached {', '.join(detached)}" if detached else "already detached"
+    device = finding.subject
+    if _serves_live(config, device, finding.volume_id) is None:
+        return f"nothing to do: {device} is no longer attached"
+    if kernel.mounts_of_device(device):
+        raise Refused(f"{device} is mounted now; left alone")
+    # The device found, whichever the record names (release_loop trusts the record).
+    volume.detach_loop(device)
+    return _detached_or_pending(device)
 
 
 def _recover_deleted(config: Config, finding: Finding) -> str:
     device = finding.subject
     backing = kernel.loop_backing_file(device) or ""
-    if not backing.endswith(kernel.DELETED_SUFFIX) or kernel.mounts_of_device(device):
+    wanted = os.path.realpath(config.backing_file(finding.volume_id)) + kernel.DELETED_SUFFIX
+    if backing != wanted or kernel.mounts_of_device(device):
         raise Refused(f"{device} changed since it was inspected; run repair again")
-    destination = _recovery_path(config, finding.volume_id, device)
-    copy_sparse(device, destination)
+    destination = copy_to_new_file(config, finding.volume_id, device)
     volume.detach_loop(device)
-    return f"copied {device} to {destination} and detached it"
+    return _detached_or_pending(device, f"copied {device} to {destination}")
+
+
+def copy_to_new_file(config: Config, volume_id: str, device: str) -> str:
+    """Copy `device` to the first free recovery name; return its path. Never replaces a file:
+    the copy is written to a new hidden file and linked to its name, which fails if the name
+    was taken meanwhile (then the next name is tried)."""
+    temporary = os.path.join(config.volumes_dir,
+                             f".{volume_id}-recovering-{os.path.basename(device)}.{os.getpid()}")
+    copy_sparse(device, temporary)
+    try:
+        for name in _recovery_names(volume_id, device):
+            if not _free_name(config, name, volume_id):
+                continue
+            destination = config.backing_file(name)
+            if _link_new(config, temporary, name, volume_id):
+                return destination
+    finally:
+        state.remove(temporary)
+    raise Refused(f"{device} was not copied: every recovery name for volume {volume_id} "
+                  f"({_recovery_names(volume_id, device)[1]} and {RECOVERY_NAMES - 2} more) is taken",
+                  f"copy it by hand to a new file (cp --sparse=always {device} <new file>), then "
+                  f"detach it (losetup -d {device})")
+
+
+def _link_new(config: Config, temporary: str, name: str, volume_id: str) -> bool:
+    """Give the copy the name `name` unless a file has it; False if one has. Another volume's
+    name is taken under that volume's lock too, so that no mount of it is creating it now."""
+    import contextlib
+
+    destination = config.backing_file(name)
+    with contextlib.nullcontext() if name == volume_id else state.VolumeLock(config, name, wait=10):
+        if not _free_name(config, name, volume_id):
+            return False
+        try:
+            os.link(temporary, destination)
+        except FileExistsError:
+            return False
+        except OSError as error:
+            raise FlexvolError(f"cannot name the copy {destination}: {error.strerror}",
+                               state.write_hint(error)) from None
+    _fsync_dir(config.volumes_dir)
+    return True
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def copy_sparse(device: str, destination: str) -> None:
-    """Copy a block device to a new file, leaving all-zero chunks as holes."""
-    temporary = destination + ".partial"
+    """Copy a block device to a new file (O_EXCL: never an existing one), leaving all-zero
+    chunks as holes."""
     source_fd = os.open(device, os.O_RDONLY)
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise Refused(f"{destination} exists; not written over",
+                          "another repair may be copying the same device; run repair again") from None
         try:
             size = 0
             zero = bytes(COPY_CHUNK)
@@ -229,34 +364,59 @@ def copy_sparse(device: str, destination: str) -> None:
                 size += len(chunk)
             os.ftruncate(fd, size)
             os.fsync(fd)
-        finally:
+        except OSError:
             os.close(fd)
+            fd = -1
+            os.unlink(destination)
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
     finally:
         os.close(source_fd)
-    os.rename(temporary, destination)
 
 
 def _unmount_stale(config: Config, finding: Finding) -> str:
     target = state.load_target(config, finding.subject)
     if target is not None and target.get("volume_id") == finding.volume_id:
         raise Refused(f"{finding.subject} is known to the driver now; left alone")
+    here = kernel.mounts_at(finding.subject)
+    sources = tuple(mount.source for mount in here)
+    if not here:
+        return f"nothing to do: {finding.subject} is no longer mounted"
+    if any(volume.volume_of_mount(config, mount) != finding.volume_id for mount in here):
+        raise Refused(f"{finding.subject} is mounted from {here[-1].source} now; left alone")
     volume.unmount_target(finding.subject)
+    if kernel.mounts_at(finding.subject):
+        raise FlexvolError(f"{finding.subject} is still mounted after the unmount")
     # The dir is nobody's mount now: let the kubelet remove it.
     guard.lift_write_guard(finding.subject)
-    detached = volume.release_loop(config, finding.volume_id)
-    return f"unmounted {finding.subject}" + (f", detached {', '.join(detached)}" if detached else "")
+    volume.release_loop(config, finding.volume_id, also=sources)
+    said = [f"unmounted {finding.subject}"]
+    for device in dict.fromkeys(sources):
+        try:
+            said.append(_detached_or_pending(device))
+        except Refused as kept:
+            said.append(str(kept))  # still mounted elsewhere (a bind): rightly kept
+    return "; ".join(said)
 
 
 def _forget_record(config: Config, finding: Finding) -> str:
-    if os.path.exists(config.backing_file(finding.volume_id)):
+    path = config.backing_file(finding.volume_id)
+    if os.path.exists(path):
         raise Refused(f"the backing file of {finding.volume_id} exists now; record kept")
-    state.remove(config.record_path(finding.volume_id), durable=True)
+    if kernel.loops_of_file(path):
+        raise Refused(f"a loop device serves {path} now; record kept")
+    record_path = config.record_path(finding.volume_id)
+    state.remove(record_path, durable=True)
+    if os.path.lexists(record_path):
+        raise FlexvolError(f"{record_path} is still there after removing it")
     return f"forgot the record of {finding.volume_id}"
 
 
 def _adopt_file(config: Config, finding: Finding) -> str:
     if state.load_record(config, finding.volume_id) is not None:
-        return "already has a record"
+        return "nothing to do: it has a record now"
     path = config.backing_file(finding.volume_id)
     try:
         found = kernel.probe(path)
@@ -269,33 +429,103 @@ def _adopt_file(config: Config, finding: Finding) -> str:
         volume._remember_formatted(config, record, found)
     else:
         state.save_record(config, record)
+    if state.load_record(config, finding.volume_id) is None:
+        raise FlexvolError(f"the record of {finding.volume_id} is not there after writing it")
     return f"adopted {path} ({found.fs_type or 'no filesystem'})"
 
 
 def _forget_target(config: Config, finding: Finding) -> str:
-    if os.path.exists(finding.subject):
+    if os.path.lexists(finding.subject):
         raise Refused(f"{finding.subject} exists now; left alone")
     state.remove_target(config, finding.subject)
+    if os.path.lexists(state.target_path(config, finding.subject)):
+        raise FlexvolError(f"the driver's record of {finding.subject} is still there after removing it")
     return f"forgot {finding.subject}"
 
 
 def _remount(config: Config, finding: Finding) -> str:
-    """Mount the volume again with the driver's own mount verb, as the kubelet would."""
-    from flexvol import protocol, verbs, wirejson
-    from flexvol.journal import CallInfo
+    """Mount the volume again in the kubelet's pod dir, as it was (mode, type, options), with
+    the driver's own steps: only while the driver still remembers the mount (the kubelet's
+    unmount forgets it, under this same lock) and only onto the dir as it is, never made again."""
+    directory = finding.subject
+    target = state.load_target(config, directory)
+    if target is None or target.get("volume_id") != finding.volume_id:
+        return (f"nothing to do: the kubelet unmounted {directory} meanwhile (the driver no longer "
+                f"has it as a mount of {finding.volume_id}); not mounted again")
+    if not target.get("mode"):
+        raise Refused(_mode_unknown(directory))
+    try:
+        # Pinned: a dir the kubelet removes from here on can no longer be mounted on
+        # (ENOENT), and a symlink put in its place is not followed.
+        fd = os.open(directory, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            return f"nothing to do: the kubelet removed {directory}; not made nor mounted again"
+        raise Refused(f"{directory} is not a directory now ({error.strerror}); left alone") from None
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") != directory:
+            raise Refused(f"{directory} now leads elsewhere through a symlink; left alone")
+        if kernel.mounts_at(directory):
+            raise Refused(f"{directory} is mounted now; left alone")
+        if _has_entries(directory):
+            raise Refused(f"{directory} holds files now; move them aside first")
+        device = _mount_pinned(config, target, directory, fd)
+    finally:
+        os.close(fd)
+    here = kernel.mounts_at(directory)
+    if not here or here[-1].source != device or here[-1].read_only != (target["mode"] == "ro"):
+        raise FlexvolError(f"the mount of {finding.volume_id} at {directory} did not take effect "
+                           f"as {target['mode']}")
+    return f"mounted {finding.volume_id} at {directory} ({target['mode']})"
 
-    record = state.load_record(config, finding.volume_id)
+
+def _mount_pinned(config: Config, target: dict, directory: str, fd: int) -> str:
+    """ensure_loop, then mount the device on the pinned dir; roll back on failure."""
+    volume_id = target["volume_id"]
+    record = state.load_record(config, volume_id)
     if record is None:
-        raise Refused(f"volume {finding.volume_id} has no record; not mounted again")
-    if _has_entries(finding.subject):
-        raise Refused(f"{finding.subject} holds files now; move them aside first")
-    fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
-    options = wirejson.dumps({"volumeID": finding.volume_id, protocol.FS_TYPE: fs_type,
-                              protocol.READ_WRITE: "rw"})
-    reply = verbs.dispatch(config, ["mount", finding.subject, options], CallInfo("mount"))
-    if reply.status != protocol.SUCCESS:
-        raise FlexvolError(f"mount of {finding.volume_id} at {finding.subject} failed: {reply.message}")
-    return f"mounted {finding.volume_id} at {finding.subject}"
+        raise Refused(f"volume {volume_id} has no record; not mounted again")
+    formatted = (record.get("formatted") or {}).get("fs_type")
+    if not formatted or formatted != target.get("fs_type"):
+        raise Refused(f"volume {volume_id} was mounted as {target.get('fs_type') or '?'} but its record "
+                      f"says {formatted or 'never formatted'}; not mounted again")
+    spec = VolumeSpec(volume_id, fs_type=formatted, read_only=target["mode"] == "ro",
+                      mount_options=tuple(target.get("mount_options") or ()))
+    undo = Undo()
+    try:
+        record = volume.ensure_file(config, spec, undo, may_create=False)
+        device = volume.ensure_loop(config, record, undo)
+        for other in kernel.mounts_of_device(device):
+            if other.read_only != spec.read_only:
+                raise Refused(f"volume {volume_id} is mounted {'ro' if other.read_only else 'rw'} at "
+                              f"{other.mount_point}; not mounted {spec.mode} beside it")
+        if guard.set_write_guard(directory):
+            undo.push(f"lift write guard of {directory}", lambda: guard.lift_write_guard(directory),
+                      undo.guard_lifted(directory))
+        from flexvol.filesystems import BASE_MOUNT_OPTIONS
+
+        options = ",".join([*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode])
+        inherited_fds.add(fd)
+        try:
+            run(["mount", "--no-canonicalize", "-t", spec.fs_type, "-o", options,
+                 "-r" if spec.read_only else "-w", device, f"/proc/self/fd/{fd}"],
+                timeout=volume.MOUNT_TIMEOUT, what="mount")
+        except CommandFailed as error:
+            if not os.path.lexists(directory):
+                raise Refused(f"{directory} was removed by the kubelet meanwhile; not mounted again") \
+                    from None
+            raise volume.explain_mount_failure(record, device, error) from None
+        finally:
+            inherited_fds.discard(fd)
+        undo.push(f"unmount {directory}", lambda: volume.release_mount(directory),
+                  undo.unmounted(directory))
+    except BaseException as error:
+        undo.rollback()
+        if undo.errors and isinstance(error, FlexvolError):
+            error.message += "; rollback failed: " + "; ".join(undo.errors)
+        raise
+    undo.commit()
+    return device
 
 
 ACTIONS = {
@@ -305,4 +535,5 @@ ACTIONS = {
     RECORD_WITHOUT_FILE: _forget_record,
     FILE_WITHOUT_RECORD: _adopt_file,
     STALE_TARGET: _forget_target,
+    POD_DIR_UNMOUNTED: _remount,
 }

@@ -184,9 +184,12 @@ def load_target(config: Config, mount_dir: str) -> dict | None:
     return target
 
 
-def save_target(config: Config, mount_dir: str, volume_id: str, pod: str = "") -> None:
+def save_target(config: Config, mount_dir: str, volume_id: str, pod: str = "", *, mode: str = "",
+                fs_type: str = "", mount_options: tuple[str, ...] = ()) -> None:
     """Remember which volume a mount dir belongs to, before mounting it, and for the toolkit
-    which pod asked for it ("namespace/name" from the kubelet's options).
+    which pod asked for it ("namespace/name" from the kubelet's options) and how it is mounted
+    (mode "ro" or "rw", fs type, the volume's mount options): what repair needs to mount it
+    again exactly as it was.
 
     Not fsynced: it only has to outlive a killed call, and a killed process loses nothing in
     the page cache; after a power loss nothing is mounted, so a lost entry asks for no work.
@@ -194,6 +197,8 @@ def save_target(config: Config, mount_dir: str, volume_id: str, pod: str = "") -
     body = {"schema": SCHEMA, "path": mount_dir, "volume_id": volume_id}
     if pod:
         body["pod"] = pod
+    if mode:
+        body.update(mode=mode, fs_type=fs_type, mount_options=list(mount_options))
     atomic_write(target_path(config, mount_dir), (wirejson.dumps(body) + "\n").encode(), durable=False)
 
 

@@ -105,8 +105,10 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
             # Written first so that unmount can find the volume of a half-made mount.
             if state.load_target(config, target) is None:
                 pod = f"{spec.pod_namespace}/{spec.pod_name}" if spec.pod_name else ""
-                state.save_target(config, target, spec.volume_id, pod)
-                undo.push("forget mount target", lambda: state.remove_target(config, target))
+                state.save_target(config, target, spec.volume_id, pod, mode=spec.mode, fs_type=spec.fs_type,
+                                  mount_options=spec.mount_options)
+                undo.push("forget mount target", lambda: state.remove_target(config, target),
+                           undo.path_gone(state.target_path(config, target)))
                 checkpoint("target-saved")
             record = volume.ensure_file(config, spec, undo, may_create=not spec.read_only)
             volume.check_namespace(config, record, spec)

@@ -96,7 +96,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            undo.push(f"remove new backing file {path}", lambda: state.remove(path))
+            undo.push(f"remove new backing file {path}", lambda: state.remove(path), undo.path_gone(path))
             os.ftruncate(fd, spec.size_bytes)
         finally:
             os.close(fd)
@@ -115,7 +115,8 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     state.save_record(config, record, durable=False)
     if created_record:
         undo.push(f"remove new record of {volume_id}",
-                  lambda: state.remove(config.record_path(volume_id)))
+                  lambda: state.remove(config.record_path(volume_id)),
+                  undo.path_gone(config.record_path(volume_id)))
     checkpoint("record-saved")
     return record
 
@@ -252,7 +253,7 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
                           f"refusing to attach the new {path} beside it",
                           "unmount every pod of this volume first")
         device = _attach_loop(path, lambda chosen: _record_loop(config, record, chosen))
-        undo.push(f"detach {device}", lambda: detach_loop(device))
+        undo.push(f"detach {device}", lambda: detach_loop(device), undo.loop_detached(device))
         checkpoint("loop-attached")
     if record.get("loop_device") != device or record.get("loop_attaching"):
         record["loop_device"] = device
@@ -528,7 +529,8 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
                       f"{spec.volume_id} over it")
     if guard.set_immutable(opened.fd, target, True):
         undo.push(f"lift write guard of {target}",
-                  lambda: guard.set_immutable(opened.fd, target, False))
+                  lambda: guard.set_immutable(opened.fd, target, False),
+                  lambda: "still immutable" if guard.is_immutable_fd(opened.fd) else "")
         checkpoint("guard-set")
     from flexvol.filesystems import BASE_MOUNT_OPTIONS
 
@@ -539,7 +541,8 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
     argv = ["mount", "-c", "-t", spec.fs_type, "-o", ",".join(options),
             "-r" if spec.read_only else "-w", device, opened.proc_path]
     run(argv, timeout=MOUNT_TIMEOUT, what="mount", pass_fds=(opened.fd,))
-    undo.push(f"unmount {target}", lambda: release_mount_dir(opened))
+    undo.push(f"unmount {target}", lambda: release_mount_dir(opened),
+              lambda: "still mounted" if opened.covered() else "")
     checkpoint("mounted")
     now = kernel.mounts_at(target)
     if not now or now[-1].source != device or now[-1].read_only != spec.read_only:

@@ -31,8 +31,11 @@ def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the ac
            kubelet_root: KubeletRootOption = DEFAULT_KUBELET) -> None:
     """Reconcile records, loop devices, mounts, backing files and the kubelet's pod dirs.
 
-    Lists every finding with the action it would take; acts only with --apply. Never deletes
-    a backing file. Exit code 3 when something is left that needs a person (or --apply).
+    Lists every finding with the action it would take; acts only with --apply, under the
+    volume's lock, after checking that the finding still holds, and reports only what the
+    kernel confirms. Never deletes a backing file nor writes over one; never makes or mounts
+    again a pod dir the kubelet let go of. Exit code 3 when something is left that needs a
+    person, failed, or is still pending (or without --apply).
 
     Example: [bold]flexvol repair[/], then [bold]flexvol repair --apply[/]
     """
@@ -47,6 +50,10 @@ def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the ac
                 continue
             try:
                 results[index] = "done: " + repair_module.apply(config, item)
+            except repair_module.Pending as error:
+                # taken, but the kernel has not finished it: not done, and not a failure either
+                results[index] = str(error)
+                unresolved += 1
             except FlexvolError as error:
                 results[index] = f"failed: {error}"
                 unresolved += 1
