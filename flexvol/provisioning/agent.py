@@ -151,7 +151,7 @@ class Agent:
 
     def _delete(self, pv: dict, decision: reclaim.ReclaimDecision) -> None:
         meta = pv["metadata"]
-        if meta.get("name") in self.reclaimed:
+        if self.reclaimed.get(meta.get("name", "")) == meta.get("uid"):
             return  # done; the provisioner deletes the PV
         problem = ownership.reclaim_problem(self.config, pv, self.provisioner)
         if problem:
