@@ -67,8 +67,14 @@ mkdir -p "$PREFIX"
 if [[ ! -x "$PREFIX/venv/bin/python" ]]; then
     "$PYTHON" -m venv "$PREFIX/venv"
 fi
-#: build with the venv's own setuptools instead of fetching one.
-"$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check \
+# Build flexvol with the venv's own setuptools and wheel, not in an isolated build environment
+# pip would fetch them into at every install: they are installed into the venv once (from the
+# configured index or wheel dir) when missing or too old, then the build uses them.
+if ! "$PREFIX/venv/bin/python" -c 'import sys, setuptools, wheel
+sys.exit(int(setuptools.__version__.split(".")[0]) < 61)' 2>/dev/null; then
+    "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check "setuptools>=61" wheel >/dev/null
+fi
+"$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation \
     --upgrade "$SOURCE" >/dev/null
 SITE="$("$PREFIX/venv/bin/python" -c 'import flexvol, os; print(os.path.dirname(os.path.dirname(flexvol.__file__)))')"
 

@@ -155,6 +155,12 @@ def _pod_name(pod_dir: str) -> str:
     return lines[-1][-1] if lines and len(lines[-1]) > 1 else ""
 
 
+def awaiting_first_mount(record: dict | None) -> bool:
+    """A provisioned volume's record written by the node agent before the driver's first mount
+    made its file (provisioning/ownership.py): expected to have no file yet."""
+    return bool(record and record.get("pv_uid") and not record.get("formatted"))
+
+
 def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
          kubelet_root: str = DEFAULT_KUBELET_ROOT) -> VolumeView:
     snapshot = snapshot or Snapshot.take()
@@ -177,7 +183,7 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
     fs_type = formatted.get("fs_type") or (record or {}).get("fs_type") or ""
     if record is None and not problems:
         problems.append("no record")
-    if info is None:
+    if info is None and not (awaiting_first_mount(record) and not devices):
         problems.append("backing file missing")
     for device in devices:
         if snapshot.loops[device].endswith(kernel.DELETED_SUFFIX):
@@ -186,6 +192,8 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
         problems.append(f"{len(devices)} loop devices for one file")
     if problems:
         word = "inconsistent"
+    elif info is None:
+        word = "provisioned"  # awaiting its first mount
     elif mounts:
         word = "mounted"
     elif devices:

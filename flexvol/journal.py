@@ -1,4 +1,5 @@
-"""The call log: one JSON line per driver call under <data root>/log/calls.jsonl.
+"""The call log: one JSON line per driver call under <data root>/log/calls.jsonl, and one per
+action of the toolkit on a volume (verb "toolkit:<action>", with who ran it: cli/audit.py).
 
 It says what the kubelet asked, what we answered, which commands ran and how long it took.
 Secret values never appear: only how many secrets a call carried.
@@ -18,7 +19,8 @@ MAX_BYTES = 16 << 20
 class CallInfo:
     """What one call did, filled in as it runs."""
 
-    __slots__ = ("args", "error_detail", "notes", "secrets", "started", "target", "verb", "volume_id")
+    __slots__ = ("args", "error_detail", "notes", "secrets", "started", "target", "verb", "volume_id",
+                 "who")
 
     def __init__(self, verb: str) -> None:
         self.verb = verb
@@ -29,6 +31,7 @@ class CallInfo:
         self.notes: list[str] = []
         self.started = time.monotonic()
         self.error_detail = ""
+        self.who = ""  # the toolkit's own actions: the user who ran them
 
 
 def append(config: Config, call: CallInfo, status: str, message: str,
@@ -49,6 +52,8 @@ def append(config: Config, call: CallInfo, status: str, message: str,
     }
     if call.error_detail:
         entry["detail"] = call.error_detail
+    if call.who:
+        entry["who"] = call.who
     line = (wirejson.dumps(entry) + "\n").encode()
     try:
         if not os.path.isdir(config.log_dir):

@@ -20,6 +20,7 @@ from flexvol.inventory import (
     DEFAULT_KUBELET_ROOT,
     POD_VOLUME_DIR,
     Snapshot,
+    awaiting_first_mount,
     device_openers,
     file_ids,
     known_ids,
@@ -105,7 +106,7 @@ def _volume_findings(config: Config, snapshot: Snapshot, volume_id: str, has_rec
                                      f"{device} is mounted at {mount.mount_point}, which the driver has "
                                      "no record of (the kubelet's unmount would never come)",
                                      f"unmount {mount.mount_point} and free {device}"))
-    if has_record and not has_file and not devices:
+    if has_record and not has_file and not devices and not _awaiting_first_mount(config, volume_id):
         found.append(Finding(RECORD_WITHOUT_FILE, volume_id, config.record_path(volume_id),
                              f"the record of {volume_id} names {path}, which does not exist",
                              "forget the record (it holds no data)"))
@@ -113,6 +114,13 @@ def _volume_findings(config: Config, snapshot: Snapshot, volume_id: str, has_rec
         found.append(Finding(FILE_WITHOUT_RECORD, volume_id, path,
                              f"{path} has no record", "adopt it: write a record from what blkid finds"))
     return found
+
+
+def _awaiting_first_mount(config: Config, volume_id: str) -> bool:
+    try:
+        return awaiting_first_mount(state.load_record(config, volume_id))
+    except FlexvolError:
+        return False
 
 
 def _recorded(config: Config, mount_dir: str, volume_id: str) -> bool:

@@ -26,6 +26,7 @@ PLUGIN_DIR = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
 LIB_DIR = "/opt/flexvol/lib"
 LEASE = "flexvol-loop-provisioner"
 HOST_PYTHON = "/usr/bin/python3"
+METRICS_ADDRESS = "127.0.0.1"
 
 Kubeconfig = Annotated[Path | None, typer.Option(
     "--kubeconfig", help="Kubeconfig file; without it, the pod's service account.")]
@@ -102,8 +103,10 @@ def agent(
                                                help="Install the driver, then exit.")] = False,
     capacity: Annotated[str, typer.Option(help="Cap the published pool capacity, e.g. 100Gi.")] = "",
     metrics_port: Annotated[int, typer.Option(help="Serve Prometheus metrics on this port (0: off).")] = 0,
-    metrics_address: Annotated[str, typer.Option(envvar="NODE_IP",
-                                                 help="Address to serve metrics on.")] = "127.0.0.1",
+    metrics_address: Annotated[str, typer.Option(
+        help="Address to serve metrics on. The metrics name every volume and are served without "
+             "authentication: keep the default (loopback) unless something in front (e.g. "
+             "kube-rbac-proxy) authenticates the scraper.")] = METRICS_ADDRESS,
     repair_apply: Annotated[bool, typer.Option("--repair-apply", help="At start, carry out what "
                                                "'flexvol repair --apply' would; else only report.")] = False,
     watch_seconds: Annotated[int, typer.Option(min=1, help="Seconds between capacity updates.")] = 30,

@@ -77,7 +77,8 @@ def calls_table(entries: list[dict]) -> Table:
         status = entry.get("status", "")
         table.add_row(entry.get("time", ""), entry.get("verb", ""), entry.get("volume", "") or "-",
                       Text(status, style="green" if status == "Success" else "bold red"),
-                      f"{entry.get('ms', 0):g}", Text(entry.get("message", "")))
+                      f"{entry.get('ms', 0):g}",
+                      Text(entry.get("message", "") + (f" (by {entry['who']})" if entry.get("who") else "")))
     return table
 
 

@@ -8,6 +8,7 @@ import typer
 
 from flexvol import repair as repair_module
 from flexvol.cli import render
+from flexvol.cli.audit import journaled
 from flexvol.cli.common import (
     DEFAULT_KUBELET,
     DEFAULT_ROOT,
@@ -49,7 +50,10 @@ def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the ac
                 unresolved += 1
                 continue
             try:
-                results[index] = "done: " + repair_module.apply(config, item)
+                with journaled(config, "repair", item.volume_id, (item.kind, item.subject)) as action:
+                    done = repair_module.apply(config, item)
+                    action.message = f"{item.kind} {item.subject}: {done}"
+                results[index] = "done: " + done
             except repair_module.Pending as error:
                 # taken, but the kernel has not finished it: not done, and not a failure either
                 results[index] = str(error)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from flexvol import inventory, journal, provision
 from flexvol.cli import render
+from flexvol.cli.audit import journaled
 from flexvol.cli.common import (
     DEFAULT_KUBELET,
     DEFAULT_ROOT,
@@ -105,21 +106,25 @@ def create(volume_id: VolumeArgument,
     """
     config = load_config(root)
     out = console()
-    if preallocate:
-        with Progress(TextColumn("preallocating"), BarColumn(), DownloadColumn(binary_units=True),
-                      TimeRemainingColumn(), console=out, transient=True,
-                      disable=not out.is_terminal) as bar:
-            task = bar.add_task("preallocate", total=None)
+    args = (volume_id, "--size", size, "--fs", fs) + (("--preallocate",) if preallocate else ())
+    with journaled(config, "create", volume_id, args) as action:
+        if preallocate:
+            with Progress(TextColumn("preallocating"), BarColumn(), DownloadColumn(binary_units=True),
+                          TimeRemainingColumn(), console=out, transient=True,
+                          disable=not out.is_terminal) as bar:
+                task = bar.add_task("preallocate", total=None)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
 
-            record = provision.create(config, volume_id, size, fs, preallocate=True, progress=progress)
-    else:
-        record = provision.create(config, volume_id, size, fs)
-    formatted = record.get("formatted") or {}
-    out.print(f"created {volume_id}: {format_bytes(record['size_bytes'])} {formatted.get('fs_type', fs)}"
-              f"{' preallocated' if preallocate else ''} at {config.backing_file(volume_id)}")
+                record = provision.create(config, volume_id, size, fs, preallocate=True, progress=progress)
+        else:
+            record = provision.create(config, volume_id, size, fs)
+        formatted = record.get("formatted") or {}
+        action.message = (f"created {volume_id}: {format_bytes(record['size_bytes'])} "
+                          f"{formatted.get('fs_type', fs)}{' preallocated' if preallocate else ''} "
+                          f"at {config.backing_file(volume_id)}")
+    out.print(action.message)
 
 
 @app.command()
@@ -140,8 +145,10 @@ def delete(volume_id: VolumeArgument,
                       "stop the pods that use it (the kubelet then unmounts it) and try again")
     if not yes and not typer.confirm(f"delete volume {volume_id} and all its data?", default=False):
         raise typer.Exit(1)
-    removed = provision.delete(config, volume_id)
-    console().print(f"deleted {volume_id}" + (f" ({', '.join(removed)})" if removed else ""))
+    with journaled(config, "delete", volume_id, (volume_id,)) as action:
+        removed = provision.delete(config, volume_id)
+        action.message = f"deleted {volume_id}" + (f" ({', '.join(removed)})" if removed else "")
+    console().print(action.message)
 
 
 @app.command()
@@ -153,8 +160,11 @@ def resize(volume_id: VolumeArgument,
 
     Example: [bold]flexvol resize data-1 20Gi[/]
     """
-    new = provision.resize(load_config(root), volume_id, size)
-    console().print(f"{volume_id} is now {format_bytes(new)}")
+    config = load_config(root)
+    with journaled(config, "resize", volume_id, (volume_id, size)) as action:
+        new = provision.resize(config, volume_id, size)
+        action.message = f"{volume_id} is now {format_bytes(new)}"
+    console().print(action.message)
 
 
 @app.command()

@@ -1,6 +1,12 @@
 """The node-side controller: publish this node's capacity and reclaim Released volumes that
 this provisioner placed here. Decisions come from reclaim.py; the deletion itself is
 `delete_volume` (deletion.py: the toolkit's delete, which refuses while the volume is in use).
+
+Least trust: the agent writes only its own node's NodeCapacity object, records in each volume's
+record which PV owns it (ownership.py) and deletes a volume only for that PV. It never deletes
+PersistentVolume objects: it lists the PVs whose volume it reclaimed in its NodeCapacity object
+("reclaimed": name -> UID), and the provisioner deletes those PVs after checking them again, so
+no node's credentials can delete PVs cluster-wide.
 """
 
 from __future__ import annotations
@@ -10,8 +16,8 @@ from collections.abc import Callable
 
 from flexvol import state
 from flexvol.config import Config
-from flexvol.errors import FlexvolError
-from flexvol.provisioning import capacity, deletion, names, reclaim
+from flexvol.errors import Busy, FlexvolError
+from flexvol.provisioning import capacity, claims, deletion, names, ownership, reclaim
 from flexvol.provisioning.cluster import (
     AlreadyExists,
     ApiError,
@@ -19,7 +25,6 @@ from flexvol.provisioning.cluster import (
     Conflict,
     EventRecorder,
     Gone,
-    NotFound,
     log,
 )
 
@@ -67,6 +72,9 @@ class Agent:
         self.delete_volume = delete_volume
         self.repair_check = repair_check
         self.resource_version = ""
+        # PVs whose volume this agent reclaimed (name -> UID), published for the provisioner
+        # to delete; dropped once the PV is gone.
+        self.reclaimed: dict[str, str] = {}
 
     def report_findings(self) -> list[str]:
         """At start: an event on the node for each leftover the repair check finds."""
@@ -90,22 +98,48 @@ class Agent:
         total, volumes = capacity.measure(self.config, self.capacity_limit)
         node = self.cluster.get_node(self.node_name)
         uid = (node or {}).get("metadata", {}).get("uid")
-        body = capacity.capacity_object(self.node_name, uid, total, volumes)
+        body = capacity.capacity_object(self.node_name, uid, total, volumes, self.reclaimed)
         current = self.cluster.get_capacity(self.node_name)
         if capacity.same_figures(current, body):
             return current  # type: ignore[return-value]
         try:
             if current is None:
-                return self.cluster.create_capacity(body)
+                return self._write_capacity(self.cluster.create_capacity, body)
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            return self.cluster.replace_capacity(body)
+            return self._write_capacity(self.cluster.replace_capacity, body)
         except (AlreadyExists, Conflict):
             log.info("capacity of %s changed meanwhile; published at the next round", self.node_name)
             return body
 
-    # ---- reclaim -----------------------------------------------------------------------------
+    def _write_capacity(self, write: Callable[[dict], dict], body: dict) -> dict:
+        # RBAC cannot scope a DaemonSet's account to one node's object: the agent does.
+        if body["metadata"]["name"] != self.node_name or body.get("node") != self.node_name:
+            raise FlexvolError(f"the agent of {self.node_name} writes no other node's capacity "
+                               f"({body['metadata']['name']})")
+        return write(body)
+
+    # ---- ownership and reclaim -----------------------------------------------------------------
+
+    def record_owner(self, pv: dict) -> bool:
+        """Record in the volume's record which PV owns it, for a PV of ours on this node that
+        is not Released; True when the record was written."""
+        if not ownership.should_record(pv, self.node_name, self.provisioner):
+            return False
+        try:
+            written, problem = ownership.record_owner(self.config, pv)
+        except Busy:
+            return False  # a driver call holds the volume: recorded at the next look
+        except FlexvolError as error:
+            written, problem = False, str(error)
+        if problem:
+            self._event(pv, "Warning", "VolumeOwnerNotRecorded", problem)
+        elif written:
+            log.info("volume %s recorded as PV %s's (claim %s)", claims.volume_id_of_pv(pv),
+                     pv["metadata"]["name"], ownership.owner_fields(pv)[ownership.CLAIM])
+        return written
 
     def reclaim(self, pv: dict, node: dict | None) -> reclaim.ReclaimDecision:
+        self.record_owner(pv)
         decision = reclaim.decide_reclaim(pv, self.node_name, self.provisioner, node)
         if decision.action == reclaim.KEEP:
             self._event(pv, "Normal", "VolumeRetained", decision.message)
@@ -117,22 +151,24 @@ class Agent:
 
     def _delete(self, pv: dict, decision: reclaim.ReclaimDecision) -> None:
         meta = pv["metadata"]
+        if self.reclaimed.get(meta.get("name", "")) == meta.get("uid"):
+            return  # done; the provisioner deletes the PV
+        problem = ownership.reclaim_problem(self.config, pv, self.provisioner)
+        if problem:
+            self._event(pv, "Warning", "VolumeNotReclaimed", f"{problem}; not deleting it")
+            return
         try:
             removed = self.delete_volume(self.config, decision.volume_id)
         except FlexvolError as error:
             self._event(pv, "Warning", "VolumeFailedDelete", str(error))
             return
-        try:
-            self.cluster.delete_pv(meta["name"], meta.get("uid", ""))
-        except NotFound:
-            pass
-        except ApiError as error:
-            self._event(pv, "Warning", "VolumeFailedDelete",
-                        f"volume {decision.volume_id} was deleted but the PersistentVolume was not: "
-                        f"{error}; retrying")
-            return
         log.info("reclaimed PV %s: volume %s %s", meta["name"], decision.volume_id,
                  "deleted" if removed else "had never been created on this node")
+        self.reclaimed[meta["name"]] = meta["uid"]
+        try:
+            self.publish_capacity()  # tells the provisioner at once
+        except (ApiError, FlexvolError) as error:
+            log.warning("publishing the reclaimed PV %s: %s; at the next round", meta["name"], error)
         self.recorder.forget(meta.get("uid", ""))
 
     def _event(self, pv: dict, event_type: str, reason: str, message: str) -> None:
@@ -143,6 +179,8 @@ class Agent:
     def resync(self) -> str:
         pvs, resource_version = self.cluster.list_pvs()
         node = self.cluster.get_node(self.node_name)
+        present = {pv["metadata"]["name"]: pv["metadata"].get("uid") for pv in pvs}
+        self.reclaimed = {name: uid for name, uid in self.reclaimed.items() if present.get(name) == uid}
         for pv in pvs:
             self.reclaim(pv, node)
         return resource_version
@@ -156,6 +194,8 @@ class Agent:
             for kind, pv in self.cluster.watch_pvs(self.resource_version, watch_seconds):
                 if kind == "DELETED":
                     self.recorder.forget(pv["metadata"].get("uid", ""))
+                    if self.reclaimed.get(pv["metadata"].get("name")) == pv["metadata"].get("uid"):
+                        del self.reclaimed[pv["metadata"]["name"]]
                     continue
                 self.reclaim(pv, self.cluster.get_node(self.node_name))
         except Gone:

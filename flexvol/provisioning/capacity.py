@@ -30,7 +30,9 @@ def measure(config: Config, limit: int | None = None) -> tuple[int, dict[str, in
 
 
 def capacity_object(node: str, node_uid: str | None, capacity_bytes: int,
-                    volumes: dict[str, int]) -> dict:
+                    volumes: dict[str, int], reclaimed: dict[str, str] | None = None) -> dict:
+    """The NodeCapacity body; `reclaimed` (PV name -> UID) lists the PVs whose volume the agent
+    deleted, for the provisioner to delete (the agent may not delete PVs)."""
     body = {
         "apiVersion": f"{names.CAPACITY_GROUP}/{names.CAPACITY_VERSION}",
         "kind": names.CAPACITY_KIND,
@@ -40,6 +42,7 @@ def capacity_object(node: str, node_uid: str | None, capacity_bytes: int,
         "committedBytes": sum(volumes.values()),
         "freeBytes": max(0, capacity_bytes - sum(volumes.values())),
         "volumes": dict(sorted(volumes.items())),
+        "reclaimed": dict(sorted((reclaimed or {}).items())),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if node_uid:
@@ -53,4 +56,5 @@ def same_figures(old: dict | None, new: dict) -> bool:
     """Unchanged apart from the time stamp: no write needed."""
     if old is None:
         return False
-    return all(old.get(key) == new[key] for key in ("capacityBytes", "committedBytes", "volumes"))
+    return all(old.get(key, {} if key == "reclaimed" else None) == new[key]
+               for key in ("capacityBytes", "committedBytes", "volumes", "reclaimed"))

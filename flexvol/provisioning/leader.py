@@ -41,6 +41,25 @@ class LeaderElector:
             return False
         return self.clock() - self.renewed_at < self.lease_seconds * 2 / 3
 
+    def confirm(self) -> bool:
+        """Right before a write: still leading by our own clock, and the lease as the API
+        server has it now still names us. A replica that lost the lease meanwhile (taken over
+        by another while a watch or a resync ran) must not write; on any doubt, no write."""
+        if not self.is_leader():
+            return False
+        try:
+            lease = self.cluster.get_lease(self.namespace, self.name)
+        except ApiError as error:
+            log.warning("lease %s/%s: %s; not writing", self.namespace, self.name, error)
+            return False
+        holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+        if holder != self.identity:
+            log.warning("lease %s/%s is held by %s now; %s stops writing", self.namespace, self.name,
+                        holder, self.identity)
+            self.renewed_at = None
+            return False
+        return True
+
     def try_acquire_or_renew(self) -> bool:
         now = self.clock()
         try:

@@ -81,6 +81,8 @@ class CallStats:
 
     def add(self, entry: dict) -> None:
         verb = str(entry.get("verb") or "unknown")
+        if verb.startswith("toolkit:"):
+            return  # an operator's action, not a driver call
         status = str(entry.get("status") or "unknown")
         seconds = float(entry.get("ms") or 0) / 1000
         self.counts[(verb, status)] = self.counts.get((verb, status), 0) + 1

@@ -4,6 +4,11 @@ on a node and create its PersistentVolume. Decisions come from claims.py and pla
 Restart-safe: the PV's name derives from the claim's uid, so creating it again is answered
 AlreadyExists and changes nothing; whatever a killed provisioner left half-done the next one
 finds in the claim and the PV list.
+
+It also deletes the PVs whose volume a node's agent reclaimed (listed in that node's
+NodeCapacity object), after checking each is a Released PV of ours placed on that node: the
+agents, one per node, may not delete PVs themselves. Every write (PV create, PV delete) is
+preceded by a fresh look at the leader lease; a replica that lost it writes nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +18,17 @@ import time
 from collections.abc import Callable
 
 from flexvol import faults
-from flexvol.provisioning import claims, names, placement
-from flexvol.provisioning.cluster import AlreadyExists, ApiError, Cluster, EventRecorder, Gone, log
+from flexvol.provisioning import claims, names, ownership, placement
+from flexvol.provisioning.cluster import (
+    AlreadyExists,
+    ApiError,
+    Cluster,
+    Conflict,
+    EventRecorder,
+    Gone,
+    NotFound,
+    log,
+)
 from flexvol.provisioning.leader import LeaderElector
 
 RESYNC_SECONDS = 60
@@ -30,6 +44,11 @@ class Provisioner:
         self.clock = clock
         self.resource_version = ""
         self.resynced_at: float | None = None
+        # The elector of the round being run (step); None when driven directly (tests, tools).
+        self.elector: LeaderElector | None = None
+
+    def still_leading(self) -> bool:
+        return self.elector is None or self.elector.confirm()
 
     # ---- one claim ---------------------------------------------------------------------------
 
@@ -88,6 +107,9 @@ class Provisioner:
         # Test hooks (faults.py): the end-to-end suite kills the provisioner at these two steps
         # and checks that a restart converges on one PV.
         faults.checkpoint("provision:pv-create")
+        if not self.still_leading():
+            log.warning("not creating PV %s: no longer the leader", request.pv_name)
+            return
         try:
             self.cluster.create_pv(pv)
         except AlreadyExists:
@@ -104,6 +126,40 @@ class Provisioner:
 
     def _event(self, claim: dict, event_type: str, reason: str, message: str) -> None:
         self.recorder.record(claim, "PersistentVolumeClaim", event_type, reason, message)
+
+    # ---- PVs whose volume an agent reclaimed ----------------------------------------------------
+
+    def delete_reclaimed(self) -> list[str]:
+        """Delete the PVs the agents list as reclaimed, each checked first; the names deleted."""
+        wanted = [(item["metadata"]["name"], name, uid) for item in self.cluster.list_capacities()
+                  for name, uid in sorted((item.get("reclaimed") or {}).items())]
+        if not wanted:
+            return []
+        pvs = {pv["metadata"]["name"]: pv for pv in self.cluster.list_pvs()[0]}
+        deleted = []
+        for node, name, uid in wanted:
+            pv = pvs.get(name)
+            if pv is None or pv["metadata"].get("uid") != uid:
+                continue  # deleted already; or a new PV has the name now, which the agent never saw
+            problem = reclaimable(pv, node, self.name)
+            if problem:
+                self.recorder.record(pv, "PersistentVolume", "Warning", "VolumeNotDeleted",
+                                     f"the agent on {node} lists it as reclaimed, but {problem}")
+                continue
+            if not self.still_leading():
+                log.warning("not deleting PV %s: no longer the leader", name)
+                return deleted
+            try:
+                self.cluster.delete_pv(name, uid)
+            except (NotFound, Conflict):
+                continue
+            except ApiError as error:
+                log.warning("deleting PV %s: %s; retried at the next round", name, error)
+                continue
+            log.info("deleted PV %s: its volume was reclaimed on %s", name, node)
+            self.recorder.forget(uid)
+            deleted.append(name)
+        return deleted
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -128,6 +184,11 @@ class Provisioner:
         if not elector.try_acquire_or_renew():
             self.resynced_at = None  # a new leader starts from a full list
             return False
+        self.elector = elector
+        try:
+            self.delete_reclaimed()
+        except ApiError as error:
+            log.warning("PVs to delete: %s; retried at the next round", error)
         try:
             due = self.resynced_at is None or self.clock() - self.resynced_at >= RESYNC_SECONDS
             if due or not self.resource_version:
@@ -151,3 +212,20 @@ class Provisioner:
         while not stop.is_set():
             if not self.step(elector, watch_seconds):
                 stop.wait(watch_seconds)
+
+
+def reclaimable(pv: dict, node: str, provisioner: str) -> str | None:
+    """Why the provisioner must not delete `pv` for the agent of `node`, or None: only a
+    Released PV with policy Delete that it made and placed on that very node."""
+    problem = ownership.not_made_by(pv, provisioner)
+    if problem:
+        return problem
+    name = pv["metadata"]["name"]
+    if claims.node_of_pv(pv) != node:
+        return f"PersistentVolume {name} was placed on {claims.node_of_pv(pv)}, not on {node}"
+    if (pv.get("status") or {}).get("phase") != "Released":
+        return f"PersistentVolume {name} is not Released"
+    policy = (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy")
+    if policy != "Delete":
+        return f"PersistentVolume {name} has reclaim policy {policy}"
+    return None

@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from flexvol import kernel
+from flexvol import kernel, state
+from flexvol.config import Config
 from tests.helpers.cli import flexvol, flexvol_json
 from tests.helpers.driver import DRIVER, Driver, options
 
@@ -245,3 +246,31 @@ def test_install_places_a_driver_with_the_data_root_baked_in(driver: Driver) -> 
     assert flexvol("uninstall", "--plugin-dir", str(plugins)).exit_code == 0
     assert not (plugins / "flexvol~loop").exists()
     assert (data / "volumes" / "v1.img").exists(), "uninstall keeps the data root"
+
+
+def test_the_toolkits_own_actions_are_in_the_journal(driver: Driver) -> None:
+    """The toolkit's own actions (create, resize, delete, repair) were not journaled: `flexvol
+    calls` showed only the kubelet's calls, nothing of who created or deleted a volume."""
+    root = str(driver.root)
+    assert flexvol("create", "v1", "--size", "64Mi", root=root).exit_code == 0
+    assert flexvol("create", "v1", "--size", "64Mi", root=root).exit_code == 1  # exists: refused
+    assert flexvol("resize", "v1", "96Mi", root=root).exit_code == 0
+    assert flexvol("delete", "v1", "--yes", root=root).exit_code == 0
+    state.save_record(Config(root), state.new_record("lost", 1 << 20, "ext4"))  # its file is gone
+    assert flexvol("repair", "--apply", root=root).exit_code == 0
+    entries = [entry for entry in flexvol_json("calls", "--last", "0", root=root)
+               if entry["verb"].startswith("toolkit:")]
+    assert [(entry["verb"], entry["volume"], entry["status"]) for entry in entries] == [
+        ("toolkit:create", "v1", "Success"), ("toolkit:create", "v1", "Failure"),
+        ("toolkit:resize", "v1", "Success"), ("toolkit:delete", "v1", "Success"),
+        ("toolkit:repair", "lost", "Success")]
+    assert all(entry["who"].startswith("root (uid 0)") for entry in entries)
+    created, refused, resized, deleted, repaired = entries
+    assert "created v1: 64Mi ext4" in created["message"]
+    assert any(command["argv"].startswith("mkfs.ext4") for command in created["commands"])
+    assert "already exists" in refused["message"]
+    assert resized["message"] == "v1 is now 96Mi"
+    assert deleted["message"].startswith("deleted v1")
+    assert "record-without-file" in repaired["message"]
+    text = flexvol("calls", "--verb", "toolkit:delete", root=root)
+    assert "toolkit:delete" in text.stdout and "(by root (uid 0)" in text.stdout

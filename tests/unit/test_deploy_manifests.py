@@ -22,6 +22,7 @@ PROVISIONER_CALLS = {
     ("", "persistentvolumeclaims", "watch"),    # watch_claims
     ("", "persistentvolumes", "list"),          # list_pvs
     ("", "persistentvolumes", "create"),        # create_pv
+    ("", "persistentvolumes", "delete"),        # delete_pv: PVs the agents reclaimed
     ("storage.k8s.io", "storageclasses", "get"),
     ("", "nodes", "get"),                       # the selected node
     ("", "nodes", "list"),                      # Immediate placement
@@ -35,7 +36,6 @@ PROVISIONER_CALLS = {
 AGENT_CALLS = {
     ("", "persistentvolumes", "list"),
     ("", "persistentvolumes", "watch"),
-    ("", "persistentvolumes", "delete"),
     ("", "nodes", "get"),
     ("flexvol.io", "nodecapacities", "get"),
     ("flexvol.io", "nodecapacities", "create"),
@@ -74,6 +74,16 @@ def granted(account: str) -> set[tuple[str, str, str]]:
 def test_rbac_grants_exactly_the_calls_made(account: str, calls: set) -> None:
     assert granted(account) == calls
     assert not any("*" in part for grant in granted(account) for part in grant)
+
+
+def test_the_agent_may_not_write_persistent_volumes() -> None:
+    """Agent and provisioner trust: every node's agent could delete any PV in the cluster (other
+    drivers' too). PVs are cluster-scoped, so any PV write granted to the agents' account is
+    cluster-wide: they get none; the provisioner deletes the PVs they reclaimed."""
+    writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
+    assert not {grant for grant in granted("flexvol-agent")
+                if grant[1] in ("persistentvolumes", "*") and grant[2] in writes}
+    assert ("", "persistentvolumes", "delete") in granted("flexvol-provisioner")
 
 
 def test_the_lease_role_names_the_provisioners_lease() -> None:

@@ -12,10 +12,11 @@ import pytest
 
 from flexvol import state
 from flexvol.config import Config
-from flexvol.errors import Refused
-from flexvol.provisioning import reclaim
+from flexvol.errors import FlexvolError, Refused
+from flexvol.provisioning import ownership, reclaim
 from flexvol.provisioning.agent import RETRY_SECONDS, Agent, repair_check
 from flexvol.provisioning.cluster import ApiError, EventRecorder
+from flexvol.provisioning.provisioner import Provisioner
 from tests.helpers.fakekube import FakeCluster, fixture
 
 VOLUME = "pvc-5b0f2c8e-3d5a-4a57-9a0e-0c6a2f3f1e11"
@@ -36,12 +37,29 @@ def cluster() -> FakeCluster:
     return cluster
 
 
-def make_volume(config: Config, volume_id: str, size: int, written: bytes = b"") -> None:
+def make_volume(config: Config, volume_id: str, size: int, written: bytes = b"",
+                owner: dict | None = None) -> None:
+    """A volume on disk; `owner`: the PV recorded as its owner, as the agent records it."""
     record = state.new_record(volume_id, size, "ext4")
+    if owner is not None:
+        record.update(ownership.owner_fields(owner))
     state.save_record(config, record)
     with open(config.backing_file(volume_id), "wb") as handle:
         handle.truncate(size)
         handle.write(written)
+
+
+def released_pv() -> dict:
+    return fixture("pv-released-delete")
+
+
+def bound(pv: dict) -> dict:
+    return {**pv, "status": {"phase": "Bound"}}
+
+
+def provisioner_round(cluster: FakeCluster) -> list[str]:
+    """What the provisioner deletes of what the agents reclaimed."""
+    return Provisioner(cluster, EventRecorder(cluster, "flexvol-provisioner")).delete_reclaimed()
 
 
 def agent(cluster: FakeCluster, config: Config, **kwargs: object) -> Agent:
@@ -83,22 +101,140 @@ def test_published_capacity_is_the_drivers_budget(cluster: FakeCluster, config: 
     assert cluster.capacities["worker-1"]["volumes"] == {"v1": 64 * MiB}
 
 
-def test_released_volume_with_policy_delete_is_removed_with_its_pv(
+def test_released_volume_with_policy_delete_is_removed_and_its_pv_by_the_provisioner(
         cluster: FakeCluster, config: Config) -> None:
     make_volume(config, VOLUME, 64 * MiB)
-    pv = cluster.put_pv(fixture("pv-released-delete"))
-    decision = agent(cluster, config).reclaim(pv, cluster.get_node("worker-1"))
+    node_agent = agent(cluster, config)
+    assert node_agent.reclaim(cluster.put_pv(bound(released_pv())), None).action == reclaim.IGNORE
+    pv = cluster.put_pv(released_pv())
+    decision = node_agent.reclaim(pv, cluster.get_node("worker-1"))
     assert decision.action == reclaim.DELETE
     assert not os.path.exists(config.backing_file(VOLUME))
     assert not os.path.exists(config.record_path(VOLUME))
+    # The agent may not delete PVs: it says which it reclaimed, and the provisioner deletes it.
+    assert list(cluster.pvs) == [VOLUME]
+    assert "delete pv" not in " ".join(cluster.writes)
+    assert cluster.capacities["worker-1"]["reclaimed"] == {VOLUME: pv["metadata"]["uid"]}
+    assert provisioner_round(cluster) == [VOLUME]
     assert cluster.pvs == {}
+    node_agent.resync()  # the PV is gone: so is the entry
+    node_agent.publish_capacity()
+    assert cluster.capacities["worker-1"]["reclaimed"] == {}
 
 
 def test_pv_whose_volume_never_reached_the_node_is_still_deleted(
         cluster: FakeCluster, config: Config) -> None:
-    pv = cluster.put_pv(fixture("pv-released-delete"))
+    pv = cluster.put_pv(released_pv())
     agent(cluster, config).reclaim(pv, cluster.get_node("worker-1"))
+    assert provisioner_round(cluster) == [VOLUME]
     assert cluster.pvs == {}
+
+
+def test_the_agent_records_the_owning_pv_in_the_volume_record(cluster: FakeCluster, config: Config) -> None:
+    """Agent and provisioner trust: the PV the provisioner made is recorded in its volume's
+    record when the agent first sees it bound, even before the first mount made the volume."""
+    node_agent = agent(cluster, config)
+    pv = cluster.put_pv(bound(released_pv()))
+    assert node_agent.record_owner(pv) is True
+    record = state.load_record(config, VOLUME)
+    assert record is not None
+    assert {key: record[key] for key in ownership.OWNER_FIELDS} == {
+        "pv_name": VOLUME, "pv_uid": "7d8e9f00-aaaa-4bbb-8ccc-ddddeeee0001",
+        "namespace": "shop", "claim": "shop/data"}
+    assert (record["size_bytes"], record["fs_type"], record["formatted"]) == (1 << 30, "ext4", None)
+    assert not os.path.exists(config.backing_file(VOLUME))  # the driver's first mount makes it
+    assert node_agent.record_owner(pv) is False               # once
+    # Not a leftover: `flexvol ls` says provisioned and repair leaves it alone.
+    from flexvol import inventory, repair
+
+    assert inventory.view(config, VOLUME).state == "provisioned"
+    assert [f for f in repair.findings(config, str(config.data_root) + "/kubelet")
+            if f.volume_id == VOLUME] == []
+    # A volume the driver made first gets the fields added, the rest of its record kept.
+    other = bound(released_pv())
+    other["metadata"] = {**other["metadata"], "name": "pvc-11111111-2222-4333-8444-555555555555",
+                         "uid": "uid-2"}
+    other["spec"] = {**other["spec"], "claimRef": {**other["spec"]["claimRef"], "name": "logs",
+                                                   "uid": "11111111-2222-4333-8444-555555555555"},
+                     "flexVolume": {**other["spec"]["flexVolume"], "options": {
+                         "size": "1Gi", "volumeID": "pvc-11111111-2222-4333-8444-555555555555"}}}
+    make_volume(config, "pvc-11111111-2222-4333-8444-555555555555", 64 * MiB, b"data")
+    assert node_agent.record_owner(other) is True
+    record = state.load_record(config, "pvc-11111111-2222-4333-8444-555555555555")
+    assert record["claim"] == "shop/logs" and record["size_bytes"] == 64 * MiB
+
+
+@pytest.mark.parametrize("change", ["another-node", "another-provisioner", "released", "renamed"])
+def test_no_owner_is_recorded_from_a_pv_not_made_for_this_node(
+        cluster: FakeCluster, config: Config, change: str) -> None:
+    pv = bound(released_pv())
+    if change == "another-node":
+        pv["metadata"]["annotations"]["flexvol.io/node"] = "worker-2"
+    elif change == "another-provisioner":
+        pv["spec"]["flexVolume"]["driver"] = "other/driver"
+    elif change == "released":
+        pv = released_pv()  # never trusted at first sight
+    else:
+        pv["metadata"]["name"] = "copy"
+    assert agent(cluster, config).record_owner(cluster.put_pv(pv)) is False
+    assert state.load_record(config, VOLUME) is None
+
+
+@pytest.mark.parametrize("copy", ["other-name", "same-name-new-uid", "unrecorded-volume"])
+def test_a_copied_pv_with_the_same_volume_id_does_not_destroy_the_volume(
+        cluster: FakeCluster, config: Config, copy: str) -> None:
+    """Agent and provisioner trust: a copy of a PV (same volumeID, our annotation, this node,
+    policy Delete), once Released, made the agent delete the volume the real PV owns."""
+    original = released_pv()
+    if copy == "unrecorded-volume":
+        make_volume(config, VOLUME, 64 * MiB, b"precious")  # made by hand: no owner recorded
+    else:
+        make_volume(config, VOLUME, 64 * MiB, b"precious", owner=original)
+    forged = released_pv()
+    if copy == "other-name":
+        forged["metadata"]["name"] = "stolen"
+    else:
+        forged["metadata"]["uid"] = "99999999-0000-4000-8000-000000000000"
+    forged = cluster.put_pv(forged)
+    node_agent = agent(cluster, config)
+    node_agent.reclaim(forged, None)
+    node_agent.publish_capacity()
+    assert Path(config.backing_file(VOLUME)).read_bytes().startswith(b"precious")
+    assert state.load_record(config, VOLUME) is not None
+    assert cluster.capacities["worker-1"]["reclaimed"] == {}
+    assert provisioner_round(cluster) == []
+    assert forged["metadata"]["name"] in cluster.pvs
+    [(kind, reason, message)] = cluster.events_for(forged["metadata"]["name"])
+    assert (kind, reason) == ("Warning", "VolumeNotReclaimed")
+    assert "not deleting it" in message
+
+
+def test_an_owner_recorded_for_another_pv_is_kept(cluster: FakeCluster, config: Config) -> None:
+    make_volume(config, VOLUME, 64 * MiB, owner=released_pv())
+    forged = bound(released_pv())
+    forged["metadata"]["uid"] = "99999999-0000-4000-8000-000000000000"
+    assert agent(cluster, config).record_owner(cluster.put_pv(forged)) is False
+    assert state.load_record(config, VOLUME)["pv_uid"] == "7d8e9f00-aaaa-4bbb-8ccc-ddddeeee0001"
+    [(_, reason, message)] = cluster.events_for(VOLUME)
+    assert reason == "VolumeOwnerNotRecorded" and "belongs to PersistentVolume" in message
+
+
+def test_the_agent_writes_only_its_own_nodes_capacity(cluster: FakeCluster, config: Config) -> None:
+    """Agent and provisioner trust: RBAC lets every agent write every NodeCapacity object; the
+    agent itself writes only its node's."""
+    cluster.put_node(fixture("node-worker-2"))
+    cluster.capacities["worker-2"] = {"metadata": {"name": "worker-2", "resourceVersion": "7"},
+                                      "node": "worker-2", "capacityBytes": 5, "volumes": {}}
+    node_agent = agent(cluster, config, capacity_limit=1 << 30)
+    node_agent.publish_capacity()
+    make_volume(config, "v1", MiB)
+    node_agent.publish_capacity()
+    assert cluster.writes == ["create capacity worker-1", "replace capacity worker-1"]
+    assert cluster.capacities["worker-2"]["capacityBytes"] == 5
+    with pytest.raises(FlexvolError, match="writes no other node's capacity"):
+        node_agent._write_capacity(cluster.create_capacity, {"metadata": {"name": "worker-2"},
+                                                             "node": "worker-2"})
+    assert cluster.writes == ["create capacity worker-1", "replace capacity worker-1"]
 
 
 def test_retain_keeps_volume_and_pv_and_says_so_once(cluster: FakeCluster, config: Config) -> None:
@@ -138,29 +274,33 @@ def test_pv_the_node_still_lists_is_left_alone(cluster: FakeCluster, config: Con
 
 
 def test_failed_pv_deletion_is_retried_at_the_next_look(cluster: FakeCluster, config: Config) -> None:
-    make_volume(config, VOLUME, 64 * MiB)
-    pv = cluster.put_pv(fixture("pv-released-delete"))
+    pv = released_pv()
+    make_volume(config, VOLUME, 64 * MiB, owner=pv)
+    pv = cluster.put_pv(pv)
     cluster.fail("delete_pv", ApiError("503 the server is currently unable to handle the request"))
     node_agent = agent(cluster, config)
     node_agent.reclaim(pv, None)
     assert not os.path.exists(config.backing_file(VOLUME))
+    assert provisioner_round(cluster) == []
     assert list(cluster.pvs) == [VOLUME]
-    node_agent.reclaim(pv, None)
+    node_agent.reclaim(pv, None)  # already reclaimed: nothing to do, the entry stays published
+    assert provisioner_round(cluster) == [VOLUME]
     assert cluster.pvs == {}
 
 
 def test_a_pv_released_while_watching_is_reclaimed_in_the_same_round(
         cluster: FakeCluster, config: Config) -> None:
     make_volume(config, VOLUME, 64 * MiB)
-    bound = fixture("pv-released-delete")
-    bound["status"]["phase"] = "Bound"
-    cluster.put_pv(bound)
+    cluster.put_pv(bound(released_pv()))
     cluster.pv_watch.clear()
-    released = cluster.put_pv(fixture("pv-released-delete"), "MODIFIED")
-    cluster.pvs[VOLUME] = {**released, "status": {"phase": "Bound"}}  # the list still says Bound
+    released = cluster.put_pv(released_pv(), "MODIFIED")
+    cluster.pvs[VOLUME] = bound(released)  # the list still says Bound: the owner is recorded
     agent(cluster, config).step(watch_seconds=1)
     assert not os.path.exists(config.backing_file(VOLUME))
-    assert cluster.pvs == {}
+    assert cluster.capacities["worker-1"]["reclaimed"] == {VOLUME: released["metadata"]["uid"]}
+    assert provisioner_round(cluster) == []  # the provisioner checks the PV: not Released yet
+    cluster.pvs[VOLUME] = released
+    assert provisioner_round(cluster) == [VOLUME]
     assert "create capacity worker-1" in cluster.writes
 
 

@@ -157,6 +157,8 @@ def test_provisioner_round_through_a_kubeconfig_and_the_real_client(
     lease_path = "/apis/coordination.k8s.io/v1/namespaces/flexvol/leases"
     Api.routes.update({
         ("POST", lease_path): (201, {"metadata": {"name": "flexvol-loop-provisioner"}}),
+        # the lease as created: the look before the write finds it held by this replica
+        ("GET", f"{lease_path}/flexvol-loop-provisioner"): (404, status(404, "NotFound", "no lease")),
         ("GET", "/api/v1/persistentvolumeclaims"): (200, {"metadata": {"resourceVersion": "5"},
                                                            "items": [claim]}),
         ("GET watch", "/api/v1/persistentvolumeclaims"): (200, []),
@@ -169,7 +171,15 @@ def test_provisioner_round_through_a_kubeconfig_and_the_real_client(
     })
     real = KubeCluster(api_client(str(kubeconfig)))
     controller = Provisioner(real, EventRecorder(real, "flexvol-provisioner"))
-    assert controller.step(LeaderElector(real, "flexvol", "flexvol-loop-provisioner", "a"), 1)
+    elector = LeaderElector(real, "flexvol", "flexvol-loop-provisioner", "a")
+    real_create_lease = real.create_lease
+
+    def create_lease(namespace: str, body: dict) -> dict:
+        Api.routes[("GET", f"{lease_path}/flexvol-loop-provisioner")] = (200, body)
+        return real_create_lease(namespace, body)
+
+    real.create_lease = create_lease  # type: ignore[method-assign]
+    assert controller.step(elector, 1)
     posted = {path: body for method, path, _, body in Api.seen if method == "POST"}
     lease = posted[lease_path]["spec"]
     assert lease["holderIdentity"] == "a"
@@ -192,7 +202,6 @@ def test_agent_round_through_the_real_client(cluster: KubeCluster, tmp_path: Pat
         ("POST", capacities): (201, {}),
         ("GET", "/api/v1/persistentvolumes"): (200, {"metadata": {"resourceVersion": "7"}, "items": [pv]}),
         ("GET watch", "/api/v1/persistentvolumes"): (200, []),
-        ("DELETE", f"/api/v1/persistentvolumes/{name}"): (200, pv),
     })
     config = Config(str(tmp_path / "root"))
     recorder = EventRecorder(cluster, "flexvol-agent")  # type: ignore[arg-type]
@@ -202,5 +211,8 @@ def test_agent_round_through_the_real_client(cluster: KubeCluster, tmp_path: Pat
     published = next(body for method, path, _, body in Api.seen if (method, path) == ("POST", capacities))
     assert published["capacityBytes"] == 1 << 30
     assert published["metadata"]["ownerReferences"][0]["uid"] == "node-uid"
-    assert calls[-2:] == [("DELETE", f"/api/v1/persistentvolumes/{name}"),
-                          ("GET", "/api/v1/persistentvolumes")]
+    # Released, nothing of it on the node: reclaimed, and said so for the provisioner, which
+    # deletes the PV (the agent never does).
+    assert not any(method == "DELETE" for method, _ in calls)
+    assert [body.get("reclaimed") for method, path, _, body in Api.seen
+            if (method, path) == ("POST", capacities)] == [{}, {name: pv["metadata"]["uid"]}]

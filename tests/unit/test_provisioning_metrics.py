@@ -78,3 +78,10 @@ def test_volume_gauges(config: Config) -> None:
     assert values['flexvol_volume_size_bytes{volume="v1"}'] == 64 * MiB
     assert MiB <= values['flexvol_volume_allocated_bytes{volume="v1"}'] < 64 * MiB
     assert values['flexvol_volume_mounted{volume="v1"}'] == 0
+
+
+def test_the_toolkits_actions_are_not_counted_as_driver_calls(config: Config) -> None:
+    journal(config, ("toolkit:create", "Success", 900.0), ("mount", "Success", 10.0))
+    values = scrape(registry_for(config))
+    assert values['flexvol_driver_calls_total{status="Success",verb="mount"}'] == 1
+    assert not any("toolkit" in name for name in values)

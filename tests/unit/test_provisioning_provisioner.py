@@ -279,3 +279,105 @@ def test_the_test_hooks_mark_the_steps_around_the_pv_creation(cluster: FakeClust
     provisioner(cluster).sync_claim(cluster.put_claim(fixture("claim-wffc-selected")))
     assert seen == [("provision:pv-create", [], []), ("provision:pv-created", [PV_NAME], [])]
     assert [e[1] for e in cluster.events_for("data")] == ["ProvisioningSucceeded"]
+
+
+# ---- agent and provisioner trust: PV deletion and the lease before each write ----------------
+
+def reclaimed_by(cluster: FakeCluster, node: str, **pvs: str) -> None:
+    cluster.capacities[node] = {"metadata": {"name": node, "resourceVersion": "1"}, "node": node,
+                                "capacityBytes": 10 * GiB, "volumes": {}, "reclaimed": pvs}
+
+
+@pytest.mark.parametrize("change", ["none", "bound", "retain", "other-node", "other-provisioner",
+                                    "renamed", "other-uid"])
+def test_only_a_released_pv_of_ours_on_the_reporting_node_is_deleted(cluster: FakeCluster,
+                                                                        change: str) -> None:
+    """Agent and provisioner trust: the agents may not delete PVs; the provisioner deletes
+    those an agent reclaimed, and only a Released PV with policy Delete that it made and placed
+    on that agent's node (an agent cannot get other PVs deleted by listing them)."""
+    pv = fixture("pv-released-delete")
+    uid = pv["metadata"]["uid"]
+    if change == "bound":
+        pv["status"]["phase"] = "Bound"
+    elif change == "retain":
+        pv["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+    elif change == "other-node":
+        pv["metadata"]["annotations"][names.NODE_ANNOTATION] = "worker-2"
+    elif change == "other-provisioner":
+        pv["metadata"]["annotations"][names.PROVISIONED_BY_ANNOTATION] = "rancher.io/local-path"
+    elif change == "renamed":
+        pv["metadata"]["name"] = "stolen"
+    stored = cluster.put_pv(pv)
+    name = stored["metadata"]["name"]
+    reclaimed_by(cluster, "worker-1", **{name: "another-uid" if change == "other-uid" else uid})
+    deleted = provisioner(cluster).delete_reclaimed()
+    if change == "none":
+        assert deleted == [PV_NAME] and cluster.pvs == {}
+    else:
+        assert deleted == [] and list(cluster.pvs) == [name]
+        assert not any(write.startswith("delete pv") for write in cluster.writes)
+
+
+class TakenOver(FakeCluster):
+    """Another replica takes the lease over while this one is mid-round (between its renewal
+    and its write), as a long resync or watch allows."""
+
+    take_over_on = "watch_claims"
+
+    def _take_over(self) -> None:
+        for lease in self.leases.values():
+            lease["spec"]["holderIdentity"] = "b"
+            lease["metadata"]["resourceVersion"] += "0"
+
+    def watch_claims(self, resource_version: str, timeout_seconds: int):
+        if self.take_over_on == "watch_claims":
+            self._take_over()
+        return super().watch_claims(resource_version, timeout_seconds)
+
+    def list_claims(self):
+        if self.take_over_on == "list_claims":
+            self._take_over()
+        return super().list_claims()
+
+    def list_pvs(self):
+        if self.take_over_on == "list_pvs":
+            self._take_over()
+        return super().list_pvs()
+
+
+@pytest.mark.parametrize("where", ["watch_claims", "list_claims"])
+def test_a_replica_that_lost_the_lease_mid_round_creates_no_pv(where: str) -> None:
+    """Agent and provisioner trust: the provisioner checked its lease once a round and then
+    wrote for the whole round, also after another replica had taken the lease over."""
+    clock = Clock()
+    cluster = populate(TakenOver())
+    controller, lead = provisioner(cluster, clock), elector(cluster, "a", clock)
+    cluster.take_over_on = ""
+    assert controller.step(lead, 5) is True
+    cluster.put_claim(fixture("claim-wffc-selected"))
+    if where == "list_claims":
+        cluster.claim_watch.clear()
+        controller.resynced_at = None  # the round resyncs: the claim comes from the list
+    cluster.take_over_on = where
+    controller.step(lead, 5)
+    assert cluster.pvs == {}
+    assert lead.is_leader() is False
+
+
+def test_a_replica_that_lost_the_lease_deletes_no_pv() -> None:
+    clock = Clock()
+    cluster = populate(TakenOver())
+    cluster.take_over_on = ""
+    controller, lead = provisioner(cluster, clock), elector(cluster, "a", clock)
+    assert controller.step(lead, 5) is True
+    stored = cluster.put_pv(fixture("pv-released-delete"))
+    reclaimed_by(cluster, "worker-1", **{PV_NAME: stored["metadata"]["uid"]})
+    cluster.take_over_on = "list_pvs"
+    controller.step(lead, 5)
+    assert list(cluster.pvs) == [PV_NAME]
+    # once b's lease has run out, a leads again and deletes it
+    cluster.take_over_on = ""
+    assert controller.step(lead, 5) is False
+    clock.now += 16
+    assert controller.step(lead, 5) is True
+    assert cluster.pvs == {}
