@@ -113,6 +113,7 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
             device = volume.ensure_loop(config, record, undo)
             if volume.ensure_filesystem(config, record, device, spec):
                 call.notes.append(f"formatted {spec.fs_type}")
+            call.notes.extend(volume.ensure_reserved(config, record))
             try:
                 volume.ensure_mounted(device, target, spec, undo)
             except CommandFailed as error:

@@ -96,20 +96,22 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 def create(volume_id: VolumeArgument,
            size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
            fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.")] = "ext4",
-           preallocate: Annotated[bool, typer.Option(
-               "--preallocate", help="Reserve every block now (no overcommit, no ENOSPC later).")] = False,
+           thick: Annotated[bool, typer.Option(
+               "--thick", "--preallocate",
+               help="A thick volume: reserve every block now, so its writes never meet a full "
+                    "pool (the `allocation: thick` option).")] = False,
            root: RootOption = DEFAULT_ROOT) -> None:
-    """Create and format a volume ahead of its first mount.
+    """Create and format a volume ahead of its first mount; refused past the pool's real room.
 
-    Example: [bold]flexvol create data-1 --size 10Gi --preallocate[/]
+    Example: [bold]flexvol create data-1 --size 10Gi --thick[/]
     """
     config = load_config(root)
     out = console()
-    if preallocate:
-        with Progress(TextColumn("preallocating"), BarColumn(), DownloadColumn(binary_units=True),
+    if thick:
+        with Progress(TextColumn("reserving"), BarColumn(), DownloadColumn(binary_units=True),
                       TimeRemainingColumn(), console=out, transient=True,
                       disable=not out.is_terminal) as bar:
-            task = bar.add_task("preallocate", total=None)
+            task = bar.add_task("reserve", total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
@@ -119,7 +121,7 @@ def create(volume_id: VolumeArgument,
         record = provision.create(config, volume_id, size, fs)
     formatted = record.get("formatted") or {}
     out.print(f"created {volume_id}: {format_bytes(record['size_bytes'])} {formatted.get('fs_type', fs)}"
-              f"{' preallocated' if preallocate else ''} at {config.backing_file(volume_id)}")
+              f" {'thick (every block reserved)' if thick else 'thin'} at {config.backing_file(volume_id)}")
 
 
 @app.command()
