@@ -13,13 +13,14 @@ from flexvol.quantity import format_bytes, parse_quantity
 VOLUME_ID = "volumeID"
 SIZE = "size"
 MOUNT_OPTIONS = "mountOptions"
-# "thin": a sparse file that takes blocks as the pod writes; "thick": every block reserved
-# (fallocate) when the volume is made, so its writes never meet a full pool (README, Capacity).
+# "thick": every block reserved (fallocate) when the volume is made, so its writes never meet a
+# full pool; "thin": a sparse file that takes blocks as it is written, and fails with I/O
+# errors if other data fills the pool first (README, Capacity model).
 ALLOCATION = "allocation"
 THIN = "thin"
 THICK = "thick"
 ALLOCATIONS = (THIN, THICK)
-DEFAULT_ALLOCATION = THIN
+DEFAULT_ALLOCATION = THICK
 DEFAULT_SIZE = 1 << 30
 # Loop devices count 512-byte sectors; round to whole 4 KiB pages so every filesystem block fits.
 SIZE_ALIGNMENT = 4096
@@ -139,8 +140,8 @@ def check_allocation(value: str) -> str:
         return DEFAULT_ALLOCATION
     if value not in ALLOCATIONS:
         raise InvalidInput(f"option {ALLOCATION!r} must be {THIN!r} or {THICK!r}, got {value[:40]!r}",
-                           f"{THICK!r} reserves every block when the volume is made (never a full "
-                           f"pool under the pod); {THIN!r} (the default) takes blocks as it is written")
+                           f"{THICK!r} (the default) reserves every block when the volume is made; "
+                           f"{THIN!r} takes blocks from the pool as it is written")
     return value
 
 

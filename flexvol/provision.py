@@ -30,17 +30,16 @@ def _spec(volume_id: str, size: str, fs_type: str, allocation: str = "") -> Volu
 
 
 def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
-           preallocate: bool = False, progress: Progress | None = None) -> dict:
-    """Create and format a new volume; with `preallocate`, a thick one: all its blocks reserved.
+           allocation: str = "", progress: Progress | None = None) -> dict:
+    """Create and format a new volume, thick (all its blocks reserved) unless `allocation` says
+    thin, as the driver makes one (options.DEFAULT_ALLOCATION).
 
     Formatting happens here, on the still-sparse file, with volume.ensure_filesystem: the
     record then says formatted-once, and the driver never formats it again. Reserving first
     would give the file blocks, and the driver rightly refuses to format such a file; so the
     blocks are reserved after, by the driver's own step (volume.ensure_reserved).
     """
-    from flexvol.options import THICK
-
-    spec = _spec(volume_id, size, fs_type, THICK if preallocate else "")
+    spec = _spec(volume_id, size, fs_type, allocation)
     state.ensure_dirs(config)
     with state.VolumeLock(config, spec.volume_id, wait=10):
         path = config.backing_file(spec.volume_id)

@@ -230,8 +230,8 @@ def reserve_blocks(path: str, size: int, progress: Callable[[int, int], None] | 
             done += step
             if progress:
                 progress(done, size)
-        # The reserved extents must survive a crash as the record's "reserved" does.
-        os.fsync(fd)
+        # No fsync (a few ms per mount): a crash that loses the allocation leaves a file with
+        # holes that the next mount reserves again, as it does for the record's "reserved".
     except OSError as error:
         from flexvol.quantity import human_bytes
 

@@ -96,32 +96,38 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 def create(volume_id: VolumeArgument,
            size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
            fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.")] = "ext4",
+           thin: Annotated[bool, typer.Option(
+               "--thin", help="A thin volume: a sparse file that takes blocks as it is written "
+                              "(fails with I/O errors if other data fills the pool first).")] = False,
            thick: Annotated[bool, typer.Option(
                "--thick", "--preallocate",
-               help="A thick volume: reserve every block now, so its writes never meet a full "
-                    "pool (the `allocation: thick` option).")] = False,
+               help="A thick volume, the default: every block reserved now, so its writes never "
+                    "meet a full pool.")] = False,
            root: RootOption = DEFAULT_ROOT) -> None:
     """Create and format a volume ahead of its first mount; refused past the pool's real room.
 
-    Example: [bold]flexvol create data-1 --size 10Gi --thick[/]
+    Example: [bold]flexvol create data-1 --size 10Gi[/]
     """
+    from flexvol.options import THICK, THIN
+
+    if thin and thick:
+        raise typer.BadParameter("choose --thin or --thick, not both")
     config = load_config(root)
     out = console()
-    if thick:
-        with Progress(TextColumn("reserving"), BarColumn(), DownloadColumn(binary_units=True),
-                      TimeRemainingColumn(), console=out, transient=True,
-                      disable=not out.is_terminal) as bar:
-            task = bar.add_task("reserve", total=None)
+    with Progress(TextColumn("reserving"), BarColumn(), DownloadColumn(binary_units=True),
+                  TimeRemainingColumn(), console=out, transient=True,
+                  disable=thin or not out.is_terminal) as bar:
+        task = bar.add_task("reserve", total=None)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            record = provision.create(config, volume_id, size, fs, preallocate=True, progress=progress)
-    else:
-        record = provision.create(config, volume_id, size, fs)
+        record = provision.create(config, volume_id, size, fs, allocation=THIN if thin else "",
+                                  progress=progress)
     formatted = record.get("formatted") or {}
+    kind = "thick (every block reserved)" if record.get("allocation") == THICK else "thin"
     out.print(f"created {volume_id}: {format_bytes(record['size_bytes'])} {formatted.get('fs_type', fs)}"
-              f" {'thick (every block reserved)' if thick else 'thin'} at {config.backing_file(volume_id)}")
+              f" {kind} at {config.backing_file(volume_id)}")
 
 
 @app.command()

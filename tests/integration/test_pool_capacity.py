@@ -67,8 +67,8 @@ def test_volume_larger_than_the_real_free_space_is_refused_with_the_numbers(driv
     assert "short" in refused.message and "ask for at most" in refused.message
     assert not driver.backing_file("v2").exists() and not driver.loops() and not driver.mounts()[1:]
     # what is really there is still given, and then promised: a second one no longer fits
-    driver.ok("mount", driver.dir("a"), options("a", size="64Mi"))
-    second = driver.fail("mount", driver.dir("b"), options("b", size="64Mi"))
+    driver.ok("mount", driver.dir("a"), options("a", size="64Mi", allocation="thin"))
+    second = driver.fail("mount", driver.dir("b"), options("b", size="64Mi", allocation="thin"))
     assert "thin volumes were promised" in second.message
     human(second.message)
     found = flexvol_json("capacity", root=str(driver.root))
@@ -84,7 +84,8 @@ def test_toolkit_create_and_resize_use_the_same_figure(driver: Driver) -> None:
     assert created.exit_code == 1 and "free space" in created.output, created.output
     assert "Traceback" not in created.output
     human(created.output)
-    assert flexvol("create", "v1", "--size", "32Mi", root=str(driver.root)).exit_code == 0
+    assert flexvol("create", "v1", "--size", "32Mi", "--thin", root=str(driver.root)).exit_code == 0
+    assert driver.record("v1")["allocation"] == "thin"
     grown = flexvol("resize", "v1", "128Mi", root=str(driver.root))
     assert grown.exit_code == 1 and "growing volume v1 from 32Mi to 128Mi" in grown.output, grown.output
     assert driver.backing_file("v1").stat().st_size == 32 * MiB
@@ -93,7 +94,7 @@ def test_toolkit_create_and_resize_use_the_same_figure(driver: Driver) -> None:
 def test_thick_volume_reserves_its_blocks_and_writes_while_the_pool_is_full(driver: Driver) -> None:
     small_pool(driver, "200m")
     target = driver.dir("pod")
-    driver.ok("mount", target, options("t", size="64Mi", allocation="thick"))
+    driver.ok("mount", target, options("t", size="64Mi"))  # thick: the default
     backing = driver.backing_file("t")
     assert backing.stat().st_blocks * 512 >= 64 * MiB
     record = driver.record("t")
@@ -125,7 +126,7 @@ def test_thick_volume_is_refused_up_front_when_the_pool_cannot_hold_it(driver: D
 
 
 def test_thick_volume_grows_reserved_and_toolkit_makes_thick_ones(driver: Driver) -> None:
-    created = flexvol("create", "t", "--size", "32Mi", "--thick", root=str(driver.root))
+    created = flexvol("create", "t", "--size", "32Mi", root=str(driver.root))  # thick: the default
     assert created.exit_code == 0 and "thick" in created.output, created.output
     assert driver.record("t")["allocation"] == "thick"
     assert driver.backing_file("t").stat().st_blocks * 512 >= 32 * MiB
@@ -146,7 +147,7 @@ def test_thick_volume_grows_reserved_and_toolkit_makes_thick_ones(driver: Driver
 def test_doctor_fails_a_pool_that_cannot_back_its_thin_volumes(driver: Driver) -> None:
     small_pool(driver, "128m")
     target = driver.dir("pod")
-    driver.ok("mount", target, options("v1", size="64Mi"))
+    driver.ok("mount", target, options("v1", size="64Mi", allocation="thin"))
     config = Config(str(driver.root))
     assert doctor.check_space(config)[0].status != doctor.FAIL  # WARN: a pool under 1Gi
     other_data(driver.root / "filler", 80 * MiB)

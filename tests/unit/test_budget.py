@@ -146,9 +146,9 @@ def test_human_bytes_rounds_and_never_shows_kibibytes() -> None:
     assert human_bytes(0) == "0"
 
 
-def test_allocation_option_is_thin_by_default_thick_on_request_and_nothing_else() -> None:
-    assert parse_spec({"volumeID": "v1"}).allocation == "thin"
-    assert parse_spec({"volumeID": "v1", "allocation": "thick"}).allocation == "thick"
+def test_allocation_option_is_thick_by_default_thin_on_request_and_nothing_else() -> None:
+    assert parse_spec({"volumeID": "v1"}).allocation == "thick"
+    assert parse_spec({"volumeID": "v1", "allocation": "thin"}).allocation == "thin"
     with pytest.raises(InvalidInput) as refused:
         parse_spec({"volumeID": "v1", "allocation": "fat"})
     assert "option 'allocation' must be 'thin' or 'thick', got 'fat'" in str(refused.value)
