@@ -16,7 +16,6 @@ from flexvol.filesystems import FILESYSTEMS
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 DEFAULT_KUBELET_CONFIG_KEY = "volumePluginDir:"
 REQUIRED_TOOLS = ("losetup", "blkid", "mount", "umount", "mkfs.ext4", "resize2fs", "e2fsck")
-LOW_SPACE_BYTES = 1 << 30
 ST_RDONLY, ST_NOEXEC = 1, 8
 
 
@@ -183,9 +182,8 @@ def check_space(config: Config) -> list[Check]:
                       f"{figures}: thin volumes were promised {human_bytes(pool.unbacked_bytes)} "
                       "more than is free, their writes fail with I/O errors once the pool is full",
                       "free space on the pool filesystem now, or move volumes to another node")]
-    if pool.low or pool.free_bytes < LOW_SPACE_BYTES:
-        floor = max(int(budget.LOW_FRACTION * pool.total_bytes), LOW_SPACE_BYTES)
-        return [Check("pool space", WARN, f"{figures}: under {human_bytes(floor)} free",
+    if pool.low:
+        return [Check("pool space", WARN, f"{figures}: under {budget.LOW_FRACTION:.0%} of the pool free",
                       "free space or move the data root (install.sh --data-root)")]
     return [Check("pool space", PASS, figures)]
 
