@@ -14,6 +14,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from flexvol import doctor
 from flexvol.config import Config
 from tests.helpers.cli import flexvol, flexvol_json
@@ -156,3 +158,26 @@ def test_doctor_fails_a_pool_that_cannot_back_its_thin_volumes(driver: Driver) -
     assert "more than is free" in check.detail and "I/O errors" in check.detail
     human(check.detail)
     driver.ok("unmount", target)
+
+
+def test_a_thick_volume_whose_reservation_fails_is_rolled_back(
+        driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool filled between the up-front check and fallocate (another writer): the mount
+    fails with the figures and leaves no file, record, loop device or mount behind."""
+    from flexvol import verbs, volume
+    from flexvol.errors import Refused
+    from flexvol.journal import CallInfo
+
+    def pool_filled_meanwhile(path: str, size: int, progress: object = None) -> None:
+        raise Refused(f"reserving the blocks of {path} failed: No space left on device",
+                      "free space on the pool filesystem, or make the volume thin")
+
+    monkeypatch.setattr(volume, "reserve_blocks", pool_filled_meanwhile)
+    target = driver.dir("pod")
+    call = CallInfo("mount")
+    with pytest.raises(Refused, match="No space left"):
+        verbs.dispatch(Config(str(driver.root)), ["mount", target, options("t", size="32Mi")], call)
+    assert not driver.backing_file("t").exists()
+    assert not (driver.root / "records" / "t.json").exists()
+    assert driver.loops() == [] and driver.mounts() == []
+    assert any("remove new backing file" in note for note in call.notes), call.notes

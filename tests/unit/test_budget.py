@@ -6,6 +6,7 @@ what thin volumes were promised and have not written yet."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -152,3 +153,41 @@ def test_allocation_option_is_thick_by_default_thin_on_request_and_nothing_else(
     with pytest.raises(InvalidInput) as refused:
         parse_spec({"volumeID": "v1", "allocation": "fat"})
     assert "option 'allocation' must be 'thin' or 'thick', got 'fat'" in str(refused.value)
+
+
+def reservation_record(config: Config, volume_id: str, allocation: str, size: int = 8 * MiB) -> dict:
+    with open(config.backing_file(volume_id), "wb") as handle:
+        handle.truncate(size)
+    record = state.new_record(volume_id, size, "ext4")
+    record["allocation"] = allocation
+    return record
+
+
+def test_a_thick_volume_is_reserved_once_and_a_thin_one_never(config: Config) -> None:
+    from flexvol import volume
+
+    thin = reservation_record(config, "thin", "thin")
+    assert volume.ensure_reserved(config, thin) == []
+    assert os.stat(config.backing_file("thin")).st_blocks == 0
+    thick = reservation_record(config, "thick", "thick")
+    assert volume.ensure_reserved(config, thick) == []
+    assert os.stat(config.backing_file("thick")).st_blocks * 512 >= 8 * MiB
+    assert state.load_record(config, "thick")["reserved"] is True
+
+
+def test_a_reserved_volume_that_lost_blocks_is_mounted_anyway_with_a_note(
+        config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flexvol import volume
+
+    record = reservation_record(config, "thick", "thick")
+    record["reserved"] = True  # reserved once; a discard mount gave blocks back since
+
+    def full(path: str, size: int, progress: object = None) -> None:
+        raise Refused("reserving the blocks failed: No space left on device", "free space")
+
+    monkeypatch.setattr(volume, "reserve_blocks", full)
+    notes = volume.ensure_reserved(config, record)
+    assert notes and "thick volume thick is not fully reserved" in notes[0]
+    # never reserved yet (new, or a call killed before it finished): refused
+    with pytest.raises(Refused):
+        volume.ensure_reserved(config, reservation_record(config, "new", "thick"))
