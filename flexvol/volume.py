@@ -652,7 +652,9 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
         os.truncate(path, new_bytes)
         grew = True
         checkpoint("file-grown")
-    ensure_reserved(config, record, strict=True)
+    # A thick volume's new part is reserved, or the growth fails (and a retry reserves it);
+    # blocks lost since (a discard mount) are reserved again where the pool allows.
+    ensure_reserved(config, record, strict=os.stat(path).st_size > int(record.get("size_bytes") or 0))
     device = ensure_loop(config, record, undo)
     if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
         _set_loop_capacity(device)
