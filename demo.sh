@@ -55,7 +55,7 @@ echo "  loop devices of the volume now: $(losetup -j "$FLEXVOL_ROOT/volumes/demo
 call mount "$POD_B" "$OPTIONS"
 echo "  pod B reads: $(cat "$POD_B/greeting.txt")"
 call unmount "$POD_B"
-echo "  backing file: $(du -h --apparent-size "$FLEXVOL_ROOT/volumes/demo.img" | cut -f1) apparent, $(du -h "$FLEXVOL_ROOT/volumes/demo.img" | cut -f1) allocated (sparse)"
+echo "  backing file: $(du -h --apparent-size "$FLEXVOL_ROOT/volumes/demo.img" | cut -f1) apparent, $(du -h "$FLEXVOL_ROOT/volumes/demo.img" | cut -f1) allocated (thick, the default: every block reserved)"
 if [[ -n "$FLEXVOL" ]]; then
     echo "\$ flexvol delete demo --yes"
     COLUMNS=160 "$FLEXVOL" delete demo --yes | sed "s|$WORK|\$WORK|g"

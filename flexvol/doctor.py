@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from flexvol.callrun import DEFAULT_PLUGIN_DIR, call_driver, installed_driver
 from flexvol.config import TOOL_PATH, Config
 from flexvol.filesystems import FILESYSTEMS
-from flexvol.inventory import readable_bytes
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 DEFAULT_KUBELET_CONFIG_KEY = "volumePluginDir:"
 REQUIRED_TOOLS = ("losetup", "blkid", "mount", "umount", "mkfs.ext4", "resize2fs", "e2fsck")
-LOW_SPACE_BYTES = 1 << 30
 ST_RDONLY, ST_NOEXEC = 1, 8
 
 
@@ -170,15 +168,24 @@ def check_propagation(kubelet_root: str, mountinfo: str = "/proc/self/mountinfo"
 
 
 def check_space(config: Config) -> list[Check]:
-    where = config.data_root
-    while not os.path.isdir(where):
-        where = os.path.dirname(where)
-    pool = os.statvfs(where)
-    free = pool.f_bavail * pool.f_frsize
-    if free < LOW_SPACE_BYTES:
-        return [Check("free space", WARN, f"{readable_bytes(free)} free under {where}",
+    """The pool as the driver counts it (budget.py): FAIL when thin volumes were promised more
+    than is free (their writes fail once it fills), WARN when it runs low."""
+    from flexvol import budget
+    from flexvol.quantity import human_bytes
+
+    pool = budget.measure(config)
+    figures = (f"{human_bytes(pool.free_bytes)} free of {human_bytes(pool.total_bytes)} under "
+               f"{pool.path}; thin volumes promised {human_bytes(pool.promised_bytes)} not yet "
+               f"written; new or grown volumes may take {human_bytes(pool.available_bytes)}")
+    if pool.unbacked_bytes:
+        return [Check("pool space", FAIL,
+                      f"{figures}: thin volumes were promised {human_bytes(pool.unbacked_bytes)} "
+                      "more than is free, their writes fail with I/O errors once the pool is full",
+                      "free space on the pool filesystem now, or move volumes to another node")]
+    if pool.low:
+        return [Check("pool space", WARN, f"{figures}: under {budget.LOW_FRACTION:.0%} of the pool free",
                       "free space or move the data root (install.sh --data-root)")]
-    return [Check("free space", PASS, f"{readable_bytes(free)} free under {where}")]
+    return [Check("pool space", PASS, figures)]
 
 
 def run_checks(config: Config, *, plugin_dir: str | None = None, kubelet_root: str = "/var/lib/kubelet",

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass, field
 
 from flexvol import kernel, state
-from flexvol.budget import overcommit_ratio
+from flexvol.budget import Pool, measure
 from flexvol.config import Config
 from flexvol.errors import StateCorrupt
 
@@ -296,40 +296,10 @@ def volumes(config: Config, kubelet_root: str = DEFAULT_KUBELET_ROOT) -> list[Vo
     return [view(config, volume_id, snapshot, kubelet_root) for volume_id in known_ids(config, snapshot)]
 
 
-@dataclass
-class Capacity:
-    pool_path: str
-    pool_bytes: int
-    pool_free_bytes: int
-    committed_bytes: int
-    allocated_bytes: int
-    budget_ratio: float
-
-    @property
-    def budget_bytes(self) -> int:
-        return int(self.pool_bytes * self.budget_ratio)
-
-    @property
-    def overcommit(self) -> float:
-        return self.committed_bytes / self.pool_bytes if self.pool_bytes else 0.0
-
-    def as_dict(self) -> dict:
-        return {"pool": self.pool_path, "pool_bytes": self.pool_bytes,
-                "pool_free_bytes": self.pool_free_bytes, "committed_bytes": self.committed_bytes,
-                "allocated_bytes": self.allocated_bytes, "overcommit": round(self.overcommit, 3),
-                "budget_ratio": self.budget_ratio, "budget_bytes": self.budget_bytes}
+# The pool's figures are budget.py's, so that `flexvol capacity` shows what the driver enforces.
+Capacity = Pool
 
 
-def capacity(config: Config, views: list[VolumeView]) -> Capacity:
-    where = config.volumes_dir if os.path.isdir(config.volumes_dir) else config.data_root
-    while not os.path.isdir(where):
-        where = os.path.dirname(where)
-    pool = os.statvfs(where)
-    return Capacity(
-        pool_path=where,
-        pool_bytes=pool.f_blocks * pool.f_frsize,
-        pool_free_bytes=pool.f_bavail * pool.f_frsize,
-        committed_bytes=sum(item.size_bytes or 0 for item in views if item.file_exists),
-        allocated_bytes=sum(item.allocated_bytes or 0 for item in views),
-        budget_ratio=overcommit_ratio(config),
-    )
+def capacity(config: Config, views: list[VolumeView] | None = None) -> Pool:
+    """The pool as the driver counts it when it creates or grows a volume (budget.py)."""
+    return measure(config)

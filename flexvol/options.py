@@ -13,6 +13,14 @@ from flexvol.quantity import format_bytes, parse_quantity
 VOLUME_ID = "volumeID"
 SIZE = "size"
 MOUNT_OPTIONS = "mountOptions"
+# "thick": every block reserved (fallocate) when the volume is made, so its writes never meet a
+# full pool; "thin": a sparse file that takes blocks as it is written, and fails with I/O
+# errors if other data fills the pool first (README, Capacity model).
+ALLOCATION = "allocation"
+THIN = "thin"
+THICK = "thick"
+ALLOCATIONS = (THIN, THICK)
+DEFAULT_ALLOCATION = THICK
 DEFAULT_SIZE = 1 << 30
 # Loop devices count 512-byte sectors; round to whole 4 KiB pages so every filesystem block fits.
 SIZE_ALIGNMENT = 4096
@@ -25,6 +33,7 @@ class VolumeSpec:
     """What one call asks of one volume."""
 
     __slots__ = (
+        "allocation",
         "fs_group",
         "fs_type",
         "mount_options",
@@ -43,7 +52,8 @@ class VolumeSpec:
                  fs_type: str = DEFAULT_FS_TYPE, read_only: bool = False,
                  mount_options: tuple[str, ...] = (), fs_group: int | None = None,
                  pv_name: str = "", pod_uid: str = "", pod_name: str = "", pod_namespace: str = "",
-                 secrets: dict[str, bytes] | None = None) -> None:
+                 secrets: dict[str, bytes] | None = None,
+                 allocation: str = DEFAULT_ALLOCATION) -> None:
         self.volume_id = volume_id
         self.size_bytes = size_bytes
         self.size_given = size_given
@@ -57,6 +67,8 @@ class VolumeSpec:
         self.pod_namespace = pod_namespace
         # decoded secret values: kept in memory only, never logged or stored
         self.secrets = secrets or {}
+        # only for a volume this call creates: an existing one keeps what its record says
+        self.allocation = allocation
 
     @property
     def mode(self) -> str:
@@ -89,6 +101,7 @@ def parse_spec(options: dict[str, str]) -> VolumeSpec:
         pod_name=options.get(protocol.POD_NAME, ""),
         pod_namespace=options.get(protocol.POD_NAMESPACE, ""),
         secrets=decode_secrets(options),
+        allocation=check_allocation(options.get(ALLOCATION, "")),
     )
 
 
@@ -119,6 +132,16 @@ def check_fs_type(value: str) -> str:
     if value not in FILESYSTEMS:
         supported = ", ".join(sorted(FILESYSTEMS))
         raise InvalidInput(f"fsType {value[:40]!r} is not supported", f"use one of: {supported}")
+    return value
+
+
+def check_allocation(value: str) -> str:
+    if value == "":
+        return DEFAULT_ALLOCATION
+    if value not in ALLOCATIONS:
+        raise InvalidInput(f"option {ALLOCATION!r} must be {THIN!r} or {THICK!r}, got {value[:40]!r}",
+                           f"{THICK!r} (the default) reserves every block when the volume is made; "
+                           f"{THIN!r} takes blocks from the pool as it is written")
     return value
 
 

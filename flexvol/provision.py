@@ -15,30 +15,31 @@ from flexvol.options import VolumeSpec, check_fs_type, check_volume_id, parse_si
 from flexvol.quantity import format_bytes
 from flexvol.undo import Undo
 
-PREALLOCATE_CHUNK = 64 << 20
 CREATED_BY = "flexvol create"
 
 Progress = Callable[[int, int], None]
 
 
-def _spec(volume_id: str, size: str, fs_type: str) -> VolumeSpec:
+def _spec(volume_id: str, size: str, fs_type: str, allocation: str = "") -> VolumeSpec:
     from flexvol import protocol
-    from flexvol.options import parse_spec
+    from flexvol.options import ALLOCATION, parse_spec
 
     # parse_spec: the same checks the driver applies to the kubelet's options (minimum sizes).
     return parse_spec({"volumeID": check_volume_id(volume_id), "size": size,
-                       protocol.FS_TYPE: check_fs_type(fs_type)})
+                       protocol.FS_TYPE: check_fs_type(fs_type), ALLOCATION: allocation})
 
 
 def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
-           preallocate: bool = False, progress: Progress | None = None) -> dict:
-    """Create and format a new volume; with `preallocate`, reserve all its blocks too.
+           allocation: str = "", progress: Progress | None = None) -> dict:
+    """Create and format a new volume, thick (all its blocks reserved) unless `allocation` says
+    thin, as the driver makes one (options.DEFAULT_ALLOCATION).
 
     Formatting happens here, on the still-sparse file, with volume.ensure_filesystem: the
-    record then says formatted-once, and the driver never formats it again. Preallocating
-    first would give the file blocks, and the driver rightly refuses to format such a file.
+    record then says formatted-once, and the driver never formats it again. Reserving first
+    would give the file blocks, and the driver rightly refuses to format such a file; so the
+    blocks are reserved after, by the driver's own step (volume.ensure_reserved).
     """
-    spec = _spec(volume_id, size, fs_type)
+    spec = _spec(volume_id, size, fs_type, allocation)
     state.ensure_dirs(config)
     with state.VolumeLock(config, spec.volume_id, wait=10):
         path = config.backing_file(spec.volume_id)
@@ -52,8 +53,7 @@ def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
             state.save_record(config, record)
             device = volume.ensure_loop(config, record, undo)
             volume.ensure_filesystem(config, record, device, spec)
-            if preallocate:
-                _preallocate(path, spec.size_bytes, progress)
+            volume.ensure_reserved(config, record, strict=True, progress=progress)
         except BaseException:
             undo.rollback()
             raise
@@ -75,25 +75,6 @@ def wait_detached(devices: list[str], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while any(kernel.loop_backing_file(device) for device in devices) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def _preallocate(path: str, size: int, progress: Progress | None) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        done = 0
-        while done < size:
-            step = min(PREALLOCATE_CHUNK, size - done)
-            # Allocates only the holes: what mkfs wrote stays as it is.
-            os.posix_fallocate(fd, done, step)
-            done += step
-            if progress:
-                progress(done, size)
-        os.fsync(fd)
-    except OSError as error:
-        raise FlexvolError(f"cannot preallocate {format_bytes(size)} for {path}: {error.strerror}",
-                           "free space in the pool, or create it without --preallocate") from None
-    finally:
-        os.close(fd)
 
 
 def in_use(config: Config, volume_id: str) -> list[str]:

@@ -81,3 +81,22 @@ def format_bytes(value: int) -> str:
         if value and value % unit == 0:
             return f"{value // unit}{suffix}"
     return str(value)
+
+
+def human_bytes(value: int) -> str:
+    """Bytes for messages people read: exact when whole (64Mi, 2Gi), else one decimal of the
+    largest unit that fits (119.3Mi, 1.5Gi), and never below Mi (0.25Mi, <0.01Mi)."""
+    if value < 0:
+        return "-" + human_bytes(-value)
+    exact = format_bytes(value)
+    if exact[-2:] in ("Mi", "Gi", "Ti", "Pi", "Ei"):
+        return exact
+    for suffix in ("Ei", "Pi", "Ti", "Gi"):
+        if value >= _BINARY[suffix]:
+            return f"{value / _BINARY[suffix]:.1f}{suffix}"
+    mebibytes = value / _BINARY["Mi"]
+    if value == 0:
+        return "0"
+    if mebibytes < 0.01:
+        return "<0.01Mi"
+    return f"{mebibytes:.1f}Mi" if mebibytes >= 1 else f"{mebibytes:.2f}Mi"

@@ -116,6 +116,7 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
             device = volume.ensure_loop(config, record, undo)
             if volume.ensure_filesystem(config, record, device, spec):
                 call.notes.append(f"formatted {spec.fs_type}")
+            call.notes.extend(volume.ensure_reserved(config, record))
             try:
                 volume.ensure_mounted(device, target, spec, undo, config=config)
             except CommandFailed as error:
@@ -150,9 +151,15 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
     if here:
         volume_id = volume.volume_of_mount(config, here[-1])
         if volume_id is None:
-            raise Refused(f"{target} is mounted from {here[-1].source}, which is not a flexvol volume; "
-                          "refusing to unmount it")
-    else:
+            # A concurrent unmount may have unmounted it and detached its device since we
+            # read the mount table (it unmounts first): look again before refusing.
+            here = kernel.mounts_at(target)
+            if here:
+                volume_id = volume.volume_of_mount(config, here[-1])
+                if volume_id is None:
+                    raise Refused(f"{target} is mounted from {here[-1].source}, which is not a "
+                                  "flexvol volume; refusing to unmount it")
+    if not here:
         remembered = state.load_target(config, target)
         volume_id = remembered["volume_id"] if remembered else None
     if volume_id is None:

@@ -12,7 +12,7 @@ import stat
 
 from flexvol import guard, kernel, state
 from flexvol.config import Config
-from flexvol.errors import CommandFailed, FlexvolError, InvalidInput, ProbeFailed, Refused
+from flexvol.errors import CommandFailed, FlexvolError, ProbeFailed, Refused
 from flexvol.faults import checkpoint
 from flexvol.run import run
 
@@ -108,6 +108,8 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     record = record or state.new_record(volume_id, spec.size_bytes, spec.fs_type)
     record["size_bytes"] = spec.size_bytes
     record["fs_type"] = spec.fs_type
+    # Decided once, here: ensure_reserved reads it on every mount and growth.
+    record["allocation"] = spec.allocation
     # Proven blank for ensure_filesystem: this call made the file and it is all holes.
     record["created_blank"] = True
     # Not fsynced: until the formatted-once record is durable, a lost record only means the
@@ -160,27 +162,95 @@ def _add_pool_hint(config: Config, spec: VolumeSpec, error: CommandFailed) -> No
         return
     free = pool.f_bavail * pool.f_frsize
     if not error.hint and free < spec.size_bytes:
-        from flexvol.quantity import format_bytes
+        from flexvol.quantity import human_bytes
 
-        error.hint = (f"the pool filesystem under {config.volumes_dir} has only {format_bytes(free)} "
+        error.hint = (f"the pool filesystem under {config.volumes_dir} has only {human_bytes(free)} "
                       f"free, too little to back volume {spec.volume_id}: free space there and retry")
 
 
 def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
-    """Refuse a size the pool cannot honour: larger than the pool filesystem, or past the
-    budget (budget.py)."""
-    pool = os.statvfs(config.volumes_dir)
-    total = pool.f_blocks * pool.f_frsize
-    if size > total:
-        from flexvol.quantity import format_bytes
-
-        raise InvalidInput(
-            f"size {format_bytes(size)} of volume {volume_id} is larger than the whole pool "
-            f"filesystem under {config.volumes_dir} ({format_bytes(total)})",
-            "ask for a smaller size")
+    """Refuse a size the pool cannot honour: more than its real free space minus what thin
+    volumes were promised and have not written yet, or past the budget (budget.py)."""
     from flexvol import budget
 
-    budget.check(config, size, volume_id, total)
+    budget.check(config, size, volume_id)
+
+
+def ensure_reserved(config: Config, record: dict, *, strict: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Leave every block of a thick volume allocated in the pool; notes for the journal.
+
+    Runs after the volume is formatted: the driver formats only a file that holds no blocks.
+    Thin volumes: nothing, not even a stat. A volume never fully reserved yet (new, or a call
+    killed before it finished) is refused when the pool cannot hold it, and its new file is
+    rolled back by the caller; one reserved before that lost blocks since (a `discard` mount
+    gives freed blocks back) is mounted anyway, with a note, rather than kept from its pod.
+    """
+    from flexvol.options import THICK
+
+    if record.get("allocation") != THICK:
+        return []
+    volume_id = record["volume_id"]
+    path = config.backing_file(volume_id)
+    info = os.stat(path)
+    missing = info.st_size - info.st_blocks * 512
+    if missing <= 0:
+        return []
+    strict = strict or not record.get("reserved")
+    pool = os.statvfs(path)
+    free = pool.f_bavail * pool.f_frsize
+    try:
+        if missing > free:
+            raise _unreservable(volume_id, info.st_size, missing, free)
+        reserve_blocks(path, info.st_size, progress)
+    except Refused as error:
+        if strict:
+            raise
+        return [f"thick volume {volume_id} is not fully reserved: {error}"]
+    checkpoint("blocks-reserved")
+    if not record.get("reserved"):
+        record["reserved"] = True
+        state.save_record(config, record, durable=False)
+    if strict:
+        return []
+    from flexvol.quantity import human_bytes
+
+    return [f"reserved {human_bytes(missing)} of thick volume {volume_id} again"]
+
+
+def _unreservable(volume_id: str, size: int, missing: int, free: int) -> Refused:
+    from flexvol.quantity import human_bytes
+
+    return Refused(f"thick volume {volume_id} of {human_bytes(size)} needs {human_bytes(missing)} more "
+                   f"blocks reserved, but the pool has only {human_bytes(free)} of free space",
+                   "free space on the pool filesystem, or make the volume thin")
+
+
+RESERVE_CHUNK = 64 << 20
+
+
+def reserve_blocks(path: str, size: int, progress: Callable[[int, int], None] | None = None) -> None:
+    """fallocate the whole file in chunks; allocates only the holes, written blocks stay."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        done = 0
+        while done < size:
+            step = min(RESERVE_CHUNK, size - done)
+            os.posix_fallocate(fd, done, step)
+            done += step
+            if progress:
+                progress(done, size)
+        # No fsync (a few ms per mount): a crash that loses the allocation leaves a file with
+        # holes that the next mount reserves again, as it does for the record's "reserved".
+    except OSError as error:
+        from flexvol.quantity import human_bytes
+
+        free = os.statvfs(path)
+        raise Refused(f"reserving the blocks of {path} failed: {error.strerror} (the pool has "
+                      f"{human_bytes(free.f_bavail * free.f_frsize)} of free space)",
+                      "free space on the pool filesystem, or make the volume thin") from None
+    finally:
+        os.close(fd)
 
 
 # ---- loop device ---------------------------------------------------------------------------
@@ -661,6 +731,9 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
         os.truncate(path, new_bytes)
         grew = True
         checkpoint("file-grown")
+    # A thick volume's new part is reserved, or the growth fails (and a retry reserves it);
+    # blocks lost since (a discard mount) are reserved again where the pool allows.
+    ensure_reserved(config, record, strict=os.stat(path).st_size > int(record.get("size_bytes") or 0))
     device = ensure_loop(config, record, undo)
     if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
         _set_loop_capacity(device)

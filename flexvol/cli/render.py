@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flexvol.budget import LOW_FRACTION
 from flexvol.doctor import FAIL, PASS, Check
 from flexvol.inventory import Capacity, VolumeView, readable_bytes
+from flexvol.quantity import human_bytes
 from flexvol.repair import Finding
 from flexvol.sanity import engine as sanity
 from flexvol.simulate.flow import Outcome, PodRun, Step
@@ -96,14 +98,23 @@ def capacity_table(found: Capacity) -> Table:
     table = Table(box=None, pad_edge=False, show_header=False)
     table.add_column(no_wrap=True)
     table.add_column()
-    table.add_row("pool", found.pool_path)
-    table.add_row("pool size", size(found.pool_bytes))
-    table.add_row("pool free", size(found.pool_free_bytes))
-    table.add_row("committed (sum of volume sizes)", size(found.committed_bytes))
-    table.add_row("allocated (blocks in use)", size(found.allocated_bytes))
-    table.add_row("overcommit (committed / pool size)", f"{found.overcommit:.2f}x")
-    table.add_row("budget (refused beyond)",
-                  f"{size(found.budget_bytes)} ({found.budget_ratio:g}x pool size)")
+    table.add_row("pool", found.path)
+    table.add_row("pool size", human_bytes(found.total_bytes))
+    table.add_row("pool free (really)", human_bytes(found.free_bytes))
+    table.add_row("committed (sum of volume sizes)", human_bytes(found.committed_bytes))
+    table.add_row("allocated (blocks in use)", human_bytes(found.allocated_bytes))
+    table.add_row("promised, not yet written (thin)", human_bytes(found.promised_bytes))
+    table.add_row("budget (sum of sizes)",
+                  f"{human_bytes(found.budget_bytes)} ({found.ratio:g}x pool size)")
+    available = human_bytes(found.available_bytes)
+    table.add_row("available to new or grown volumes",
+                  f"[bold red]{available}[/]" if found.low else available)
+    if found.unbacked_bytes:
+        table.add_row("[bold red]unbacked[/]",
+                      f"[bold red]thin volumes were promised {human_bytes(found.unbacked_bytes)} more "
+                      "than the pool has free: their writes will fail once it is full[/]")
+    elif found.low:
+        table.add_row("[bold red]low[/]", f"[bold red]under {LOW_FRACTION:.0%} of the pool is free[/]")
     return table
 
 

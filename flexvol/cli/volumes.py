@@ -97,33 +97,41 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 def create(volume_id: VolumeArgument,
            size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
            fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.")] = "ext4",
-           preallocate: Annotated[bool, typer.Option(
-               "--preallocate", help="Reserve every block now (no overcommit, no ENOSPC later).")] = False,
+           thin: Annotated[bool, typer.Option(
+               "--thin", help="A thin volume: a sparse file that takes blocks as it is written "
+                              "(fails with I/O errors if other data fills the pool first).")] = False,
+           thick: Annotated[bool, typer.Option(
+               "--thick", "--preallocate",
+               help="A thick volume, the default: every block reserved now, so its writes never "
+                    "meet a full pool.")] = False,
            root: RootOption = DEFAULT_ROOT) -> None:
-    """Create and format a volume ahead of its first mount.
+    """Create and format a volume ahead of its first mount; refused past the pool's real room.
 
-    Example: [bold]flexvol create data-1 --size 10Gi --preallocate[/]
+    Example: [bold]flexvol create data-1 --size 10Gi[/]
     """
+    from flexvol.options import THICK, THIN
+
+    if thin and thick:
+        raise typer.BadParameter("choose --thin or --thick, not both")
     config = load_config(root)
     out = console()
-    args = (volume_id, "--size", size, "--fs", fs) + (("--preallocate",) if preallocate else ())
+    args = (volume_id, "--size", size, "--fs", fs) + (("--thin",) if thin else ()) + \
+        (("--thick",) if thick else ())
     with journaled(config, "create", volume_id, args) as action:
-        if preallocate:
-            with Progress(TextColumn("preallocating"), BarColumn(), DownloadColumn(binary_units=True),
-                          TimeRemainingColumn(), console=out, transient=True,
-                          disable=not out.is_terminal) as bar:
-                task = bar.add_task("preallocate", total=None)
+        with Progress(TextColumn("reserving"), BarColumn(), DownloadColumn(binary_units=True),
+                      TimeRemainingColumn(), console=out, transient=True,
+                      disable=thin or not out.is_terminal) as bar:
+            task = bar.add_task("reserve", total=None)
 
-                def progress(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
 
-                record = provision.create(config, volume_id, size, fs, preallocate=True, progress=progress)
-        else:
-            record = provision.create(config, volume_id, size, fs)
+            record = provision.create(config, volume_id, size, fs, allocation=THIN if thin else "",
+                                      progress=progress)
         formatted = record.get("formatted") or {}
+        kind = "thick (every block reserved)" if record.get("allocation") == THICK else "thin"
         action.message = (f"created {volume_id}: {format_bytes(record['size_bytes'])} "
-                          f"{formatted.get('fs_type', fs)}{' preallocated' if preallocate else ''} "
-                          f"at {config.backing_file(volume_id)}")
+                          f"{formatted.get('fs_type', fs)} {kind} at {config.backing_file(volume_id)}")
     out.print(action.message)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from flexvol import state
+from flexvol import budget, state
 from flexvol.config import Config
 from flexvol.errors import Busy, FlexvolError
 from flexvol.provisioning import capacity, claims, deletion, names, ownership, reclaim
@@ -27,6 +27,7 @@ from flexvol.provisioning.cluster import (
     Gone,
     log,
 )
+from flexvol.quantity import human_bytes
 
 RETRY_SECONDS = 5
 
@@ -75,6 +76,8 @@ class Agent:
         # PVs whose volume this agent reclaimed (name -> UID), published for the provisioner
         # to delete; dropped once the PV is gone.
         self.reclaimed: dict[str, str] = {}
+        # the pool's last condition said in an event: None (nothing said yet), ok, low, unbacked
+        self.pool_condition: str | None = None
 
     def report_findings(self) -> list[str]:
         """At start: an event on the node for each leftover the repair check finds."""
@@ -95,8 +98,9 @@ class Agent:
         """Write this node's NodeCapacity object when its figures changed; returns it."""
         # A node where no volume was mounted yet has no data root; its capacity is its pool's.
         state.ensure_dirs(self.config)
-        total, volumes = capacity.measure(self.config, self.capacity_limit)
+        total, volumes, pool = capacity.measure(self.config, self.capacity_limit)
         node = self.cluster.get_node(self.node_name)
+        self.warn_pool(pool, node)
         uid = (node or {}).get("metadata", {}).get("uid")
         body = capacity.capacity_object(self.node_name, uid, total, volumes, self.reclaimed)
         current = self.cluster.get_capacity(self.node_name)
@@ -110,6 +114,31 @@ class Agent:
         except (AlreadyExists, Conflict):
             log.info("capacity of %s changed meanwhile; published at the next round", self.node_name)
             return body
+
+    def warn_pool(self, pool: budget.Pool, node: dict | None) -> str:
+        """An event on the node when its pool runs low, or can no longer back what thin volumes
+        were promised (their pods' writes will fail), and one when it is fine again; once per
+        change, not at every round."""
+        condition = "unbacked" if pool.unbacked_bytes else "low" if pool.low else "ok"
+        previous, self.pool_condition = self.pool_condition, condition
+        if condition == previous or (condition == "ok" and previous is None):
+            return condition
+        node = node or {"metadata": {"name": self.node_name}}
+        figures = (f"{pool.describe()}; new or grown volumes may take "
+                   f"{human_bytes(pool.available_bytes)}")
+        if condition == "unbacked":
+            self.recorder.record(node, "Node", "Warning", "FlexvolPoolUnbacked",
+                                 f"{figures}. Thin volumes were promised "
+                                 f"{human_bytes(pool.unbacked_bytes)} more than is free: once the "
+                                 "pool is full their pods' writes fail with I/O errors. Free space "
+                                 "on the pool filesystem now; thick volumes are not affected")
+        elif condition == "low":
+            self.recorder.record(node, "Node", "Warning", "FlexvolPoolLow",
+                                 f"{figures}. Under {budget.LOW_FRACTION:.0%} of the pool is free: "
+                                 "free space on it or move the data root")
+        else:
+            self.recorder.record(node, "Node", "Normal", "FlexvolPoolSpaceOK", figures)
+        return condition
 
     def _write_capacity(self, write: Callable[[dict], dict], body: dict) -> dict:
         # RBAC cannot scope a DaemonSet's account to one node's object: the agent does.

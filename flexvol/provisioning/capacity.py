@@ -6,27 +6,33 @@ and taint any node in the cluster and so steer every workload's scheduling; the 
 needs write access to flexvol's own type only. It is owned by its Node, so it is garbage
 collected with it, and `kubectl get nodecapacities` shows every node's budget at a glance.
 
-The published capacity is the toolkit's commitment budget (`flexvol capacity`): volumes are
-sparse, but each may grow to its size, so the pool is never promised more than the budget.
+The published capacity is what the driver enforces (budget.py, `flexvol capacity`): the sum
+of the volumes' sizes plus what a new or grown volume may still take, the pool's real free
+space minus what thin volumes were promised and have not written yet. So the provisioner's
+free figure (capacity minus committed) is exactly the driver's.
 """
 
 from __future__ import annotations
 
 import time
 
-from flexvol import inventory
+from flexvol import budget
 from flexvol.config import Config
 from flexvol.provisioning import names
 
+# Free space moves with every log line on a shared pool: republish at once when the figure
+# shrinks by this much, and when it grows by this much or 1%, not at every round.
+SHRINK_STEP = 16 << 20
+GROW_STEP = 64 << 20
 
-def measure(config: Config, limit: int | None = None) -> tuple[int, dict[str, int]]:
-    """The node's budget and its volumes' sizes, as the driver counts them when it refuses a
-    volume past the budget (budget.py): pool filesystem size times the overcommit ratio, and
-    every backing file's size; the budget capped by the operator's `limit`."""
-    views = inventory.volumes(config)
-    budget = inventory.capacity(config, views).budget_bytes
-    volumes = {view.volume_id: view.size_bytes or 0 for view in views if view.file_exists}
-    return (min(budget, limit) if limit is not None else budget), volumes
+
+def measure(config: Config, limit: int | None = None) -> tuple[int, dict[str, int], budget.Pool]:
+    """The node's capacity (capped by the operator's `limit`), its volumes' sizes, and the pool
+    as read, all as the driver counts them when it refuses a volume (budget.py)."""
+    pool = budget.measure(config)
+    total = pool.committed_bytes + pool.available_bytes
+    volumes = {volume_id: size for volume_id, (size, _) in pool.sizes.items()}
+    return (min(total, limit) if limit is not None else total), volumes, pool
 
 
 def capacity_object(node: str, node_uid: str | None, capacity_bytes: int,
@@ -56,5 +62,8 @@ def same_figures(old: dict | None, new: dict) -> bool:
     """Unchanged apart from the time stamp: no write needed."""
     if old is None:
         return False
-    return all(old.get(key, {} if key == "reclaimed" else None) == new[key]
-               for key in ("capacityBytes", "committedBytes", "volumes", "reclaimed"))
+    if any(old.get(key, {} if key == "reclaimed" else None) != new[key]
+           for key in ("committedBytes", "volumes", "reclaimed")):
+        return False
+    before, now = int(old.get("capacityBytes") or 0), new["capacityBytes"]
+    return before - SHRINK_STEP < now < before + max(GROW_STEP, before // 100)

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from flexvol import protocol
 from flexvol.errors import InvalidInput
 from flexvol.filesystems import DEFAULT_FS_TYPE
-from flexvol.options import MOUNT_OPTIONS, SIZE, VOLUME_ID, check_mount_options, parse_spec
+from flexvol.options import (
+    ALLOCATION,
+    ALLOCATIONS,
+    MOUNT_OPTIONS,
+    SIZE,
+    VOLUME_ID,
+    check_mount_options,
+    parse_spec,
+)
 from flexvol.provisioning import names
 
 IGNORE = "ignore"        # not ours, or nothing left to do: no event
@@ -20,7 +28,7 @@ REFUSE = "refuse"        # ours, and cannot be provisioned as asked: an event sa
 PROVISION = "provision"  # ours and valid: place it and create the PV
 
 WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
-CLASS_PARAMETERS = ("fsType",)
+CLASS_PARAMETERS = ("fsType", ALLOCATION)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,8 @@ class VolumeRequest:
     access_modes: tuple[str, ...]
     reclaim_policy: str
     class_name: str
+    # the class's `allocation` parameter as written ("" when it names none: the driver's default)
+    allocation: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,10 +156,14 @@ def volume_request(claim: dict, storage_class: dict) -> VolumeRequest:
         raise InvalidInput(f"StorageClass {class_name} has unknown parameters: {', '.join(unknown)}",
                            f"flexvol reads only: {', '.join(CLASS_PARAMETERS)}")
     fs_type = parameters.get("fsType") or DEFAULT_FS_TYPE
+    allocation = parameters.get(ALLOCATION) or ""
+    if allocation not in ("", *ALLOCATIONS):
+        raise InvalidInput(f"StorageClass {class_name} has allocation {allocation[:40]!r}",
+                           "set parameters.allocation to thin or thick, or leave it out (thin)")
     mount_options = check_mount_options(",".join(storage_class.get("mountOptions") or ()))
     pv_name = pv_name_for(claim)
     # The driver's own validation decides: a PV it would refuse at mount time is never made.
-    parsed = parse_spec(driver_options(pv_name, size, mount_options)
+    parsed = parse_spec(driver_options(pv_name, size, mount_options, allocation)
                         | {protocol.FS_TYPE: fs_type})
     return VolumeRequest(
         pv_name=pv_name,
@@ -161,12 +175,17 @@ def volume_request(claim: dict, storage_class: dict) -> VolumeRequest:
         access_modes=modes,
         reclaim_policy=storage_class.get("reclaimPolicy") or "Delete",
         class_name=class_name,
+        allocation=allocation,
     )
 
 
-def driver_options(volume_id: str, size: str, mount_options: tuple[str, ...]) -> dict[str, str]:
+def driver_options(volume_id: str, size: str, mount_options: tuple[str, ...],
+                   allocation: str = "") -> dict[str, str]:
     """flexVolume.options; fsType travels as flexVolume.fsType (sent as kubernetes.io/fsType)."""
     options = {VOLUME_ID: volume_id, SIZE: size}
+    if allocation:
+        # the volume is made thin or thick at its first mount on the node (volume.ensure_file)
+        options[ALLOCATION] = allocation
     if mount_options:
         # PV spec.mountOptions are refused for flexVolume (FLEXVOLUME.md 4): options carry them.
         options[MOUNT_OPTIONS] = ",".join(mount_options)
@@ -204,7 +223,7 @@ def build_pv(request: VolumeRequest, claim: dict, node: str, hostname: str,
                 "driver": provisioner,
                 "fsType": request.fs_type,
                 "options": driver_options(request.volume_id, request.size,
-                                          request.mount_options),
+                                          request.mount_options, request.allocation),
             },
             "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                 {"key": names.HOSTNAME_LABEL, "operator": "In", "values": [hostname]},

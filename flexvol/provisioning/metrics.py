@@ -1,5 +1,6 @@
 """Prometheus metrics of one node: its volumes (size, allocated bytes, mounted, as `flexvol ls`
-sees them) and the driver's calls (count and latency per verb) from the call journal.
+sees them), its pool (free, promised, available: budget.py) and the driver's calls (count and
+latency per verb) from the call journal.
 
 The journal is followed from where the last scrape stopped, so each call is counted once while
 the agent runs, also across the journal's rotation to calls.jsonl.1.
@@ -18,7 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from flexvol import inventory, wirejson
+from flexvol import budget, inventory, wirejson
 from flexvol.config import Config
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -104,6 +105,7 @@ class NodeCollector(Collector):
         for entry in self.follower.new_entries():
             self.calls.add(entry)
         yield from self._volume_metrics()
+        yield from self._pool_metrics()
         yield from self._call_metrics()
 
     def _volume_metrics(self) -> Iterator:
@@ -118,6 +120,29 @@ class NodeCollector(Collector):
             allocated.add_metric([view.volume_id], view.allocated_bytes or 0)
             mounted.add_metric([view.volume_id], 1 if view.state == "mounted" else 0)
         yield from (size, allocated, mounted)
+
+    def _pool_metrics(self) -> Iterator:
+        """The pool's figures as the driver counts them (budget.py), to alert before it is full."""
+        try:
+            pool = budget.measure(self.config)
+        except OSError:
+            return
+        for name, text, value in (
+            ("flexvol_pool_size_bytes", "Size of the pool filesystem", pool.total_bytes),
+            ("flexvol_pool_free_bytes", "Free space of the pool filesystem (statvfs f_bavail)",
+             pool.free_bytes),
+            ("flexvol_pool_promised_bytes", "What thin volumes were promised and have not "
+             "written yet", pool.promised_bytes),
+            ("flexvol_pool_unbacked_bytes", "What thin volumes were promised beyond the free "
+             "space: above 0, their writes fail once the pool is full", pool.unbacked_bytes),
+            ("flexvol_pool_available_bytes", "What a new or grown volume may still take",
+             pool.available_bytes),
+            ("flexvol_pool_low", f"1 when under {budget.LOW_FRACTION:.0%} of the pool is free or "
+             "promises are unbacked", 1 if pool.low else 0),
+        ):
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], value)
+            yield gauge
 
     def _call_metrics(self) -> Iterator:
         calls = CounterMetricFamily("flexvol_driver_calls", "Driver calls by verb and status",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flexvol.errors import InvalidInput
 from flexvol.options import SIZE_ALIGNMENT
 from flexvol.provisioning import claims
-from flexvol.quantity import format_bytes, parse_quantity
+from flexvol.quantity import human_bytes, parse_quantity
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ def shortfall(budget: Budget | None, node: str, request_bytes: int) -> str | Non
         return f"{node}: no capacity published (is the flexvol agent running there?)"
     if budget.free_bytes < request_bytes:
         missing = request_bytes - budget.free_bytes
-        return (f"{node}: {format_bytes(budget.free_bytes)} free of "
-                f"{format_bytes(budget.capacity_bytes)}, {format_bytes(missing)} short")
+        return (f"{node}: {human_bytes(budget.free_bytes)} free of "
+                f"{human_bytes(budget.capacity_bytes)}, {human_bytes(missing)} short")
     return None
 
 
@@ -73,7 +73,7 @@ def check_node(node: str, budget: Budget | None, request_bytes: int) -> Placemen
     """The scheduler chose `node` (WaitForFirstConsumer): does the volume fit there?"""
     problem = shortfall(budget, node, request_bytes)
     if problem:
-        return Placement(None, f"no room for {format_bytes(request_bytes)} on the selected node: "
+        return Placement(None, f"no room for {human_bytes(request_bytes)} on the selected node: "
                                f"{problem}")
     return Placement(node, f"placed on {node}, the node the scheduler selected")
 
@@ -95,9 +95,9 @@ def choose_node(request_bytes: int, budgets: dict[str, Budget | None],
     if not fitting:
         if not problems:
             return Placement(None, "no node runs the flexvol agent")
-        return Placement(None, f"no node has room for {format_bytes(request_bytes)}: "
+        return Placement(None, f"no node has room for {human_bytes(request_bytes)}: "
                                + "; ".join(problems))
     best = min(fitting, key=lambda budget: (-budget.free_bytes, budget.node))
     return Placement(best.node, f"placed on {best.node}, which had "
-                                f"{format_bytes(best.free_bytes)} free of "
-                                f"{format_bytes(best.capacity_bytes)}")
+                                f"{human_bytes(best.free_bytes)} free of "
+                                f"{human_bytes(best.capacity_bytes)}")

@@ -21,7 +21,8 @@ def test_init_writes_nothing(driver: Driver) -> None:
 
 def test_mount_creates_sparse_file_formats_and_mounts(driver: Driver) -> None:
     target = driver.dir("pod1")
-    driver.ok("mount", target, options("v1", size="64Mi"))
+    # thin: thick, the default, reserves every block (test_pool_capacity.py)
+    driver.ok("mount", target, options("v1", size="64Mi", allocation="thin"))
     mounts = [m for m in driver.mounts() if m.mount_point == target]
     assert len(mounts) == 1
     assert mounts[0].fs_type == "ext4"

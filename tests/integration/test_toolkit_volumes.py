@@ -65,7 +65,7 @@ def test_ls_json_shows_mounts_with_pod_and_state(driver: Driver) -> None:
     kubelet = str(driver.base / "kubelet")
     target = pod_dir(driver, "uid-123", "data")
     driver.ok("mount", target, options("v1"))
-    flexvol("create", "v2", "--size", "64Mi", root=str(driver.root))
+    flexvol("create", "v2", "--size", "64Mi", "--thin", root=str(driver.root))
     views = {item["volume_id"]: item for item in
              flexvol_json("ls", root=str(driver.root), kubelet_root=kubelet)}
     named = pod_dir(driver, "uid-456", "data")
@@ -193,8 +193,8 @@ def test_call_shows_the_reply_readable_and_raw(driver: Driver) -> None:
 
 
 def test_capacity_sums_volume_sizes(driver: Driver) -> None:
-    flexvol("create", "v1", "--size", "64Mi", root=str(driver.root))
-    flexvol("create", "v2", "--size", "32Mi", root=str(driver.root))
+    flexvol("create", "v1", "--size", "64Mi", "--thin", root=str(driver.root))
+    flexvol("create", "v2", "--size", "32Mi", "--thin", root=str(driver.root))
     found = flexvol_json("capacity", root=str(driver.root))
     assert found["committed_bytes"] == 96 << 20
     assert 0 < found["allocated_bytes"] < 96 << 20

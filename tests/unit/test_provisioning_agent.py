@@ -5,12 +5,14 @@ tests); the refusal for attached volumes is tested on real loop devices in tests
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
 import pytest
 
-from flexvol import state
+from flexvol import budget, state
+from flexvol.budget import Pool
 from flexvol.config import Config
 from flexvol.errors import FlexvolError, Refused
 from flexvol.provisioning import ownership, reclaim
@@ -21,6 +23,7 @@ from tests.helpers.fakekube import FakeCluster, fixture
 
 VOLUME = "pvc-5b0f2c8e-3d5a-4a57-9a0e-0c6a2f3f1e11"
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 @pytest.fixture
@@ -87,18 +90,75 @@ def test_capacity_is_published_once_per_change_and_owned_by_the_node(
     assert cluster.capacities["worker-1"]["committedBytes"] == 96 * MiB
 
 
-def test_published_capacity_is_the_drivers_budget(cluster: FakeCluster, config: Config) -> None:
+def test_published_capacity_is_what_the_driver_enforces(
+        cluster: FakeCluster, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression, "the capacity budget counts the pool's size, not its free space": the agent
+    published the pool's size while other data filled it."""
     make_volume(config, "v1", 64 * MiB, written=b"x" * MiB)
+    found = budget.measure(config)
+    # one reading for both, so that the figures compared are the same
+    monkeypatch.setattr(budget, "measure", lambda config: found)
     node_agent = agent(cluster, config)
     node_agent.publish_capacity()
-    stat = os.statvfs(config.volumes_dir)
-    pool = stat.f_blocks * stat.f_frsize
-    assert cluster.capacities["worker-1"]["capacityBytes"] == pool
-    # the operator allows 2x overcommit: the driver accepts twice as much, so the budget doubles
+    published = cluster.capacities["worker-1"]
+    assert published["capacityBytes"] == found.committed_bytes + found.available_bytes
+    assert published["freeBytes"] == found.available_bytes
+    assert found.available_bytes <= found.free_bytes - found.promised_bytes
+    assert published["capacityBytes"] < found.total_bytes
+    # a ratio above 1 no longer promises what is not free
     Path(config.overcommit_path).write_text("2\n")
+    monkeypatch.setattr(budget, "measure", lambda config: Pool(found.path, found.total_bytes,
+                                                               found.free_bytes, 2.0, found.sizes))
     node_agent.publish_capacity()
-    assert cluster.capacities["worker-1"]["capacityBytes"] == 2 * pool
+    assert cluster.capacities["worker-1"]["capacityBytes"] == published["capacityBytes"]
     assert cluster.capacities["worker-1"]["volumes"] == {"v1": 64 * MiB}
+
+
+def test_small_moves_of_free_space_are_not_republished_but_a_shrink_is(
+        cluster: FakeCluster, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    free = [10 * GiB]
+    monkeypatch.setattr(budget, "measure", lambda config: Pool("/p", 100 * GiB, free[0], 1.0, {}))
+    node_agent = agent(cluster, config)
+    node_agent.publish_capacity()
+    free[0] -= 4 * MiB
+    node_agent.publish_capacity()
+    assert cluster.writes == ["create capacity worker-1"]
+    free[0] -= 16 * MiB
+    node_agent.publish_capacity()
+    assert cluster.writes[-1] == "replace capacity worker-1"
+    assert cluster.capacities["worker-1"]["capacityBytes"] == 10 * GiB - 20 * MiB
+
+
+def test_a_pool_running_low_raises_one_node_event_per_change(
+        cluster: FakeCluster, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression, "the capacity budget counts the pool's size, not its free space": nothing
+    warned before a pool ran out under its volumes."""
+    sizes = {"thin": (40 * GiB, GiB)}
+    free = [60 * GiB]
+    monkeypatch.setattr(budget, "measure", lambda config: Pool("/var/lib/flexvol/volumes", 100 * GiB,
+                                                               free[0], 1.0, sizes))
+    node_agent = agent(cluster, config)
+    node_agent.publish_capacity()
+    assert cluster.events_for("worker-1") == []          # fine from the start: nothing to say
+    free[0] = 45 * GiB
+    node_agent.publish_capacity()
+    assert cluster.events_for("worker-1") == []          # less free, still backed and not low
+    free[0] = 20 * GiB
+    node_agent.publish_capacity()
+    node_agent.publish_capacity()                        # said once, not every round
+    events = cluster.events_for("worker-1")
+    assert len(events) == 1 and events[0][:2] == ("Warning", "FlexvolPoolUnbacked")
+    assert "20Gi of free space" in events[0][2] and "39Gi" in events[0][2]
+    assert "19Gi more than is free" in events[0][2]
+    sizes.clear()
+    free[0] = 5 * GiB
+    node_agent.publish_capacity()
+    assert cluster.events_for("worker-1")[-1][:2] == ("Warning", "FlexvolPoolLow")
+    free[0] = 50 * GiB
+    node_agent.publish_capacity()
+    assert cluster.events_for("worker-1")[-1][:2] == ("Normal", "FlexvolPoolSpaceOK")
+    assert len(cluster.events_for("worker-1")) == 3
+    assert not any(re.search(r"\d{5,}", message) for _, _, message in cluster.events_for("worker-1"))
 
 
 def test_released_volume_with_policy_delete_is_removed_and_its_pv_by_the_provisioner(

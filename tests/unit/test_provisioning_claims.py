@@ -205,3 +205,18 @@ def test_the_driver_accepts_what_the_pv_will_send() -> None:
                                          protocol.PV_OR_VOLUME_NAME: f"pvc-{claim['metadata']['uid']}"})
     assert claim["metadata"]["uid"] in spec.volume_id
     assert (spec.size_bytes, spec.fs_type, spec.mount_options) == (3 << 30, "xfs", ("noatime", "discard"))
+
+
+def test_allocation_parameter_reaches_the_driver_and_nothing_else_is_accepted() -> None:
+    claim = fixture("claim-immediate")
+    storage_class = fixture("sc-immediate-retain-xfs")
+    storage_class["parameters"]["allocation"] = "thick"
+    decision = decide(claim, storage_class)
+    assert decision.request is not None
+    flex = claims.build_pv(decision.request, claim, "worker-2", "worker-2", ME)["spec"]["flexVolume"]
+    assert flex["options"]["allocation"] == "thick"
+    assert parse_spec(flex["options"] | {protocol.FS_TYPE: flex["fsType"]}).allocation == "thick"
+    storage_class["parameters"]["allocation"] = "sparse"
+    refused = decide(claim, storage_class)
+    assert refused.action == claims.REFUSE
+    assert "allocation 'sparse'" in refused.message and "thin or thick" in refused.message

@@ -85,3 +85,19 @@ def test_the_toolkits_actions_are_not_counted_as_driver_calls(config: Config) ->
     values = scrape(registry_for(config))
     assert values['flexvol_driver_calls_total{status="Success",verb="mount"}'] == 1
     assert not any("toolkit" in name for name in values)
+
+
+def test_pool_gauges_warn_before_the_pool_runs_out(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression, "the capacity budget counts the pool's size, not its free space": no figure
+    showed a pool running out under its thin volumes."""
+    from flexvol import budget
+
+    monkeypatch.setattr(budget, "measure", lambda config: budget.Pool(
+        "/p", 100 * MiB, 20 * MiB, 1.0, {"thin": (50 * MiB, 10 * MiB)}))
+    values = scrape(registry_for(config))
+    assert values["flexvol_pool_size_bytes"] == 100 * MiB
+    assert values["flexvol_pool_free_bytes"] == 20 * MiB
+    assert values["flexvol_pool_promised_bytes"] == 40 * MiB
+    assert values["flexvol_pool_unbacked_bytes"] == 20 * MiB
+    assert values["flexvol_pool_available_bytes"] == 0
+    assert values["flexvol_pool_low"] == 1
