@@ -180,11 +180,18 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
         # remove it, also when the mount was already gone (after a reboot).
         if guard.lift_write_guard(target):
             checkpoint("guard-lifted")
-        for device in volume.release_loop(config, volume_id, also=sources):
+        pending: list[str] = []
+        for device in volume.release_loop(config, volume_id, also=sources, pending=pending):
             call.notes.append(f"detached {device}")
+        call.notes.extend(_pending_notes(pending))
         state.remove_target(config, target)
         checkpoint("target-removed")
     return protocol.success()
+
+
+def _pending_notes(devices: list[str]) -> list[str]:
+    return [f"detach pending: {device} is held open elsewhere; the kernel set autoclear and "
+            "frees it at the last close" for device in devices]
 
 
 def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
@@ -236,8 +243,10 @@ def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
         checkpoint("pv-forgotten")
         # Where attach runs on the node (kubelet-attached), free a loop device nothing mounts.
         if os.path.exists(config.backing_file(volume_id)):
-            for device in volume.release_loop(config, volume_id):
+            pending: list[str] = []
+            for device in volume.release_loop(config, volume_id, pending=pending):
                 call.notes.append(f"detached {device}")
+            call.notes.extend(_pending_notes(pending))
     return protocol.success()
 
 

@@ -429,8 +429,10 @@ def _loop_step(step: str, device: str, doing: str) -> None:
                             "see `losetup -l` and the kernel log") from error
 
 
-def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = ()) -> list[str]:
-    """Detach the volume's loop devices that no mount uses any more; return those detached.
+def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = (),
+                 pending: list[str] | None = None) -> list[str]:
+    """Detach the volume's loop devices that no mount uses any more; return those the kernel
+    let go of (`pending` collects those it only marked autoclear: held open elsewhere).
 
     A device whose backing file was deleted and not restored holds the only copy of the data:
     it is kept, and Refused says how to copy it back.
@@ -460,7 +462,12 @@ def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = ()) -> 
             kept.append(device)
             continue
         detach_loop(device)
-        detached.append(device)
+        # Said only once sysfs shows it gone: a device still held open (udev's blkid, a
+        # process) only got autoclear, and the kernel lets it go at the last close.
+        if kernel.loop_backing_file(device) is None:
+            detached.append(device)
+        elif pending is not None:
+            pending.append(device)
         checkpoint("loop-detached")
     # The record's loop_device is left as it is: find_loop checks it against sysfs before
     # trusting it, so a stale name costs one read, while rewriting the record costs a write.

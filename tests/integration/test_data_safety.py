@@ -222,3 +222,28 @@ def test_a_pod_of_another_namespace_cannot_mount_the_volume(driver: Driver) -> N
     assert flexvol("share", "db", "--off", root=str(driver.root)).exit_code == 0
     driver.fail("mount", theirs, _pod("db", "attacker"))
     driver.ok("unmount", mine)
+
+
+# ---- claims checked against the kernel --------------------------------------------------------
+
+def test_unmount_never_says_detached_for_a_device_held_open(driver: Driver) -> None:
+    """Defect: a device held open got only autoclear from the kernel, and the journal said
+    "detached" all the same."""
+    import time
+
+    target = driver.dir("p")
+    driver.ok("mount", target, options("h1"))
+    (device,) = _loops_of(driver, "h1")
+    held = os.open(device, os.O_RDONLY)
+    try:
+        driver.ok("unmount", target)
+        last = json.loads((driver.root / "log" / "calls.jsonl").read_text().splitlines()[-1])
+        assert f"detached {device}" not in last["notes"], last["notes"]
+        assert any(note.startswith(f"detach pending: {device}") for note in last["notes"]), last
+        assert kernel.loop_backing_file(device) is not None
+    finally:
+        os.close(held)
+    deadline = time.monotonic() + 5
+    while kernel.loop_backing_file(device) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kernel.loop_backing_file(device) is None
