@@ -9,7 +9,6 @@ before it is detached. A pod dir the kubelet let go of is never made again nor m
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass
 
@@ -27,7 +26,6 @@ from flexvol.inventory import (
     record_ids,
 )
 from flexvol.options import VolumeSpec, check_volume_id
-from flexvol.run import inherited_fds, run
 from flexvol.undo import Undo
 
 COPY_CHUNK = 1 << 20
@@ -462,24 +460,18 @@ def _remount(config: Config, finding: Finding) -> str:
                 f"has it as a mount of {finding.volume_id}); not mounted again")
     if not target.get("mode"):
         raise Refused(_mode_unknown(directory))
-    try:
-        # Pinned: a dir the kubelet removes from here on can no longer be mounted on
-        # (ENOENT), and a symlink put in its place is not followed.
-        fd = os.open(directory, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
-    except OSError as error:
-        if error.errno == errno.ENOENT:
-            return f"nothing to do: the kubelet removed {directory}; not made nor mounted again"
-        raise Refused(f"{directory} is not a directory now ({error.strerror}); left alone") from None
-    try:
-        if os.readlink(f"/proc/self/fd/{fd}") != directory:
-            raise Refused(f"{directory} now leads elsewhere through a symlink; left alone")
-        if kernel.mounts_at(directory):
+    from flexvol import mountdir
+
+    # Reached without following symlinks; never made again if the kubelet removed it.
+    opened = mountdir.open_dir(directory)
+    if opened is None:
+        return f"nothing to do: the kubelet removed {directory}; not made nor mounted again"
+    with opened:
+        if kernel.mounts_at(directory) or opened.covered():
             raise Refused(f"{directory} is mounted now; left alone")
         if _has_entries(directory):
             raise Refused(f"{directory} holds files now; move them aside first")
-        device = _mount_pinned(config, target, directory, fd)
-    finally:
-        os.close(fd)
+    device = _mount_again(config, target, directory)
     here = kernel.mounts_at(directory)
     if not here or here[-1].source != device or here[-1].read_only != (target["mode"] == "ro"):
         raise FlexvolError(f"the mount of {finding.volume_id} at {directory} did not take effect "
@@ -487,8 +479,8 @@ def _remount(config: Config, finding: Finding) -> str:
     return f"mounted {finding.volume_id} at {directory} ({target['mode']})"
 
 
-def _mount_pinned(config: Config, target: dict, directory: str, fd: int) -> str:
-    """ensure_loop, then mount the device on the pinned dir; roll back on failure."""
+def _mount_again(config: Config, target: dict, directory: str) -> str:
+    """The driver's own steps, onto the dir as it is (never created); roll back on failure."""
     volume_id = target["volume_id"]
     record = state.load_record(config, volume_id)
     if record is None:
@@ -503,30 +495,13 @@ def _mount_pinned(config: Config, target: dict, directory: str, fd: int) -> str:
     try:
         record = volume.ensure_file(config, spec, undo, may_create=False)
         device = volume.ensure_loop(config, record, undo)
-        for other in kernel.mounts_of_device(device):
-            if other.read_only != spec.read_only:
-                raise Refused(f"volume {volume_id} is mounted {'ro' if other.read_only else 'rw'} at "
-                              f"{other.mount_point}; not mounted {spec.mode} beside it")
-        if guard.set_write_guard(directory):
-            undo.push(f"lift write guard of {directory}", lambda: guard.lift_write_guard(directory),
-                      undo.guard_lifted(directory))
-        from flexvol.filesystems import BASE_MOUNT_OPTIONS
-
-        options = ",".join([*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode])
-        inherited_fds.add(fd)
         try:
-            run(["mount", "--no-canonicalize", "-t", spec.fs_type, "-o", options,
-                 "-r" if spec.read_only else "-w", device, f"/proc/self/fd/{fd}"],
-                timeout=volume.MOUNT_TIMEOUT, what="mount")
+            volume.ensure_mounted(device, directory, spec, undo, config=config, create=False)
         except CommandFailed as error:
             if not os.path.lexists(directory):
                 raise Refused(f"{directory} was removed by the kubelet meanwhile; not mounted again") \
                     from None
             raise volume.explain_mount_failure(record, device, error) from None
-        finally:
-            inherited_fds.discard(fd)
-        undo.push(f"unmount {directory}", lambda: volume.release_mount(directory),
-                  undo.unmounted(directory))
     except BaseException as error:
         undo.rollback()
         if undo.errors and isinstance(error, FlexvolError):

@@ -580,11 +580,12 @@ def _wrong_type(volume_id: str, found: str, wanted: str) -> Refused:
 # ---- mounts --------------------------------------------------------------------------------
 
 def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
-                   config: Config | None = None) -> bool:
+                   config: Config | None = None, create: bool = True) -> bool:
     """Leave `device` mounted at `target` with the spec's mode. Returns True if it mounted.
 
     The dir is opened without following symlinks and the mount made onto that open dir
     (mountdir.py); with `config`, a dir of the data root is refused however it is reached.
+    Without `create`, a missing dir is refused instead of made.
     """
     from flexvol import mountdir
 
@@ -599,8 +600,9 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
                           f"refusing a {spec.mode} mount beside it",
                           "use the same readOnly setting for every pod of this volume")
     forbidden = mountdir.data_root_ids(config) if config is not None else frozenset()
-    opened = mountdir.open_dir(target, create=True, undo=undo, forbidden=forbidden)
-    assert opened is not None  # created when missing
+    opened = mountdir.open_dir(target, create=create, undo=undo, forbidden=forbidden)
+    if opened is None:
+        raise Refused(f"{target} does not exist; not made again", "nothing to mount onto")
     if here or opened.covered():
         raise Refused(f"{target} is already a mount point; refusing to mount volume "
                       f"{spec.volume_id} over it")
