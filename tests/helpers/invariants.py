@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
 from flexvol import kernel
-from flexvol.guard import FS_IMMUTABLE_FL, FS_IOC_GETFLAGS
+from flexvol.guard import is_guarded
 
 
 def violations(base: Path, root: Path) -> list[str]:
@@ -48,24 +46,9 @@ def _guarded_dirs(base: Path, mount_points: set[str]) -> list[str]:
         subdirs[:] = [name for name in subdirs if os.path.join(directory, name) not in mount_points]
         for name in subdirs:
             path = os.path.join(directory, name)
-            if _immutable(path):
+            if is_guarded(path):
                 guarded.append(path)
     return guarded
-
-
-def _immutable(path: str) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        flags = bytearray(8)
-        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return bool(int.from_bytes(flags[:4], sys.byteorder) & FS_IMMUTABLE_FL)
 
 
 def _journal_mismatches(root: Path, ours: dict[str, str]) -> list[str]:
