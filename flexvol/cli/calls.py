@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -90,6 +91,9 @@ def call(verb: Annotated[str, typer.Argument(help="init, mount, unmount, expandf
          args: Annotated[list[str] | None, typer.Argument(help="The verb's arguments.")] = None,
          driver: Annotated[str, typer.Option(help="The driver executable.")] = "",
          plugin_dir: Annotated[str, typer.Option(help="The kubelet's plugin dir.")] = DEFAULT_PLUGIN_DIR,
+         root: Annotated[str, typer.Option(
+             "--root", envvar="FLEXVOL_ROOT", show_envvar=True,
+             help="The data root the driver acts on (default: the one installed into it).")] = "",
          json_output: JsonOption = False) -> None:
     """Run a verb of the installed driver as the kubelet would; show the reply readable and raw.
 
@@ -97,7 +101,9 @@ def call(verb: Annotated[str, typer.Argument(help="init, mount, unmount, expandf
     [bold]flexvol call mount /mnt/x '{"volumeID":"data-1","size":"1Gi"}'[/]
     """
     executable = driver or installed_driver(plugin_dir)
-    result = call_driver(executable, [verb, *(args or [])])
+    # The kubelet's environment is bare; the data root is the one thing passed on, when named.
+    env = {"FLEXVOL_ROOT": os.path.abspath(root)} if root else None
+    result = call_driver(executable, [verb, *(args or [])], env=env)
     if result.code == -1 and result.problem.startswith("cannot run"):
         raise InvalidInput(result.problem, "install the driver (install.sh) or pass --driver")
     if json_output:
