@@ -69,7 +69,7 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
 
     Example: [bold]flexvol calls --verb mount --last 5[/] or [bold]flexvol calls --stats[/]
     """
-    entries = [redact(entry) for entry in journal.read_entries(load_config(root))
+    entries = [redact(entry) for entry in journal.read_entries(load_config(root, must_exist=True))
                if (not verb or entry.get("verb") == verb) and (not volume or entry.get("volume") == volume)]
     if stats:
         table = verb_stats(entries)

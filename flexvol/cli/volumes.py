@@ -46,7 +46,7 @@ def list_volumes(json_output: JsonOption = False, root: RootOption = DEFAULT_ROO
 
     Example: [bold]flexvol ls[/] or [bold]flexvol ls --json | jq '.[].state'[/]
     """
-    views = inventory.volumes(load_config(root), kubelet_root)
+    views = inventory.volumes(load_config(root, must_exist=True), kubelet_root)
     if json_output:
         print_json([item.as_dict() for item in views])
         return
@@ -65,7 +65,7 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 
     Example: [bold]flexvol show data-1[/]
     """
-    config = load_config(root)
+    config = load_config(root, must_exist=True)
     item = inventory.view(config, volume_id, kubelet_root=kubelet_root)
     if item.record is None and not item.file_exists and not item.loop_devices:
         from flexvol.errors import Refused
@@ -182,7 +182,7 @@ def capacity(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -
 
     Example: [bold]flexvol capacity --json[/]
     """
-    config = load_config(root)
+    config = load_config(root, must_exist=True)
     found = inventory.capacity(config, inventory.volumes(config))
     if json_output:
         print_json(found.as_dict())
