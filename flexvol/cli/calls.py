@@ -58,10 +58,19 @@ def redact(entry: dict) -> dict:
     return {**entry, "message": message.split(SECRET_MARK)[0] + SECRET_MARK + "<redacted>"}
 
 
+def complete_verb(incomplete: str) -> list[str]:
+    """Shell completion of a verb: the driver's verbs, then the toolkit's journaled actions."""
+    from flexvol.cli.audit import PREFIX
+    from flexvol.verbs import VERBS
+
+    actions = [PREFIX + action for action in ("create", "delete", "resize", "repair")]
+    return [verb for verb in (*VERBS, *actions) if verb.startswith(incomplete)]
+
+
 @app.command()
 @friendly_errors
 def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls.")] = 20,
-          verb: Annotated[str, typer.Option(help="Only this verb.")] = "",
+          verb: Annotated[str, typer.Option(help="Only this verb.", autocompletion=complete_verb)] = "",
           volume: Annotated[str, typer.Option(help="Only this volume id.")] = "",
           stats: Annotated[bool, typer.Option("--stats", help="Latency percentiles per verb.")] = False,
           json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -> None:
@@ -87,7 +96,8 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @friendly_errors
-def call(verb: Annotated[str, typer.Argument(help="init, mount, unmount, expandfs ...")],
+def call(verb: Annotated[str, typer.Argument(help="init, mount, unmount, expandfs ...",
+                                             autocompletion=complete_verb)],
          args: Annotated[list[str] | None, typer.Argument(help="The verb's arguments.")] = None,
          driver: Annotated[str, typer.Option(help="The driver executable.")] = "",
          plugin_dir: Annotated[str, typer.Option(help="The kubelet's plugin dir.")] = DEFAULT_PLUGIN_DIR,

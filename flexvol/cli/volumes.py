@@ -34,6 +34,13 @@ def complete_volume(incomplete: str) -> list[str]:
     return sorted(volume_id for volume_id in ids if volume_id.startswith(incomplete))
 
 
+def complete_fs(incomplete: str) -> list[str]:
+    """Shell completion of --fs: the filesystems the driver formats."""
+    from flexvol.filesystems import FILESYSTEMS
+
+    return [name for name in FILESYSTEMS if name.startswith(incomplete)]
+
+
 VolumeArgument = Annotated[str, typer.Argument(help="The volume id (the PV's volumeID option).",
                                                autocompletion=complete_volume)]
 
@@ -96,7 +103,8 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 @friendly_errors
 def create(volume_id: VolumeArgument,
            size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
-           fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.")] = "ext4",
+           fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.",
+                                                 autocompletion=complete_fs)] = "ext4",
            thin: Annotated[bool, typer.Option(
                "--thin", help="A thin volume: a sparse file that takes blocks as it is written "
                               "(fails with I/O errors if other data fills the pool first).")] = False,
