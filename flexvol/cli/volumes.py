@@ -30,7 +30,10 @@ from flexvol.quantity import format_bytes
 def complete_volume(incomplete: str) -> list[str]:
     """Shell completion: the volume ids under FLEXVOL_ROOT (or the default data root)."""
     config = load_config(os.environ.get("FLEXVOL_ROOT", DEFAULT_ROOT))
-    ids = set(inventory.record_ids(config)) | set(inventory.file_ids(config))
+    try:
+        ids = set(inventory.record_ids(config)) | set(inventory.file_ids(config))
+    except OSError:
+        return []  # a root this user cannot read: nothing to offer, and no traceback in the shell
     return sorted(volume_id for volume_id in ids if volume_id.startswith(incomplete))
 
 

@@ -87,3 +87,13 @@ def test_garbage_overcommit_file_is_a_failure_naming_it(driver: Driver) -> None:
     driver.ok("unmount", driver.dir("first"))
     driver.ok("mount", driver.dir("again"), options("v0"))
     driver.ok("unmount", driver.dir("again"))
+
+
+def test_volume_completion_in_an_unreadable_root_offers_nothing_without_a_traceback(pool: Driver) -> None:
+    """Defect 4: completing a volume id where the user cannot read the root is quiet, not a crash."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/", "FLEXVOL_ROOT": str(pool.root),
+           "_FLEXVOL_COMPLETE": "complete_bash", "COMP_WORDS": "flexvol show ", "COMP_CWORD": "2"}
+    done = subprocess.run([*NOBODY, str(FLEXVOL)], capture_output=True, text=True, env=env, cwd="/",
+                          timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
