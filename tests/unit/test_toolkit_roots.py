@@ -63,3 +63,19 @@ def test_overcommit_file_read_when_valid_default_when_absent(tmp_path: Path) -> 
     assert budget.overcommit_ratio(config) == budget.DEFAULT_OVERCOMMIT
     Path(config.overcommit_path).write_text("1.5\n")
     assert budget.overcommit_ratio(config) == 1.5
+
+
+def test_doctor_fails_a_missing_root_and_a_garbage_overcommit_file(tmp_path: Path) -> None:
+    """Defect 4: doctor names a missing data root and a garbage overcommit file as FAILs with
+    their fix, and measures no pool through a root it cannot read."""
+    from flexvol import doctor
+
+    missing = Config(str(tmp_path / "missing"))
+    [check] = doctor.check_data_root(missing)
+    assert check.status == doctor.FAIL and str(tmp_path / "missing") in check.detail and check.fix
+    config = Config(str(tmp_path))
+    Path(config.overcommit_path).write_text("lots")
+    assert doctor.check_data_root(config)[0].status == doctor.PASS
+    [space] = doctor.check_space(config)
+    assert space.status == doctor.FAIL and config.overcommit_path in space.detail
+    assert "positive number" in space.fix
