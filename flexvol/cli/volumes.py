@@ -107,7 +107,7 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 def create(volume_id: VolumeArgument,
            size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
            fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.",
-                                                 autocompletion=complete_fs)] = "ext4",
+                                           autocompletion=complete_fs)] = "ext4",
            thin: Annotated[bool, typer.Option(
                "--thin", help="A thin volume: a sparse file that takes blocks as it is written "
                               "(fails with I/O errors if other data fills the pool first).")] = False,
