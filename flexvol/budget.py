@@ -15,7 +15,7 @@ loop device fails it with EIO and the filesystem inside is damaged.
 
 The ratio in <data root>/overcommit (default 1) still caps the sum of all sizes at that ratio
 times the pool's size. It can only lower the figure: flexvol never promises space the pool
-does not have free.
+does not have free. A file that holds no positive number is an error naming it, not the default.
 
 The driver (volume._check_pool_space), the toolkit (create, resize, capacity, doctor) and the
 agent (NodeCapacity, metrics, low-space events) all use `measure`, so they report one figure.
@@ -24,10 +24,11 @@ Standard library only, one statvfs and one scandir: the driver calls it to creat
 
 from __future__ import annotations
 
+import math
 import os
 
 from flexvol.config import Config
-from flexvol.errors import InvalidInput, Refused
+from flexvol.errors import FlexvolError, InvalidInput, Refused
 from flexvol.quantity import human_bytes
 
 DEFAULT_OVERCOMMIT = 1.0
@@ -140,12 +141,27 @@ def check(config: Config, size: int, volume_id: str) -> Pool:
 
 
 def overcommit_ratio(config: Config) -> float:
+    """The ratio in <data root>/overcommit, the default without the file. A file that cannot be
+    read or holds no positive number is an error naming it: guessing could promise more than
+    the operator allowed."""
+    path = config.overcommit_path
+    fix = (f"write a positive number there (1: the volumes' sizes may add up to the pool's size, "
+           f"2: to twice it), or remove the file for the default {DEFAULT_OVERCOMMIT:g}")
     try:
-        with open(config.overcommit_path, encoding="ascii") as handle:
-            ratio = float(handle.read().strip())
-    except (OSError, ValueError):
+        with open(path, "rb") as handle:
+            raw = handle.read(64)
+    except FileNotFoundError:
         return DEFAULT_OVERCOMMIT
-    return ratio if ratio > 0 else DEFAULT_OVERCOMMIT
+    except OSError as error:
+        raise FlexvolError(f"cannot read the overcommit ratio in {path}: {error.strerror}", fix) from None
+    text = raw.decode("ascii", errors="replace").strip()
+    try:
+        ratio = float(text)
+    except ValueError:
+        ratio = 0.0
+    if not math.isfinite(ratio) or ratio <= 0:
+        raise FlexvolError(f"{path} holds {text[:20]!r}, not an overcommit ratio", fix)
+    return ratio
 
 
 def backing_files(config: Config) -> dict[str, tuple[int, int]]:

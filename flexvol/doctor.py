@@ -129,6 +129,10 @@ def check_plugin_dir(plugin_dir: str, source: str) -> list[Check]:
     if flags & ST_RDONLY:
         return [Check("plugin dir", FAIL, f"{plugin_dir} ({source}) is read-only",
                       "use a writable --volume-plugin-dir (e.g. under /var/lib/kubelet)")]
+    if not os.access(plugin_dir, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return [Check("plugin dir", FAIL, f"{plugin_dir} ({source}) is not writable by uid "
+                      f"{os.geteuid()}: the driver cannot be installed there by this user",
+                      "run as root (sudo flexvol doctor)")]
     return [Check("plugin dir", PASS, f"{plugin_dir} ({source}) is writable and exec")]
 
 
@@ -167,13 +171,38 @@ def check_propagation(kubelet_root: str, mountinfo: str = "/proc/self/mountinfo"
                   f"mount --make-rshared {point}")]
 
 
+def check_privileges() -> list[Check]:
+    """The driver runs as root; checks run as another user cannot vouch for what root can do."""
+    if os.geteuid() == 0:
+        return [Check("privileges", PASS, "running as root, as the kubelet runs the driver")]
+    return [Check("privileges", FAIL, f"running as uid {os.geteuid()}: the driver runs as root, and loop "
+                  "devices, mounts, the plugin dir and the data root need it; the checks below cannot "
+                  "vouch for them", "run as root (sudo flexvol doctor)")]
+
+
+def check_data_root(config: Config) -> list[Check]:
+    from flexvol import dataroot
+
+    found = dataroot.problem(config)
+    if found is not None:
+        return [Check("data root", FAIL, found.message, found.hint)]
+    return [Check("data root", PASS, f"{config.data_root} is readable")]
+
+
 def check_space(config: Config) -> list[Check]:
     """The pool as the driver counts it (budget.py): FAIL when thin volumes were promised more
     than is free (their writes fail once it fills), WARN when it runs low."""
     from flexvol import budget
+    from flexvol.errors import FlexvolError
     from flexvol.quantity import human_bytes
 
-    pool = budget.measure(config)
+    try:
+        pool = budget.measure(config)
+    except FlexvolError as error:
+        return [Check("pool space", FAIL, error.message, error.hint)]
+    except OSError as error:
+        return [Check("pool space", FAIL, f"cannot measure the pool under {config.data_root}: "
+                      f"{error.strerror}", "run as root (sudo flexvol doctor)")]
     figures = (f"{human_bytes(pool.free_bytes)} free of {human_bytes(pool.total_bytes)} under "
                f"{pool.path}; thin volumes promised {human_bytes(pool.promised_bytes)} not yet "
                f"written; new or grown volumes may take {human_bytes(pool.available_bytes)}")
@@ -194,10 +223,15 @@ def run_checks(config: Config, *, plugin_dir: str | None = None, kubelet_root: s
         source = "given"
     else:
         plugin_dir, source = kubelet_plugin_dir()
-    checks = [*check_tools(tool_path), *check_kernel(), *check_plugin_dir(plugin_dir, source)]
+    checks = [*check_privileges(), *check_tools(tool_path), *check_kernel(),
+              *check_plugin_dir(plugin_dir, source)]
     if checks[-1].status == PASS:
         checks.extend(check_driver(plugin_dir))
     checks.extend(check_propagation(kubelet_root))
-    checks.extend(check_space(config))
+    root = check_data_root(config)
+    checks.extend(root)
+    # An unreadable root would measure as an empty pool: no figures rather than wrong ones.
+    if root[0].status == PASS:
+        checks.extend(check_space(config))
     return checks
 

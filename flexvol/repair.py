@@ -140,6 +140,10 @@ def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> l
             found.append(Finding(POD_DIR_UNMOUNTED, volume_id, directory,
                                  f"{directory} lost its mount and holds files the pod wrote to the root "
                                  "disk; move them aside, then run repair again", ""))
+        elif target is None and not guard.is_guarded(directory):
+            # Empty, unguarded and unknown to the driver: what a clean unmount leaves for the
+            # kubelet to remove (or a dir it made for a mount to come). Not a finding.
+            continue
         elif target is None:
             found.append(Finding(POD_DIR_UNMOUNTED, "", directory,
                                  f"{directory} lost its mount and no record says which volume it had; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -57,10 +58,19 @@ def redact(entry: dict) -> dict:
     return {**entry, "message": message.split(SECRET_MARK)[0] + SECRET_MARK + "<redacted>"}
 
 
+def complete_verb(incomplete: str) -> list[str]:
+    """Shell completion of a verb: the driver's verbs, then the toolkit's journaled actions."""
+    from flexvol.cli.audit import PREFIX
+    from flexvol.verbs import VERBS
+
+    actions = [PREFIX + action for action in ("create", "delete", "resize", "repair")]
+    return [verb for verb in (*VERBS, *actions) if verb.startswith(incomplete)]
+
+
 @app.command()
 @friendly_errors
 def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls.")] = 20,
-          verb: Annotated[str, typer.Option(help="Only this verb.")] = "",
+          verb: Annotated[str, typer.Option(help="Only this verb.", autocompletion=complete_verb)] = "",
           volume: Annotated[str, typer.Option(help="Only this volume id.")] = "",
           stats: Annotated[bool, typer.Option("--stats", help="Latency percentiles per verb.")] = False,
           json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -> None:
@@ -68,7 +78,7 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
 
     Example: [bold]flexvol calls --verb mount --last 5[/] or [bold]flexvol calls --stats[/]
     """
-    entries = [redact(entry) for entry in journal.read_entries(load_config(root))
+    entries = [redact(entry) for entry in journal.read_entries(load_config(root, must_exist=True))
                if (not verb or entry.get("verb") == verb) and (not volume or entry.get("volume") == volume)]
     if stats:
         table = verb_stats(entries)
@@ -86,10 +96,14 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @friendly_errors
-def call(verb: Annotated[str, typer.Argument(help="init, mount, unmount, expandfs ...")],
+def call(verb: Annotated[str, typer.Argument(help="init, mount, unmount, expandfs ...",
+                                             autocompletion=complete_verb)],
          args: Annotated[list[str] | None, typer.Argument(help="The verb's arguments.")] = None,
          driver: Annotated[str, typer.Option(help="The driver executable.")] = "",
          plugin_dir: Annotated[str, typer.Option(help="The kubelet's plugin dir.")] = DEFAULT_PLUGIN_DIR,
+         root: Annotated[str, typer.Option(
+             "--root", envvar="FLEXVOL_ROOT", show_envvar=True,
+             help="The data root the driver acts on (default: the one installed into it).")] = "",
          json_output: JsonOption = False) -> None:
     """Run a verb of the installed driver as the kubelet would; show the reply readable and raw.
 
@@ -97,7 +111,9 @@ def call(verb: Annotated[str, typer.Argument(help="init, mount, unmount, expandf
     [bold]flexvol call mount /mnt/x '{"volumeID":"data-1","size":"1Gi"}'[/]
     """
     executable = driver or installed_driver(plugin_dir)
-    result = call_driver(executable, [verb, *(args or [])])
+    # The kubelet's environment is bare; the data root is the one thing passed on, when named.
+    env = {"FLEXVOL_ROOT": os.path.abspath(root)} if root else None
+    result = call_driver(executable, [verb, *(args or [])], env=env)
     if result.code == -1 and result.problem.startswith("cannot run"):
         raise InvalidInput(result.problem, "install the driver (install.sh) or pass --driver")
     if json_output:

@@ -50,8 +50,17 @@ def error_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def load_config(root: str) -> Config:
-    return config_module.Config(root or DEFAULT_ROOT)
+def load_config(root: str, *, must_exist: bool = False) -> Config:
+    """The config of `root`; with must_exist (commands that read the pool), an error naming the
+    path and the fix when the root is missing or unreadable, never an empty pool."""
+    config = config_module.Config(root or DEFAULT_ROOT)
+    if must_exist:
+        from flexvol import dataroot
+
+        found = dataroot.problem(config)
+        if found is not None:
+            raise found
+    return config
 
 
 def print_json(value: object) -> None:

@@ -4,6 +4,7 @@ registers itself on `app`; list the module in COMMAND_MODULES to load it."""
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
@@ -25,8 +26,16 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print flexvol's version and exit.")] = False) -> None:
     """Operate the flexvol loop-device FlexVolume driver and check any FlexVolume driver."""
 
 

@@ -269,8 +269,10 @@ def simulate_summary(out: Console, run: PodRun) -> None:
                            "(left mounted: --no-teardown)", style="bold green"))
     if run.left_behind:
         out.print(Text(f"  left behind (removed): {run.left_behind}", style="bold red"))
+    if run.kept:
+        out.print(Text(f"  left behind in the data root (not removed): {run.kept}", style="bold red"))
     if run.error:
         out.print(Text(f"  {run.error}", style="bold red"))
     unfinished = any(outcome.error or outcome.mounted_at for outcome in run.outcomes)
-    if not (run.left_behind or run.error or unfinished):
+    if not (run.left_behind or run.kept or run.error or unfinished):
         out.print(Text("  pod volumes set up and torn down; nothing left behind", style="bold green"))

@@ -40,7 +40,7 @@ def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the ac
 
     Example: [bold]flexvol repair[/], then [bold]flexvol repair --apply[/]
     """
-    config = load_config(root)
+    config = load_config(root, must_exist=True)
     found = repair_module.findings(config, kubelet_root)
     results: dict[int, str] = {}
     unresolved = 0

@@ -30,8 +30,18 @@ from flexvol.quantity import format_bytes
 def complete_volume(incomplete: str) -> list[str]:
     """Shell completion: the volume ids under FLEXVOL_ROOT (or the default data root)."""
     config = load_config(os.environ.get("FLEXVOL_ROOT", DEFAULT_ROOT))
-    ids = set(inventory.record_ids(config)) | set(inventory.file_ids(config))
+    try:
+        ids = set(inventory.record_ids(config)) | set(inventory.file_ids(config))
+    except OSError:
+        return []  # a root this user cannot read: nothing to offer, and no traceback in the shell
     return sorted(volume_id for volume_id in ids if volume_id.startswith(incomplete))
+
+
+def complete_fs(incomplete: str) -> list[str]:
+    """Shell completion of --fs: the filesystems the driver formats."""
+    from flexvol.filesystems import FILESYSTEMS
+
+    return [name for name in FILESYSTEMS if name.startswith(incomplete)]
 
 
 VolumeArgument = Annotated[str, typer.Argument(help="The volume id (the PV's volumeID option).",
@@ -46,7 +56,7 @@ def list_volumes(json_output: JsonOption = False, root: RootOption = DEFAULT_ROO
 
     Example: [bold]flexvol ls[/] or [bold]flexvol ls --json | jq '.[].state'[/]
     """
-    views = inventory.volumes(load_config(root), kubelet_root)
+    views = inventory.volumes(load_config(root, must_exist=True), kubelet_root)
     if json_output:
         print_json([item.as_dict() for item in views])
         return
@@ -65,7 +75,7 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 
     Example: [bold]flexvol show data-1[/]
     """
-    config = load_config(root)
+    config = load_config(root, must_exist=True)
     item = inventory.view(config, volume_id, kubelet_root=kubelet_root)
     if item.record is None and not item.file_exists and not item.loop_devices:
         from flexvol.errors import Refused
@@ -96,7 +106,8 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 @friendly_errors
 def create(volume_id: VolumeArgument,
            size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
-           fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.")] = "ext4",
+           fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.",
+                                           autocompletion=complete_fs)] = "ext4",
            thin: Annotated[bool, typer.Option(
                "--thin", help="A thin volume: a sparse file that takes blocks as it is written "
                               "(fails with I/O errors if other data fills the pool first).")] = False,
@@ -182,7 +193,7 @@ def capacity(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -
 
     Example: [bold]flexvol capacity --json[/]
     """
-    config = load_config(root)
+    config = load_config(root, must_exist=True)
     found = inventory.capacity(config, inventory.volumes(config))
     if json_output:
         print_json(found.as_dict())

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from flexvol import budget, inventory, wirejson
 from flexvol.config import Config
+from flexvol.errors import FlexvolError
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -125,7 +126,7 @@ class NodeCollector(Collector):
         """The pool's figures as the driver counts them (budget.py), to alert before it is full."""
         try:
             pool = budget.measure(self.config)
-        except OSError:
+        except (OSError, FlexvolError):
             return
         for name, text, value in (
             ("flexvol_pool_size_bytes", "Size of the pool filesystem", pool.total_bytes),

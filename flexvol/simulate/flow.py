@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flexvol import kernel
 from flexvol.callrun import DEFAULT_PLUGIN_DIR
 from flexvol.errors import InvalidInput
 from flexvol.sanity.caller import Call, Caller
 from flexvol.sanity.kubelet import CheckFailed, Kubelet, Volume
-from flexvol.sanity.node import Node
+from flexvol.sanity.node import Leftovers, Node
 from flexvol.simulate.plan import PodPlan, PodVolume, driver_path, mount_options
 
 CONTROLLER_VERBS = ("attach", "isattached", "detach", "expandvolume")
@@ -56,6 +57,8 @@ class Settings:
     timeout: float = 120.0
     teardown: bool = True
     tmp_dir: str | None = None
+    # The data root the driver is given (FLEXVOL_ROOT); "" leaves the driver its own.
+    data_root: str = ""
 
 
 def executable_for(volume: PodVolume, settings: Settings) -> str:
@@ -72,21 +75,44 @@ class PodRun:
     kubelet_root: str
     outcomes: list[Outcome] = field(default_factory=list)
     left_behind: str = ""
+    # What the kernel still holds under a data root that is not simulate's own: reported, never
+    # unmounted nor detached by simulate.
+    kept: str = ""
     error: str = ""
 
 
 StepHook = Callable[[Outcome | None, Step], None]
 
 
+def held(data_root: str) -> Leftovers:
+    """The loop devices whose backing file lies under `data_root` and the mounts under it: what
+    the kernel holds of that data root now."""
+    roots = {data_root.rstrip("/"), os.path.realpath(data_root).rstrip("/")}
+
+    def under(path: str) -> bool:
+        return any(path == root or path.startswith(root + "/") for root in roots)
+
+    return Leftovers({device: backing for device, backing in kernel.loop_devices().items() if under(backing)},
+                     [mount.mount_point for mount in kernel.read_mounts() if under(mount.mount_point)])
+
+
 def run_pod(plan: PodPlan, volumes: list[PodVolume], settings: Settings,
-            on_step: StepHook | None = None) -> PodRun:
+            on_step: StepHook | None = None, node: Node | None = None) -> PodRun:
     """Set up every volume of the pod in order, mark the pod running, then tear down in reverse.
 
     As the kubelet does, a volume that fails to set up stops the pod from starting; whatever
-    was set up is still torn down (with --teardown).
+    was set up is still torn down (with --teardown). `node` is the temporary node the pods of
+    one run share (cleaned here, removed by its maker); without it the pod gets its own.
     """
     executables = {volume.driver: executable_for(volume, settings) for volume in volumes}
-    first = Node.create(volumes[0].driver, settings.tmp_dir, "simulate")
+    if node is None:
+        first, own = Node.create(volumes[0].driver, settings.tmp_dir, "simulate"), True
+    else:
+        first, own = Node(node.root, volumes[0].driver, node.token), False
+    # A data root outside the temporary node is the operator's: compare before and after.
+    data_root = os.path.abspath(settings.data_root) if settings.data_root else ""
+    outside = bool(data_root) and not (data_root + "/").startswith(first.root + "/")
+    before = held(settings.data_root) if outside else Leftovers()
     run = PodRun(plan.pod, first.kubelet_root)
     started = time.monotonic()
     current: dict[str, Outcome] = {}
@@ -143,7 +169,13 @@ def run_pod(plan: PodPlan, volumes: list[PodVolume], settings: Settings,
     finally:
         if settings.teardown:
             run.left_behind = first.leftovers().describe()
-            errors = first.remove()
+            if outside:
+                after = held(settings.data_root)
+                new = Leftovers({device: backing for device, backing in after.loops.items()
+                                 if device not in before.loops},
+                                [mount for mount in after.mounts if mount not in before.mounts])
+                run.kept = new.describe()
+            errors = first.remove() if own else first.clean()
             if errors:
                 run.error = f"cleanup failed: {'; '.join(errors)}"
     return run
@@ -152,7 +184,8 @@ def run_pod(plan: PodPlan, volumes: list[PodVolume], settings: Settings,
 def _load(driver: str, executable: str, first: Node, plan: PodPlan, settings: Settings,
           record: Callable[[Call], None]) -> Kubelet | str:
     """init the driver as the kubelet's prober does; the Kubelet for it, or why it is not loaded."""
-    caller = Caller(executable, env=settings.env, timeout=settings.timeout, on_done=record)
+    env = {**settings.env, "FLEXVOL_ROOT": settings.data_root} if settings.data_root else settings.env
+    caller = Caller(executable, env=env, timeout=settings.timeout, on_done=record)
     init = caller.call("init")
     if not init.ok:
         return f"init failed, the kubelet would not load {driver}: {init.describe()}"

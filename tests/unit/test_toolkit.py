@@ -101,12 +101,14 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 
 def test_ls_of_an_empty_root(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
     result = flexvol("ls", root=str(tmp_path / "root"))
     assert result.exit_code == 0 and result.stdout.strip() == "no volumes"
     assert json.loads(flexvol("ls", "--json", root=str(tmp_path / "root")).stdout) == []
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
     result = flexvol("show", "nope", root=str(tmp_path / "root"))
     assert result.exit_code == 1
     assert "volume nope does not exist" in result.output
