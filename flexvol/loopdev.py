@@ -64,7 +64,7 @@ def _open_backing(path: str) -> tuple[int, bool]:
     return os.open(path, os.O_RDWR | os.O_CLOEXEC), False
 
 
-def attach(path: str, before_bind: Callable[[str], None], attempts: int = 16) -> str:
+def attach(path: str, before_bind: Callable[[str], None], attempts: int = 64) -> str:
     """Bind `path` to a free loop device with direct I/O requested; return the device.
 
     `before_bind(device)` runs before each bind, so the caller can record the device first.
@@ -88,6 +88,9 @@ def attach(path: str, before_bind: Callable[[str], None], attempts: int = 16) ->
                     fcntl.ioctl(device_fd, LOOP_CONFIGURE, config)
                 except OSError as error:
                     if error.errno == errno.EBUSY:  # another caller bound it first
+                        # Many callers at once all get the same lowest free number: a short,
+                        # growing, pid-spread pause lets them draw different ones.
+                        time.sleep(((os.getpid() + _attempt) % 7 + 1) * 0.0002 * min(_attempt + 1, 8))
                         continue
                     if error.errno in (errno.ENOTTY, errno.EINVAL):
                         raise Unavailable(f"LOOP_CONFIGURE on {device}: {error.strerror}") from error
