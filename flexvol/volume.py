@@ -719,10 +719,6 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
     if not formatted:
         raise Refused(f"volume {volume_id} has never been formatted, so there is nothing to grow",
                       "mount it once first")
-    fs_type = formatted["fs_type"]
-    from flexvol.filesystems import FILESYSTEMS
-
-    filesystem = FILESYSTEMS[fs_type]
     path = config.backing_file(volume_id)
     current = os.stat(path).st_size
     grew = False
@@ -738,29 +734,88 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
     if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
         _set_loop_capacity(device)
         checkpoint("loop-capacity-set")
-    mounted = kernel.mounts_of_device(device)
-    if mounted:
-        run(filesystem.grow_argv(device, mounted[0].mount_point), timeout=GROW_TIMEOUT,
-            what=f"growing {fs_type}")
-    elif filesystem.grow_needs_mount:
-        scratch = os.path.join(config.scratch_dir, volume_id)
-        os.makedirs(scratch, 0o700, exist_ok=True)
-        run(["mount", "-t", fs_type, "-o", "nosuid,nodev,noexec", device, scratch],
-            timeout=MOUNT_TIMEOUT, what="mount")
-        checkpoint("scratch-mounted")
-        try:
-            run(filesystem.grow_argv(device, scratch), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
-        finally:
-            release_mount(scratch)
-            os.rmdir(scratch)
-    else:
-        if filesystem.offline_check:
-            run([part.format(device=device) for part in filesystem.offline_check],
-                timeout=GROW_TIMEOUT, ok=(0, 1), what="fsck before growing")
-        run(filesystem.grow_argv(device, ""), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
-    checkpoint("fs-grown")
-    size = os.stat(path).st_size
-    if record.get("size_bytes") != size:
-        record["size_bytes"] = size
-        state.save_record(config, record)
+    grow_filesystem(config, record, device, os.stat(path).st_size)
     return grew
+
+
+def grow_filesystem(config: Config, record: dict, device: str, size: int) -> None:
+    """Grow the volume's filesystem to its device: online when mounted, else offline.
+
+    The record says `growing` from before the filesystem step until it succeeds, so that a
+    failure (ext4 online growth needs CAP_SYS_RESOURCE) leaves a volume the toolkit flags and
+    the next resize or mount finishes, never a file bigger than its filesystem unnoticed.
+    """
+    from flexvol.filesystems import FILESYSTEMS
+
+    volume_id = record["volume_id"]
+    fs_type = record["formatted"]["fs_type"]
+    filesystem = FILESYSTEMS[fs_type]
+    growing = record.get("growing") or {}
+    record["growing"] = {"to": size, "since": growing.get("since") or state.now(),
+                         "error": growing.get("error", "")}
+    state.save_record(config, record)
+    mounted = kernel.mounts_of_device(device)
+    try:
+        if mounted:
+            run(filesystem.grow_argv(device, mounted[0].mount_point), timeout=GROW_TIMEOUT,
+                what=f"growing {fs_type}")
+        elif filesystem.grow_needs_mount:
+            scratch = os.path.join(config.scratch_dir, volume_id)
+            os.makedirs(scratch, 0o700, exist_ok=True)
+            run(["mount", "-t", fs_type, "-o", "nosuid,nodev,noexec", device, scratch],
+                timeout=MOUNT_TIMEOUT, what="mount")
+            checkpoint("scratch-mounted")
+            try:
+                run(filesystem.grow_argv(device, scratch), timeout=GROW_TIMEOUT,
+                    what=f"growing {fs_type}")
+            finally:
+                release_mount(scratch)
+                os.rmdir(scratch)
+        else:
+            if filesystem.offline_check:
+                run([part.format(device=device) for part in filesystem.offline_check],
+                    timeout=GROW_TIMEOUT, ok=(0, 1), what="fsck before growing")
+            run(filesystem.grow_argv(device, ""), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
+    except CommandFailed as error:
+        record["growing"]["error"] = (error.stderr.strip() or error.message)[-500:]
+        _save_cache(config, record)
+        raise _growth_failed(record, size, bool(mounted), error) from None
+    checkpoint("fs-grown")
+    record["size_bytes"] = size
+    record.pop("growing", None)
+    state.save_record(config, record)
+
+
+def _growth_failed(record: dict, size: int, online: bool, error: CommandFailed) -> FlexvolError:
+    """What happened and what to do, when the file and device grew but the filesystem did not."""
+    from flexvol.quantity import format_bytes
+
+    volume_id = record["volume_id"]
+    fs_type = record["formatted"]["fs_type"]
+    was = format_bytes(int(record.get("size_bytes") or 0))
+    happened = (f"volume {volume_id}: its backing file and loop device now hold {format_bytes(size)}, "
+                f"but growing its {fs_type} filesystem {'online' if online else 'offline'} failed, so "
+                f"the filesystem is still {was}: {error.message}")
+    if online and fs_type.startswith("ext"):
+        hint = ("grow it offline: stop the pods using it (or unmount it), then run "
+                f"'flexvol resize {volume_id} {format_bytes(size)}' (the next mount finishes it too); "
+                "or give the node CAP_SYS_RESOURCE, which online ext4 growth needs "
+                "(see 'flexvol doctor')")
+    else:
+        hint = (f"retry with 'flexvol resize {volume_id} {format_bytes(size)}' once the cause is "
+                "fixed; the volume stays flagged as growing until then")
+    return CommandFailed(happened, hint, argv=error.argv, code=error.code, stderr=error.stderr)
+
+
+def finish_growth(config: Config, record: dict, device: str) -> str:
+    """Before a mount: grow the filesystem of a volume flagged `growing` offline, while nothing
+    mounts it. Returns a note for the journal ("" when there was nothing to do)."""
+    if not record.get("growing") or kernel.mounts_of_device(device):
+        return ""
+    size = os.stat(config.backing_file(record["volume_id"])).st_size
+    try:
+        grow_filesystem(config, record, device, size)
+    except CommandFailed as error:
+        # The filesystem is intact at its old size: mount it, and leave the flag for later.
+        return f"filesystem growth still unfinished: {error.message}"
+    return f"finished growing the filesystem to {size}"

@@ -32,7 +32,7 @@ def direct_io(value: bool | None) -> str:
 
 def volumes_table(views: list[VolumeView]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for name in ("VOLUME", "SIZE", "ALLOCATED", "USED", "FS", "LOOP", "MOUNTS", "STATE"):
+    for name in ("VOLUME", "SIZE", "ALLOCATED", "USED", "FS", "LOOP", "MOUNTS", "PV/CLAIM", "STATE"):
         table.add_column(name, no_wrap=name != "MOUNTS", overflow="fold",
                          justify="right" if name in ("SIZE", "ALLOCATED", "USED") else "left")
     for item in views:
@@ -42,8 +42,38 @@ def volumes_table(views: list[VolumeView]) -> Table:
                            for m in item.mounts) or "-"
         table.add_row(item.volume_id, size(item.size_bytes), size(item.allocated_bytes),
                       size(item.fs_used_bytes), fs or "-", loop,
-                      Text(mounts), Text(item.state, style=STATE_STYLE.get(item.state, "")))
+                      Text(mounts), pv_claim(item), state_text(item))
     return table
+
+
+def pv_claim(item: VolumeView) -> str:
+    """The PV(s) using the volume and, when the agent provisioned it, its claim: pv (ns/name)."""
+    pvs = ", ".join(item.pvs)
+    if item.claim:
+        return f"{pvs or '?'} ({item.claim})"
+    return pvs or "-"
+
+
+def state_text(item: VolumeView) -> Text:
+    """The state word, and "fs growing to X" while a grown volume's filesystem lags behind."""
+    text = Text(item.state, style=STATE_STYLE.get(item.state, ""))
+    if item.growing:
+        text.append(f", fs growing to {size(item.growing.get('to'))}", style="bold yellow")
+    return text
+
+
+def print_unwrapped(out: Console, renderable: Table) -> None:
+    """Off a terminal, a row stays on one line however wide (scripts split lines, not cells)."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    from rich.measure import Measurement
+
+    needed = Measurement.get(out, out.options.update(width=1 << 16), renderable).maximum
+    if needed > out.width:
+        out = Console(width=needed, highlight=False, soft_wrap=False, no_color=out.no_color,
+                      file=out.file)
+    out.print(renderable)
 
 
 def findings_table(found: list[Finding], results: dict[int, str] | None = None) -> Table:

@@ -53,7 +53,7 @@ def list_volumes(json_output: JsonOption = False, root: RootOption = DEFAULT_ROO
     if not views:
         console().print("no volumes")
         return
-    console().print(render.volumes_table(views))
+    render.print_unwrapped(console(), render.volumes_table(views))
 
 
 @app.command()
