@@ -777,9 +777,11 @@ def grow_filesystem(config: Config, record: dict, device: str, size: int) -> Non
                     timeout=GROW_TIMEOUT, ok=(0, 1), what="fsck before growing")
             run(filesystem.grow_argv(device, ""), timeout=GROW_TIMEOUT, what=f"growing {fs_type}")
     except CommandFailed as error:
-        record["growing"]["error"] = (error.stderr.strip() or error.message)[-500:]
+        # The tool's last line says why (resize2fs: Permission denied to resize filesystem).
+        lines = [line.strip() for line in error.stderr.splitlines() if line.strip()]
+        record["growing"]["error"] = (lines[-1] if lines else error.message)[-500:]
         _save_cache(config, record)
-        raise _growth_failed(record, size, bool(mounted), error) from None
+        raise _growth_failed(record, size, bool(mounted), error) from error
     checkpoint("fs-grown")
     record["size_bytes"] = size
     record.pop("growing", None)
@@ -795,7 +797,7 @@ def _growth_failed(record: dict, size: int, online: bool, error: CommandFailed) 
     was = format_bytes(int(record.get("size_bytes") or 0))
     happened = (f"volume {volume_id}: its backing file and loop device now hold {format_bytes(size)}, "
                 f"but growing its {fs_type} filesystem {'online' if online else 'offline'} failed, so "
-                f"the filesystem is still {was}: {error.message}")
+                f"the filesystem is still {was}: {record['growing']['error']}")
     if online and fs_type.startswith("ext"):
         hint = ("grow it offline: stop the pods using it (or unmount it), then run "
                 f"'flexvol resize {volume_id} {format_bytes(size)}' (the next mount finishes it too); "
@@ -818,4 +820,6 @@ def finish_growth(config: Config, record: dict, device: str) -> str:
     except CommandFailed as error:
         # The filesystem is intact at its old size: mount it, and leave the flag for later.
         return f"filesystem growth still unfinished: {error.message}"
-    return f"finished growing the filesystem to {size}"
+    from flexvol.quantity import format_bytes
+
+    return f"finished growing the filesystem to {format_bytes(size)}"
