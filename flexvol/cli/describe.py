@@ -67,7 +67,7 @@ def call_event(entry: dict) -> Event:
     if entry.get("target"):
         message += f" at {entry['target']}"
     if entry.get("who"):
-        message += f" by {entry['who']}"
+        message += f" (by {entry['who']})"
     return Event(NORMAL if ok else WARNING, word if ok else f"Failed{word}",
                  parse_time(str(entry.get("time"))), message)
 
