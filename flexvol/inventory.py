@@ -225,8 +225,14 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
         problems=problems,
         pvs=pvs_of(record),
         claim=str((record or {}).get("claim") or ""),
-        growing=(record or {}).get("growing") or None,
+        growing=_growth_pending(record, info.st_size if info else None),
     )
+
+
+def _growth_pending(record: dict | None, file_size: int | None) -> dict | None:
+    from flexvol.volume import growth_pending
+
+    return growth_pending(record, file_size)
 
 
 def pvs_of(record: dict | None) -> list[str]:

@@ -122,8 +122,9 @@ def _volume_findings(config: Config, snapshot: Snapshot, volume_id: str, has_rec
 def _growth_findings(config: Config, snapshot: Snapshot, volume_id: str, devices: list[str]) -> list[Finding]:
     """A volume whose file grew but whose filesystem did not (a failed online grow)."""
     try:
-        growing = (state.load_record(config, volume_id) or {}).get("growing")
-    except FlexvolError:
+        growing = volume.growth_pending(state.load_record(config, volume_id),
+                                        os.stat(config.backing_file(volume_id)).st_size)
+    except (FlexvolError, OSError):
         return []
     if not growing:
         return []
@@ -135,12 +136,12 @@ def _growth_findings(config: Config, snapshot: Snapshot, volume_id: str, devices
     mounted = [mount.mount_point for device in devices for mount in snapshot.mounts_of(device)]
     if mounted:
         return [Finding(UNFINISHED_GROWTH, volume_id, path,
-                        f"{volume_id} grew to {to} but its filesystem did not, since {growing.get('since')}"
+                        f"{volume_id} grew to {to} but its filesystem did not{since(growing)}"
                         f"{why}; it is mounted at {', '.join(mounted)}: stop its pods (the next mount "
                         "grows it offline), or give the node CAP_SYS_RESOURCE and run "
                         f"'flexvol resize {volume_id} {to}'", "")]
     return [Finding(UNFINISHED_GROWTH, volume_id, path,
-                    f"{volume_id} grew to {to} but its filesystem did not, since {growing.get('since')}{why}",
+                    f"{volume_id} grew to {to} but its filesystem did not{since(growing)}{why}",
                     f"grow its filesystem offline to {to}")]
 
 
@@ -470,12 +471,16 @@ def _adopt_file(config: Config, finding: Finding) -> str:
     return f"adopted {path} ({found.fs_type or 'no filesystem'})"
 
 
+def since(growing: dict) -> str:
+    return f", since {growing['since']}" if growing.get("since") else ""
+
+
 def _finish_growth(config: Config, finding: Finding) -> str:
     """Grow the filesystem of an unmounted volume flagged `growing` offline, as a mount would."""
     record = state.load_record(config, finding.volume_id)
-    if not record or not record.get("growing"):
-        return "nothing to do: its filesystem has grown meanwhile"
     path = config.backing_file(finding.volume_id)
+    if not volume.growth_pending(record, os.stat(path).st_size) or record is None:
+        return "nothing to do: its filesystem has grown meanwhile"
     if any(kernel.mounts_of_device(device) for device in kernel.loops_of_file(path)):
         raise Refused(f"{finding.volume_id} is mounted now; left alone", finding.detail)
     undo = Undo()
@@ -486,7 +491,7 @@ def _finish_growth(config: Config, finding: Finding) -> str:
         volume.release_loop(config, finding.volume_id)
     undo.commit()
     after = state.load_record(config, finding.volume_id) or {}
-    if after.get("growing"):
+    if volume.growth_pending(after, os.stat(path).st_size):
         raise FlexvolError(f"{finding.volume_id} is still flagged as growing after growing it")
     return f"grew the filesystem of {finding.volume_id} to {after.get('size_bytes')} bytes"
 

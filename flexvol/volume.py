@@ -724,6 +724,9 @@ def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: U
     grew = False
     if new_bytes > current:
         _check_pool_space(config, new_bytes, volume_id)
+        # Flagged before the file grows: whatever step fails or is killed from here on, the
+        # record says its filesystem has not caught up (cleared by grow_filesystem).
+        mark_growing(config, record, new_bytes)
         os.truncate(path, new_bytes)
         grew = True
         checkpoint("file-grown")
@@ -750,10 +753,8 @@ def grow_filesystem(config: Config, record: dict, device: str, size: int) -> Non
     volume_id = record["volume_id"]
     fs_type = record["formatted"]["fs_type"]
     filesystem = FILESYSTEMS[fs_type]
-    growing = record.get("growing") or {}
-    record["growing"] = {"to": size, "since": growing.get("since") or state.now(),
-                         "error": growing.get("error", "")}
-    state.save_record(config, record)
+    if record.get("size_bytes") != size or record.get("growing"):
+        mark_growing(config, record, size)
     mounted = kernel.mounts_of_device(device)
     try:
         if mounted:
@@ -779,13 +780,34 @@ def grow_filesystem(config: Config, record: dict, device: str, size: int) -> Non
     except CommandFailed as error:
         # The tool's last line says why (resize2fs: Permission denied to resize filesystem).
         lines = [line.strip() for line in error.stderr.splitlines() if line.strip()]
-        record["growing"]["error"] = (lines[-1] if lines else error.message)[-500:]
-        _save_cache(config, record)
+        mark_growing(config, record, size, (lines[-1] if lines else error.message)[-500:])
         raise _growth_failed(record, size, bool(mounted), error) from error
     checkpoint("fs-grown")
-    record["size_bytes"] = size
-    record.pop("growing", None)
+    if record.get("size_bytes") != size or "growing" in record:
+        record["size_bytes"] = size
+        record.pop("growing", None)
+        state.save_record(config, record)
+
+
+def mark_growing(config: Config, record: dict, size: int, error: str = "") -> None:
+    """Record that the volume's file is (about to be) `size` while its filesystem is not yet."""
+    growing = record.get("growing") or {}
+    record["growing"] = {"to": size, "since": growing.get("since") or state.now(),
+                         "error": error or growing.get("error", "")}
     state.save_record(config, record)
+
+
+def growth_pending(record: dict | None, file_size: int | None) -> dict | None:
+    """The record's `growing` flag, or one inferred for a formatted volume whose file is bigger
+    than the size its record says (grown before the flag existed, or by hand)."""
+    if not record:
+        return None
+    if record.get("growing"):
+        return record["growing"]
+    recorded = int(record.get("size_bytes") or 0)
+    if record.get("formatted") and file_size and recorded and file_size > recorded:
+        return {"to": file_size, "since": "", "error": ""}
+    return None
 
 
 def _growth_failed(record: dict, size: int, online: bool, error: CommandFailed) -> FlexvolError:
@@ -812,9 +834,9 @@ def _growth_failed(record: dict, size: int, online: bool, error: CommandFailed) 
 def finish_growth(config: Config, record: dict, device: str) -> str:
     """Before a mount: grow the filesystem of a volume flagged `growing` offline, while nothing
     mounts it. Returns a note for the journal ("" when there was nothing to do)."""
-    if not record.get("growing") or kernel.mounts_of_device(device):
-        return ""
     size = os.stat(config.backing_file(record["volume_id"])).st_size
+    if not growth_pending(record, size) or kernel.mounts_of_device(device):
+        return ""
     try:
         grow_filesystem(config, record, device, size)
     except CommandFailed as error:

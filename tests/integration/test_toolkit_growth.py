@@ -133,3 +133,24 @@ def test_online_xfs_growth_leaves_no_flag(driver: Driver) -> None:
     record = driver.record("x1")
     assert "growing" not in record and record["size_bytes"] == 448 * MiB
     driver.ok("unmount", target)
+
+
+def test_a_file_grown_without_its_filesystem_before_the_flag_existed_is_found_and_finished(
+        driver: Driver) -> None:
+    """Defect: a half-grown volume from before the flag (file bigger than its record's size,
+    no `growing`) is shown, found by repair, and finished offline by the next mount."""
+    target = driver.dir("pod")
+    driver.ok("mount", target, options("old", size="64Mi", fs="ext4"))
+    Path(target, "keep").write_text("kept")
+    driver.ok("unmount", target)
+    os.truncate(driver.backing_file("old"), 128 * MiB)
+    assert "growing" not in driver.record("old")
+    assert flexvol_json("ls", root=str(driver.root))[0]["growing"]["to"] == 128 * MiB
+    found = [item for item in flexvol_json("repair", root=str(driver.root))
+             if item["kind"] == "unfinished-growth"]
+    assert found and found[0]["action"], found
+    driver.ok("mount", target, options("old", size="64Mi", fs="ext4"))
+    assert fs_bytes(target) > 100 * MiB and Path(target, "keep").read_text() == "kept"
+    assert driver.record("old")["size_bytes"] == 128 * MiB
+    assert flexvol_json("ls", root=str(driver.root))[0]["growing"] is None
+    driver.ok("unmount", target)
