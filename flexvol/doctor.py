@@ -217,6 +217,40 @@ def check_space(config: Config) -> list[Check]:
     return [Check("pool space", PASS, figures)]
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def effective_capabilities(status_text: str) -> int | None:
+    """The CapEff mask from /proc/<pid>/status text, None when absent or unreadable."""
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return int(line.split()[1], 16)
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def check_online_growth(status_path: str = "/proc/self/status") -> list[Check]:
+    """ext4 grows online only with CAP_SYS_RESOURCE (the kernel's ext4_resize_begin): without
+    it a resize of a mounted ext4 volume grows the file but not the filesystem."""
+    try:
+        with open(status_path) as handle:
+            mask = effective_capabilities(handle.read())
+    except OSError:
+        mask = None
+    if mask is None:
+        return [Check("online ext4 growth", WARN, f"cannot read CapEff from {status_path}")]
+    if mask >> CAP_SYS_RESOURCE & 1:
+        return [Check("online ext4 growth", PASS, "CAP_SYS_RESOURCE is effective: mounted ext4 "
+                      "volumes grow online")]
+    return [Check("online ext4 growth", WARN,
+                  "CAP_SYS_RESOURCE is not in the effective set: resizing a mounted ext4 volume "
+                  "fails in resize2fs (its filesystem then grows at its next mount, offline)",
+                  "run the driver and toolkit with CAP_SYS_RESOURCE (e.g. a privileged node agent, "
+                  "not a user namespace), or use xfs for volumes that must grow online")]
+
+
 def run_checks(config: Config, *, plugin_dir: str | None = None, kubelet_root: str = "/var/lib/kubelet",
                tool_path: str = TOOL_PATH) -> list[Check]:
     if plugin_dir:
@@ -228,6 +262,7 @@ def run_checks(config: Config, *, plugin_dir: str | None = None, kubelet_root: s
     if checks[-1].status == PASS:
         checks.extend(check_driver(plugin_dir))
     checks.extend(check_propagation(kubelet_root))
+    checks.extend(check_online_growth())
     root = check_data_root(config)
     checks.extend(root)
     # An unreadable root would measure as an empty pool: no figures rather than wrong ones.

@@ -59,6 +59,11 @@ class VolumeView:
     problems: list[str] = field(default_factory=list)
     # what the mounted filesystem says it uses (df), None when not mounted
     fs_used_bytes: int | None = None
+    # the PV(s) and claim ("namespace/name") using it, from its record
+    pvs: list[str] = field(default_factory=list)
+    claim: str = ""
+    # set while its filesystem has not caught up with a grown file: {to, since, error}
+    growing: dict | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -76,6 +81,9 @@ class VolumeView:
             "file_exists": self.file_exists,
             "problems": self.problems,
             "fs_used_bytes": self.fs_used_bytes,
+            "pvs": self.pvs,
+            "claim": self.claim,
+            "growing": self.growing,
         }
 
 
@@ -215,7 +223,23 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
         file_path=path,
         file_exists=info is not None,
         problems=problems,
+        pvs=pvs_of(record),
+        claim=str((record or {}).get("claim") or ""),
+        growing=_growth_pending(record, info.st_size if info else None),
     )
+
+
+def _growth_pending(record: dict | None, file_size: int | None) -> dict | None:
+    from flexvol.volume import growth_pending
+
+    return growth_pending(record, file_size)
+
+
+def pvs_of(record: dict | None) -> list[str]:
+    """The PV the agent provisioned the volume for, then any other PV names mounts used."""
+    record = record or {}
+    names = [record.get("pv_name") or "", *(record.get("pv_names") or [])]
+    return [name for name in dict.fromkeys(names) if name and isinstance(name, str)]
 
 
 def _used(path: str) -> int | None:

@@ -127,15 +127,25 @@ def resize(config: Config, volume_id: str, size: str) -> int:
     record = state.load_record(config, volume_id)
     if record is None:
         raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
-    current = record.get("size_bytes") or 0
+    # A growth whose filesystem step failed left the file (and the flag) at the bigger size:
+    # that size counts, so a retry at the old one is a shrink, not a silent no-op.
+    growing = record.get("growing") or {}
+    try:
+        on_disk = os.stat(config.backing_file(volume_id)).st_size
+    except OSError:
+        on_disk = 0
+    current = max(int(record.get("size_bytes") or 0), int(growing.get("to") or 0), on_disk)
     if new < current:
-        raise Refused(f"volume {volume_id} is {format_bytes(current)}; flexvol never shrinks a volume",
-                      f"ask for at least {format_bytes(current)}")
+        unfinished = (f" (its filesystem is still growing to it: run 'flexvol resize {volume_id} "
+                      f"{format_bytes(current)}' to finish)") if growing else ""
+        raise Refused(f"volume {volume_id} is {format_bytes(current)}{unfinished}; flexvol never "
+                      "shrinks a volume", f"ask for at least {format_bytes(current)}")
     fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
     options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
     path = config.backing_file(volume_id)
     # expandfs releases a loop device it attached only to grow (volume.detach_loop waits for it).
-    reply = verbs.dispatch(config, ["expandfs", options, "", "", str(new), str(current)],
+    old = int(record.get("size_bytes") or 0)
+    reply = verbs.dispatch(config, ["expandfs", options, "", "", str(new), str(old)],
                            CallInfo("expandfs"))
     if reply.status != protocol.SUCCESS:
         raise FlexvolError(f"resize of {volume_id} failed: {reply.message}")

@@ -37,6 +37,7 @@ RECORD_WITHOUT_FILE = "record-without-file"
 FILE_WITHOUT_RECORD = "file-without-record"
 POD_DIR_UNMOUNTED = "pod-dir-unmounted"
 STALE_TARGET = "stale-target"
+UNFINISHED_GROWTH = "unfinished-growth"
 # how many names a recovered copy may try before repair gives up and asks a person
 RECOVERY_NAMES = 100
 
@@ -111,7 +112,35 @@ def _volume_findings(config: Config, snapshot: Snapshot, volume_id: str, has_rec
     if has_file and not has_record:
         found.append(Finding(FILE_WITHOUT_RECORD, volume_id, path,
                              f"{path} has no record", "adopt it: write a record from what blkid finds"))
+    if has_record and has_file:
+        found.extend(_growth_findings(config, snapshot, volume_id, devices))
     return found
+
+
+def _growth_findings(config: Config, snapshot: Snapshot, volume_id: str, devices: list[str]) -> list[Finding]:
+    """A volume whose file grew but whose filesystem did not (a failed online grow)."""
+    try:
+        growing = volume.growth_pending(state.load_record(config, volume_id),
+                                        os.stat(config.backing_file(volume_id)).st_size)
+    except (FlexvolError, OSError):
+        return []
+    if not growing:
+        return []
+    from flexvol.quantity import format_bytes
+
+    to = format_bytes(int(growing.get("to") or 0))
+    why = f" ({growing['error']})" if growing.get("error") else ""
+    path = config.backing_file(volume_id)
+    mounted = [mount.mount_point for device in devices for mount in snapshot.mounts_of(device)]
+    if mounted:
+        return [Finding(UNFINISHED_GROWTH, volume_id, path,
+                        f"{volume_id} grew to {to} but its filesystem did not{since(growing)}"
+                        f"{why}; it is mounted at {', '.join(mounted)}: stop its pods (the next mount "
+                        "grows it offline), or give the node CAP_SYS_RESOURCE and run "
+                        f"'flexvol resize {volume_id} {to}'", "")]
+    return [Finding(UNFINISHED_GROWTH, volume_id, path,
+                    f"{volume_id} grew to {to} but its filesystem did not{since(growing)}{why}",
+                    f"grow its filesystem offline to {to}")]
 
 
 def _awaiting_first_mount(config: Config, volume_id: str) -> bool:
@@ -444,6 +473,31 @@ def _adopt_file(config: Config, finding: Finding) -> str:
     return f"adopted {path} ({found.fs_type or 'no filesystem'})"
 
 
+def since(growing: dict) -> str:
+    return f", since {growing['since']}" if growing.get("since") else ""
+
+
+def _finish_growth(config: Config, finding: Finding) -> str:
+    """Grow the filesystem of an unmounted volume flagged `growing` offline, as a mount would."""
+    record = state.load_record(config, finding.volume_id)
+    path = config.backing_file(finding.volume_id)
+    if not volume.growth_pending(record, os.stat(path).st_size) or record is None:
+        return "nothing to do: its filesystem has grown meanwhile"
+    if any(kernel.mounts_of_device(device) for device in kernel.loops_of_file(path)):
+        raise Refused(f"{finding.volume_id} is mounted now; left alone", finding.detail)
+    undo = Undo()
+    try:
+        device = volume.ensure_loop(config, record, undo)
+        volume.grow_filesystem(config, record, device, os.stat(path).st_size)
+    finally:
+        volume.release_loop(config, finding.volume_id)
+    undo.commit()
+    after = state.load_record(config, finding.volume_id) or {}
+    if volume.growth_pending(after, os.stat(path).st_size):
+        raise FlexvolError(f"{finding.volume_id} is still flagged as growing after growing it")
+    return f"grew the filesystem of {finding.volume_id} to {after.get('size_bytes')} bytes"
+
+
 def _forget_target(config: Config, finding: Finding) -> str:
     if os.path.lexists(finding.subject):
         raise Refused(f"{finding.subject} exists now; left alone")
@@ -523,4 +577,5 @@ ACTIONS = {
     FILE_WITHOUT_RECORD: _adopt_file,
     STALE_TARGET: _forget_target,
     POD_DIR_UNMOUNTED: _remount,
+    UNFINISHED_GROWTH: _finish_growth,
 }

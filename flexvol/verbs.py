@@ -117,6 +117,11 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
             if volume.ensure_filesystem(config, record, device, spec):
                 call.notes.append(f"formatted {spec.fs_type}")
             call.notes.extend(volume.ensure_reserved(config, record))
+            # A growth whose filesystem step failed (online ext4 without CAP_SYS_RESOURCE)
+            # is finished offline here, before the first mount of the device.
+            grown = volume.finish_growth(config, record, device)
+            if grown:
+                call.notes.append(grown)
             try:
                 volume.ensure_mounted(device, target, spec, undo, config=config)
             except CommandFailed as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -67,19 +68,65 @@ def complete_verb(incomplete: str) -> list[str]:
     return [verb for verb in (*VERBS, *actions) if verb.startswith(incomplete)]
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """10m, 90s, 2h, 1d or 1h30m as seconds; InvalidInput with an example otherwise."""
+    rest, total = text.strip(), 0.0
+    if not rest:
+        raise InvalidInput("--since needs a duration", "use e.g. --since 10m (s, m, h or d)")
+    while rest:
+        digits = len(rest) - len(rest.lstrip("0123456789."))
+        number, unit = rest[:digits], rest[digits:digits + 1]
+        if not number or unit not in DURATION_UNITS:
+            raise InvalidInput(f"--since {text!r} is not a duration", "use e.g. --since 10m (s, m, h or d)")
+        try:
+            total += float(number) * DURATION_UNITS[unit]
+        except ValueError:
+            raise InvalidInput(f"--since {text!r} is not a duration",
+                               "use e.g. --since 10m (s, m, h or d)") from None
+        rest = rest[digits + 1:]
+    return total
+
+
+def newer_than(entries: list[dict], seconds: float, now: float) -> list[dict]:
+    from flexvol.cli.describe import parse_time
+
+    cutoff = now - seconds
+    return [entry for entry in entries if (parse_time(str(entry.get("time"))) or 0) >= cutoff]
+
+
 @app.command()
 @friendly_errors
 def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls.")] = 20,
           verb: Annotated[str, typer.Option(help="Only this verb.", autocompletion=complete_verb)] = "",
           volume: Annotated[str, typer.Option(help="Only this volume id.")] = "",
           stats: Annotated[bool, typer.Option("--stats", help="Latency percentiles per verb.")] = False,
+          since: Annotated[str, typer.Option(help="Only calls of the last DURATION: 30s, 10m, 2h, 1d.",
+                                             metavar="DURATION")] = "",
+          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new calls as they are "
+                                               "journaled, until Ctrl-C.")] = False,
+          follow_for: Annotated[float, typer.Option(hidden=True, help="Stop following after this many "
+                                                    "seconds (0: never).")] = 0,
           json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -> None:
     """The driver's recent calls from its journal (secrets are never in it, only counts).
 
-    Example: [bold]flexvol calls --verb mount --last 5[/] or [bold]flexvol calls --stats[/]
+    Example: [bold]flexvol calls --verb mount --last 5[/], [bold]flexvol calls --since 10m --follow[/]
+    or [bold]flexvol calls --stats[/]
     """
-    entries = [redact(entry) for entry in journal.read_entries(load_config(root, must_exist=True))
-               if (not verb or entry.get("verb") == verb) and (not volume or entry.get("volume") == volume)]
+    import time
+
+    config = load_config(root, must_exist=True)
+    window = parse_duration(since) if since else None
+
+    def wanted(entry: dict) -> bool:
+        return (not verb or entry.get("verb") == verb) and (not volume or entry.get("volume") == volume)
+
+    follower = JournalTail(config.journal_path) if follow else None
+    entries = [redact(entry) for entry in journal.read_entries(config) if wanted(entry)]
+    if window is not None:
+        entries = newer_than(entries, window, time.time())
     if stats:
         table = verb_stats(entries)
         if json_output:
@@ -87,11 +134,94 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
         else:
             console().print(render.stats_table(table) if table else "no calls")
         return
-    entries = entries[-last:] if last > 0 else entries
+    if window is None or last != 20:
+        entries = entries[-last:] if last > 0 else entries
     if json_output:
-        print_json(entries)
-    else:
+        if follow:
+            for entry in entries:
+                typer.echo(json.dumps(entry))
+        else:
+            print_json(entries)
+    elif entries or not follow:
         console().print(render.calls_table(entries) if entries else "no calls")
+    if follower is not None:
+        follow_journal(follower, wanted, json_output, follow_for)
+
+
+class JournalTail:
+    """New journal lines since it was made: the file's inode and offset, across a rotation."""
+
+    def __init__(self, path: str) -> None:
+        import os
+
+        self.path = path
+        try:
+            info = os.stat(path)
+            self.inode, self.offset = info.st_ino, info.st_size
+        except OSError:
+            self.inode, self.offset = None, 0
+
+    def new_entries(self) -> list[dict]:
+        import os
+
+        try:
+            current = os.stat(self.path).st_ino
+        except OSError:
+            return []
+        lines: list[bytes] = []
+        if self.inode is not None and current != self.inode:
+            # rotated to calls.jsonl.1: finish it, then read the new file from its start
+            lines += self._read(self.path + ".1")
+            self.offset = 0
+        self.inode = current
+        lines += self._read(self.path)
+        found = []
+        for line in lines:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                found.append(value)
+        return found
+
+    def _read(self, path: str) -> list[bytes]:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written waits for the next look
+        self.offset += len(complete)
+        return complete.splitlines()
+
+
+FOLLOW_POLL = 0.25
+
+
+def follow_journal(tail: JournalTail, wanted: Callable[[dict], bool], json_output: bool,
+                   follow_for: float) -> None:
+    """Print each new call as a row (or a JSON line) as it lands, until Ctrl-C."""
+    import time
+
+    out = console()
+    deadline = time.monotonic() + follow_for if follow_for > 0 else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for entry in tail.new_entries():
+                if not wanted(entry):
+                    continue
+                entry = redact(entry)
+                if json_output:
+                    typer.echo(json.dumps(entry))
+                else:
+                    table = render.calls_table([entry])
+                    table.show_header = False
+                    out.print(table)
+            time.sleep(FOLLOW_POLL)
+    except KeyboardInterrupt:
+        return
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

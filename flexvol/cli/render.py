@@ -18,6 +18,7 @@ from flexvol.repair import Finding
 from flexvol.sanity import engine as sanity
 from flexvol.simulate.flow import Outcome, PodRun, Step
 from flexvol.simulate.plan import PodPlan, PodVolume
+from flexvol.volumeio import VolumeRates
 
 STATE_STYLE = {"idle": "dim", "attached": "cyan", "mounted": "green", "inconsistent": "bold red"}
 CHECK_STYLE = {PASS: "green", FAIL: "bold red"}
@@ -32,7 +33,7 @@ def direct_io(value: bool | None) -> str:
 
 def volumes_table(views: list[VolumeView]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for name in ("VOLUME", "SIZE", "ALLOCATED", "USED", "FS", "LOOP", "MOUNTS", "STATE"):
+    for name in ("VOLUME", "SIZE", "ALLOCATED", "USED", "FS", "LOOP", "MOUNTS", "PV/CLAIM", "STATE"):
         table.add_column(name, no_wrap=name != "MOUNTS", overflow="fold",
                          justify="right" if name in ("SIZE", "ALLOCATED", "USED") else "left")
     for item in views:
@@ -42,8 +43,38 @@ def volumes_table(views: list[VolumeView]) -> Table:
                            for m in item.mounts) or "-"
         table.add_row(item.volume_id, size(item.size_bytes), size(item.allocated_bytes),
                       size(item.fs_used_bytes), fs or "-", loop,
-                      Text(mounts), Text(item.state, style=STATE_STYLE.get(item.state, "")))
+                      Text(mounts), pv_claim(item), state_text(item))
     return table
+
+
+def pv_claim(item: VolumeView) -> str:
+    """The PV(s) using the volume and, when the agent provisioned it, its claim: pv (ns/name)."""
+    pvs = ", ".join(item.pvs)
+    if item.claim:
+        return f"{pvs or '?'} ({item.claim})"
+    return pvs or "-"
+
+
+def state_text(item: VolumeView) -> Text:
+    """The state word, and "fs growing to X" while a grown volume's filesystem lags behind."""
+    text = Text(item.state, style=STATE_STYLE.get(item.state, ""))
+    if item.growing:
+        text.append(f", fs growing to {size(item.growing.get('to'))}", style="bold yellow")
+    return text
+
+
+def print_unwrapped(out: Console, renderable: Table) -> None:
+    """Off a terminal, a row stays on one line however wide (scripts split lines, not cells)."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    from rich.measure import Measurement
+
+    needed = Measurement.get(out, out.options.update(width=1 << 16), renderable).maximum
+    if needed > out.width:
+        out = Console(width=needed, highlight=False, soft_wrap=False, no_color=out.no_color,
+                      file=out.file)
+    out.print(renderable)
 
 
 def findings_table(found: list[Finding], results: dict[int, str] | None = None) -> Table:
@@ -276,3 +307,40 @@ def simulate_summary(out: Console, run: PodRun) -> None:
     unfinished = any(outcome.error or outcome.mounted_at for outcome in run.outcomes)
     if not (run.left_behind or run.kept or run.error or unfinished):
         out.print(Text("  pod volumes set up and torn down; nothing left behind", style="bold green"))
+
+
+# ---- flexvol top -------------------------------------------------------------------------
+
+def per_second(value: float) -> str:
+    return f"{size(int(value))}/s" if value >= 1 else "0"
+
+
+def top_table(rows: list[VolumeRates], interval: float) -> Table:
+    """Live I/O per volume over one interval, busiest first."""
+    table = Table(box=None, pad_edge=False, caption=f"over {interval:g}s", caption_justify="left")
+    for name in ("VOLUME", "PV/CLAIM", "LOOP", "R/S", "W/S", "READ", "WRITE", "R LAT", "W LAT",
+                 "INFLIGHT", "BUSY", "QUEUE"):
+        left = name in ("VOLUME", "PV/CLAIM", "LOOP")
+        table.add_column(name, no_wrap=True, justify="left" if left else "right")
+    for row in rows:
+        rate, io = row.rates, row.io
+        who = f"{io.pv or '?'} ({io.claim})" if io.claim else (io.pv or "-")
+        table.add_row(io.volume_id, who, ", ".join(io.devices),
+                      f"{rate.read_iops:.0f}", f"{rate.write_iops:.0f}",
+                      per_second(rate.read_bytes_per_s), per_second(rate.write_bytes_per_s),
+                      f"{rate.read_latency_ms:.1f}ms", f"{rate.write_latency_ms:.1f}ms", str(rate.in_flight),
+                      f"{rate.busy:.0%}", f"{rate.queue_depth:.2f}")
+    return table
+
+
+def top_rows_as_dicts(rows: list[VolumeRates], interval: float) -> list[dict]:
+    return [{"volume_id": row.io.volume_id, "pv": row.io.pv, "claim": row.io.claim,
+             "loop_devices": row.io.devices,
+             "interval_seconds": interval, "read_iops": round(row.rates.read_iops, 2),
+             "write_iops": round(row.rates.write_iops, 2),
+             "read_bytes_per_second": round(row.rates.read_bytes_per_s),
+             "write_bytes_per_second": round(row.rates.write_bytes_per_s),
+             "read_latency_ms": round(row.rates.read_latency_ms, 3),
+             "write_latency_ms": round(row.rates.write_latency_ms, 3),
+             "in_flight": row.rates.in_flight, "busy": round(row.rates.busy, 4),
+             "queue_depth": round(row.rates.queue_depth, 3)} for row in rows]

@@ -6,7 +6,6 @@ import os
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flexvol import inventory, journal, provision
@@ -51,27 +50,41 @@ VolumeArgument = Annotated[str, typer.Argument(help="The volume id (the PV's vol
 @app.command("ls")
 @friendly_errors
 def list_volumes(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
-                 kubelet_root: KubeletRootOption = DEFAULT_KUBELET) -> None:
-    """List every volume: size, allocated bytes, filesystem, loop device, mounts and pods, state.
+                 kubelet_root: KubeletRootOption = DEFAULT_KUBELET,
+                 watch: Annotated[bool, typer.Option(
+                     "--watch", "-w", help="Keep watching: redraw on a terminal; off a terminal print "
+                                           "the table again only when it changes. Ctrl-C stops.")] = False,
+                 interval: Annotated[float, typer.Option(help="Seconds between looks with --watch.")] = 2.0,
+                 watch_for: Annotated[float, typer.Option(hidden=True, help="Stop watching after this "
+                                                          "many seconds (0: never).")] = 0) -> None:
+    """List every volume: size, allocated bytes, filesystem, loop device, mounts and pods, the PV
+    and claim using it, state.
 
-    Example: [bold]flexvol ls[/] or [bold]flexvol ls --json | jq '.[].state'[/]
+    Example: [bold]flexvol ls[/], [bold]flexvol ls --watch[/] or [bold]flexvol ls --json | jq '.[].state'[/]
     """
-    views = inventory.volumes(load_config(root, must_exist=True), kubelet_root)
+    config = load_config(root, must_exist=True)
+    if watch:
+        from flexvol.cli.watch import watch_volumes
+
+        watch_volumes(config, kubelet_root, interval, watch_for, json_output)
+        return
+    views = inventory.volumes(config, kubelet_root)
     if json_output:
         print_json([item.as_dict() for item in views])
         return
     if not views:
         console().print("no volumes")
         return
-    console().print(render.volumes_table(views))
+    render.print_unwrapped(console(), render.volumes_table(views))
 
 
 @app.command()
 @friendly_errors
 def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
          kubelet_root: KubeletRootOption = DEFAULT_KUBELET,
-         last: Annotated[int, typer.Option(help="How many recent calls to show.")] = 10) -> None:
-    """Show one volume: its record, what the kernel says, and the driver's last calls for it.
+         last: Annotated[int, typer.Option(help="How many recent calls to show as events.")] = 10) -> None:
+    """Describe one volume as kubectl describe does: its facts (size, filesystem, loop device,
+    PV, claim, mounts and pods), then its recent calls and problems as events with ages.
 
     Example: [bold]flexvol show data-1[/]
     """
@@ -84,22 +97,18 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
     calls = [entry for entry in journal.read_entries(config) if entry.get("volume") == volume_id][-last:]
     busy = inventory.holders([mount.path for mount in item.mounts]) if item.mounts else []
     if json_output:
+        import time
+
+        from flexvol.cli.describe import volume_events
+
+        now = time.time()
         print_json({**item.as_dict(), "record": item.record, "calls": calls,
+                    "events": [event.as_dict(now) for event in volume_events(item, calls)],
                     "processes": [{"pid": pid, "name": name, "path": path} for pid, name, path in busy]})
         return
-    out = console()
-    out.print(render.volumes_table([item]))
-    for problem in item.problems:
-        out.print(f"[bold red]problem:[/] {problem}")
-    for pid, name, path in busy:
-        out.print(f"in use by pid {pid} ({escape(name)}): {escape(path)}")
-    out.print("\n[bold]record[/]")
-    if item.record:
-        out.print_json(data=item.record)
-    else:
-        out.print("none")
-    out.print(f"\n[bold]last {len(calls)} call(s)[/]")
-    out.print(render.calls_table(calls) if calls else "none")
+    from flexvol.cli.describe import print_describe
+
+    print_describe(console(), item, calls, busy)
 
 
 @app.command()

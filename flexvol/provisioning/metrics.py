@@ -19,7 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from flexvol import budget, inventory, wirejson
+from flexvol import budget, inventory, volumeio, wirejson
 from flexvol.config import Config
 from flexvol.errors import FlexvolError
 
@@ -116,11 +116,13 @@ class NodeCollector(Collector):
                                       "file occupies on the pool filesystem", labels=["volume"])
         mounted = GaugeMetricFamily("flexvol_volume_mounted", "1 if a loop device of the volume "
                                     "is mounted anywhere", labels=["volume"])
-        for view in inventory.volumes(self.config):
+        views = inventory.volumes(self.config)
+        for view in views:
             size.add_metric([view.volume_id], view.size_bytes or 0)
             allocated.add_metric([view.volume_id], view.allocated_bytes or 0)
             mounted.add_metric([view.volume_id], 1 if view.state == "mounted" else 0)
         yield from (size, allocated, mounted)
+        yield from io_metrics(volumeio.sample(self.config, views))
 
     def _pool_metrics(self) -> Iterator:
         """The pool's figures as the driver counts them (budget.py), to alert before it is full."""
@@ -158,6 +160,35 @@ class NodeCollector(Collector):
             buckets.append(("+Inf", self.calls.totals[verb]))
             latency.add_metric([verb], buckets, self.calls.sums[verb])
         yield from (calls, latency)
+
+
+# name, help, the BlockStat field, and its unit factor (sectors to bytes, ms to seconds)
+IO_COUNTERS = (
+    ("flexvol_volume_read_bytes", "Bytes read from the volume's loop device", "read_sectors", 512),
+    ("flexvol_volume_write_bytes", "Bytes written to the volume's loop device", "write_sectors", 512),
+    ("flexvol_volume_reads", "Read requests completed by the volume's loop device", "reads", 1),
+    ("flexvol_volume_writes", "Write requests completed by the volume's loop device", "writes", 1),
+    ("flexvol_volume_read_seconds", "Time read requests spent, summed over requests", "read_ms", 0.001),
+    ("flexvol_volume_write_seconds", "Time write requests spent, summed over requests", "write_ms", 0.001),
+)
+IO_LABELS = ["volume", "pv", "claim"]
+
+
+def io_metrics(found: volumeio.Sample) -> Iterator:
+    """Live I/O of each attached volume from its loop devices' /sys/block stat counters; they
+    restart from 0 when a volume's loop device is set up again (a counter reset)."""
+    counters = [(CounterMetricFamily(name, text, labels=IO_LABELS), field, factor)
+                for name, text, field, factor in IO_COUNTERS]
+    inflight = GaugeMetricFamily("flexvol_volume_inflight_requests", "Requests in flight on the volume's "
+                                 "loop device now", labels=IO_LABELS)
+    for item in sorted(found.volumes.values(), key=lambda io: io.volume_id):
+        labels = [item.volume_id, item.pv, item.claim]
+        for family, field, factor in counters:
+            value = getattr(item.stat, field)
+            family.add_metric(labels, value * factor if factor != 1 else value)
+        inflight.add_metric(labels, item.stat.in_flight)
+    yield from (family for family, _field, _factor in counters)
+    yield inflight
 
 
 def registry_for(config: Config) -> CollectorRegistry:

@@ -41,6 +41,8 @@ class Volume:
     read_only: bool = False
     device: str = ""
     device_mounted: bool = False
+    # the size the options ask for, in bytes (0: unknown)
+    size_bytes: int = 0
     pods: dict[str, str] = field(default_factory=dict)
 
 

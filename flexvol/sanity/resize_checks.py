@@ -6,7 +6,7 @@ import os
 import shutil
 
 from flexvol.sanity.caller import MINIMAL_PATH
-from flexvol.sanity.context import Context, MiB
+from flexvol.sanity.context import SIZE_KEY, SIZE_PLACEHOLDER, Context, MiB
 from flexvol.sanity.kubelet import CheckFailed, expect_ok
 from flexvol.sanity.node import mounts_at
 from flexvol.sanity.observe import read_payload, run_with_teardown, write_payload
@@ -16,7 +16,8 @@ def check_expandfs(ctx: Context) -> str | None:
     fs_type, size = expand_fs_type(ctx)
     volume = ctx.volume(fs_type=fs_type, size_bytes=size)
     kubelet = ctx.kubelet()
-    old, new = size, size + 32 * MiB
+    old = volume.size_bytes or size
+    new = old + 32 * MiB
 
     def body() -> None:
         path = kubelet.setup(volume, ctx.pod())
@@ -40,7 +41,7 @@ def check_expandfs(ctx: Context) -> str | None:
         kubelet.teardown(volume)
 
     run_with_teardown(ctx, [volume], body)
-    if fs_type != "ext4":
+    if fs_type != "ext4" and not ctx.pinned_fs_type():
         return f"checked with {fs_type}: without CAP_SYS_RESOURCE here, ext4 cannot grow online"
     return None
 
@@ -50,10 +51,18 @@ XFS_MIN_BYTES = 320 * MiB
 
 
 def expand_fs_type(ctx: Context) -> tuple[str, int]:
-    """ext4 grows online only with CAP_SYS_RESOURCE (ext4_resize_begin); without it, use xfs."""
-    if has_capability(CAP_SYS_RESOURCE) or not shutil.which("mkfs.xfs", path=MINIMAL_PATH):
-        return "ext4", ctx.size_bytes
-    return "xfs", max(ctx.size_bytes, XFS_MIN_BYTES)
+    """The filesystem and size the expandfs check uses: the options' fsType if they pin one,
+    else ext4 where it grows online (CAP_SYS_RESOURCE, ext4_resize_begin) and xfs where not;
+    the size at least the filesystem's minimum (xfsprogs refuses below about 300 MB)."""
+    from flexvol.filesystems import FILESYSTEMS
+
+    fs_type = ctx.pinned_fs_type()
+    if not fs_type:
+        online = has_capability(CAP_SYS_RESOURCE) or not shutil.which("mkfs.xfs", path=MINIMAL_PATH)
+        fs_type = "ext4" if online else "xfs"
+    known = FILESYSTEMS.get(fs_type)
+    least = max(known.min_bytes, XFS_MIN_BYTES if fs_type == "xfs" else 0) if known else 0
+    return fs_type, max(ctx.fixed_size() or ctx.size_bytes, least)
 
 
 def has_capability(bit: int) -> bool:
@@ -68,10 +77,21 @@ def has_capability(bit: int) -> bool:
 
 
 def needs_resize(ctx: Context) -> str:
+    """Why expandfs cannot be checked here, so that the check never fails over its own choices."""
     if not ctx.capability("requiresFSResize", True):
         return "the driver declares requiresFSResize false, so the kubelet never calls expandfs"
-    if not has_capability(CAP_SYS_RESOURCE) and not shutil.which("mkfs.xfs", path=MINIMAL_PATH):
+    pinned = ctx.pinned_fs_type()
+    online_ext = has_capability(CAP_SYS_RESOURCE)
+    if pinned.startswith("ext") and not online_ext:
+        return (f"the options pin fsType {pinned}, and this machine lacks CAP_SYS_RESOURCE, without "
+                "which no mounted ext filesystem can grow")
+    if not pinned and not online_ext and not shutil.which("mkfs.xfs", path=MINIMAL_PATH):
         return "this machine lacks CAP_SYS_RESOURCE (no online ext4 growth) and mkfs.xfs"
+    fs_type, size = expand_fs_type(ctx)
+    text = ctx.options.get(SIZE_KEY, "")
+    if text and SIZE_PLACEHOLDER not in text and ctx.fixed_size() is None and size > ctx.size_bytes:
+        return (f"the options fix size {ctx.options[SIZE_KEY]!r}, which the checker cannot read to make "
+                f"sure {fs_type} fits (at least {size // MiB}Mi); use \"{SIZE_PLACEHOLDER}\" or a quantity")
     return ""
 
 

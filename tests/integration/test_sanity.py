@@ -128,3 +128,30 @@ def test_kubelet_fallbacks_for_a_driver_without_mount(work_dir: Path) -> None:
     # mount and unmount were asked once each (then remembered as Not supported), never again.
     calls = {item["verb"]: item["calls"] for item in report["latency"]}
     assert calls["mount"] == 2 and calls["unmount"] == 2
+
+
+@pytest.mark.parametrize("size", ["64Mi", "320Mi"])
+def test_user_options_without_placeholders_pass_a_correct_driver(work_dir: Path, size: str) -> None:
+    """Defect: with --options fixing volumeID and size, expandfs reused the user's volume (which
+    lifecycle had formatted as ext4) and asked for xfs below its minimum, failing a correct driver.
+    Each check now has a volume of its own and a size and filesystem that fit."""
+    user = json.dumps({"volumeID": "v", "size": size})
+    code, report = sanity(work_dir, DRIVER, "--options", user, "--repeat", "1",
+                          "--only", "lifecycle", "--only", "no-reformat", "--only", "expandfs")
+    assert statuses(report) == {"lifecycle": "PASS", "no-reformat": "PASS", "expandfs": "PASS"}, \
+        report["results"]
+    assert code == 0
+
+
+def test_pinned_ext4_without_online_growth_is_skipped_not_failed(work_dir: Path) -> None:
+    """Defect: a choice the options force on the checker (ext4, where ext4 cannot grow online)
+    is a SKIP with the reason, never a FAIL of the driver."""
+    with open("/proc/self/status") as handle:
+        mask = int(next(line for line in handle if line.startswith("CapEff:")).split()[1], 16)
+    if mask >> 24 & 1:
+        pytest.skip("CAP_SYS_RESOURCE is effective here: ext4 grows online, nothing to skip")
+    user = json.dumps({"volumeID": "{volume}", "size": "{size}", "kubernetes.io/fsType": "ext4"})
+    code, report = sanity(work_dir, DRIVER, "--options", user, "--repeat", "1", "--only", "expandfs")
+    result = report["results"][0]
+    assert result["status"] == "SKIP" and "CAP_SYS_RESOURCE" in result["reason"], result
+    assert code == 0

@@ -5,6 +5,7 @@ anything mounted in the data root, never a guard left on its dirs, nothing leake
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -15,6 +16,9 @@ from tests.helpers.driver import options
 from tests.reliability.harness import FIGURES, Harness, is_immutable, scale
 
 SCENARIO = "symlink race on the mount dir's parent"
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+_renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
 
 
 class Swapper:
@@ -22,7 +26,6 @@ class Swapper:
 
     def __init__(self, mnt: Path, link_to: Path) -> None:
         self.swap = mnt / "swap"
-        self.hold = mnt / "hold"
         self.link = mnt / "link"
         (self.swap / "volumes").mkdir(parents=True)
         self.link.symlink_to(link_to)
@@ -32,6 +35,13 @@ class Swapper:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def _exchange(self) -> None:
+        # renameat2(RENAME_EXCHANGE): `swap` is never missing, so the driver never finds a gap
+        # to make a dir of its own in.
+        if _renameat2(AT_FDCWD, os.fsencode(self.swap), AT_FDCWD, os.fsencode(self.link),
+                      RENAME_EXCHANGE) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
     def _run(self) -> None:
         while not self.stop.is_set():
             if self.pause.is_set():
@@ -39,11 +49,9 @@ class Swapper:
                 time.sleep(0.001)
                 continue
             self.paused.clear()
-            os.rename(self.swap, self.hold)   # the real dir aside
-            os.rename(self.link, self.swap)   # the symlink in its place
+            self._exchange()   # the symlink at `swap`, the real dir at `link`
             time.sleep(0.0002)
-            os.rename(self.swap, self.link)
-            os.rename(self.hold, self.swap)   # the real dir back
+            self._exchange()   # the real dir back
             self.swaps += 1
             time.sleep(0.0002)
 
