@@ -12,7 +12,7 @@ from flexvol import kernel, state, volume
 from flexvol.config import Config
 from flexvol.errors import FlexvolError, Refused
 from flexvol.options import VolumeSpec, check_fs_type, check_volume_id, parse_size
-from flexvol.quantity import format_bytes
+from flexvol.quantity import human_bytes
 from flexvol.undo import Undo
 
 CREATED_BY = "flexvol create"
@@ -129,8 +129,8 @@ def resize(config: Config, volume_id: str, size: str) -> int:
         raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
     current = record.get("size_bytes") or 0
     if new < current:
-        raise Refused(f"volume {volume_id} is {format_bytes(current)}; flexvol never shrinks a volume",
-                      f"ask for at least {format_bytes(current)}")
+        raise Refused(f"volume {volume_id} is {human_bytes(current)}; flexvol never shrinks a volume",
+                      f"ask for at least {human_bytes(current, round_up=True)}")
     fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
     options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
     path = config.backing_file(volume_id)
