@@ -22,6 +22,7 @@ from flexvol.cli.common import (
     print_json,
 )
 from flexvol.cli.main import app
+from flexvol.cli.output import JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
 from flexvol.errors import InvalidInput
 
 SECRET_MARK = "kubernetes.io/secret/"
@@ -63,25 +64,24 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
           verb: Annotated[str, typer.Option(help="Only this verb.")] = "",
           volume: Annotated[str, typer.Option(help="Only this volume id.")] = "",
           stats: Annotated[bool, typer.Option("--stats", help="Latency percentiles per verb.")] = False,
-          json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -> None:
+          output: OutputOption = None, no_headers: NoHeadersOption = False,
+          json_output: JsonAliasOption = False, root: RootOption = DEFAULT_ROOT) -> None:
     """The driver's recent calls from its journal (secrets are never in it, only counts).
+
+    -o name prints the volume of each call (with --stats: each verb).
 
     Example: [bold]flexvol calls --verb mount --last 5[/] or [bold]flexvol calls --stats[/]
     """
+    output = resolve(output, json_output)
     entries = [redact(entry) for entry in journal.read_entries(load_config(root))
                if (not verb or entry.get("verb") == verb) and (not volume or entry.get("volume") == volume)]
     if stats:
         table = verb_stats(entries)
-        if json_output:
-            print_json(table)
-        else:
-            console().print(render.stats_table(table) if table else "no calls")
+        emit(render.stat_rows(table), render.STAT_COLUMNS, output, no_headers, name="verb", data=table,
+             empty="no calls")
         return
     entries = entries[-last:] if last > 0 else entries
-    if json_output:
-        print_json(entries)
-    else:
-        console().print(render.calls_table(entries) if entries else "no calls")
+    emit(entries, render.CALL_COLUMNS, output, no_headers, name="volume", empty="no calls")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
