@@ -23,14 +23,10 @@ POD_VOLUME_DIR = "flexvol~loop"
 
 
 def readable_bytes(value: int | None) -> str:
-    """Bytes for people: 1.5Gi, 64Mi, 4.4Mi (quantity.format_bytes is exact, this is short)."""
-    if value is None:
-        return "-"
-    for unit, factor in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if value >= factor:
-            number = value / factor
-            return f"{number:.0f}{unit}" if number >= 100 or number == int(number) else f"{number:.1f}{unit}"
-    return f"{value}B"
+    """Bytes for people, by the toolkit's one rule (quantity.human_bytes); "-" when unknown."""
+    from flexvol.quantity import human_bytes
+
+    return "-" if value is None else human_bytes(value)
 
 
 @dataclass

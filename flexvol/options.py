@@ -8,7 +8,7 @@ from __future__ import annotations
 from flexvol import protocol
 from flexvol.errors import InvalidInput
 from flexvol.filesystems import ALLOWED_MOUNT_OPTIONS, DEFAULT_FS_TYPE, FILESYSTEMS
-from flexvol.quantity import format_bytes, parse_quantity
+from flexvol.quantity import human_bytes, parse_quantity
 
 VOLUME_ID = "volumeID"
 SIZE = "size"
@@ -85,9 +85,9 @@ def parse_spec(options: dict[str, str]) -> VolumeSpec:
     filesystem = FILESYSTEMS[fs_type]
     if size_bytes < filesystem.min_bytes:
         raise InvalidInput(
-            f"size {format_bytes(size_bytes)} of volume {volume_id} is below the "
-            f"{format_bytes(filesystem.min_bytes)} that {fs_type} needs",
-            f"set size to at least {format_bytes(filesystem.min_bytes)} or choose another fsType")
+            f"size {human_bytes(size_bytes)} of volume {volume_id} is below the "
+            f"{human_bytes(filesystem.min_bytes)} that {fs_type} needs",
+            f"set size to at least {human_bytes(filesystem.min_bytes)} or choose another fsType")
     return VolumeSpec(
         volume_id,
         size_bytes=size_bytes,

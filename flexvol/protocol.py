@@ -74,7 +74,7 @@ def parse_options(text: str) -> dict[str, str]:
     try:
         value = wirejson.loads(text)
     except ValueError as error:
-        raise InvalidInput(f"the options argument is not valid JSON ({error})",
+        raise InvalidInput(f"the options argument is not valid JSON: {error}",
                            "pass the volume options as one JSON object") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"the options argument must be a JSON object, not {_json_kind(value)}",

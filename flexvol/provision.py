@@ -12,7 +12,7 @@ from flexvol import kernel, state, volume
 from flexvol.config import Config
 from flexvol.errors import FlexvolError, Refused
 from flexvol.options import VolumeSpec, check_fs_type, check_volume_id, parse_size
-from flexvol.quantity import format_bytes
+from flexvol.quantity import format_bytes, human_bytes
 from flexvol.undo import Undo
 
 CREATED_BY = "flexvol create"
@@ -138,8 +138,8 @@ def resize(config: Config, volume_id: str, size: str) -> int:
     if new < current:
         unfinished = (f" (its filesystem is still growing to it: run 'flexvol resize {volume_id} "
                       f"{format_bytes(current)}' to finish)") if growing else ""
-        raise Refused(f"volume {volume_id} is {format_bytes(current)}{unfinished}; flexvol never "
-                      "shrinks a volume", f"ask for at least {format_bytes(current)}")
+        raise Refused(f"volume {volume_id} is {human_bytes(current)}{unfinished}; flexvol never "
+                      "shrinks a volume", f"ask for at least {human_bytes(current, round_up=True)}")
     fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
     options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
     path = config.backing_file(volume_id)

@@ -83,17 +83,28 @@ def format_bytes(value: int) -> str:
     return str(value)
 
 
-def human_bytes(value: int) -> str:
-    """Bytes for messages people read: exact when whole (64Mi, 2Gi), else one decimal of the
-    largest unit that fits (119.3Mi, 1.5Gi), and never below Mi (0.25Mi, <0.01Mi)."""
+def human_bytes(value: int, round_up: bool = False) -> str:
+    """Bytes for everything people read (messages, tables, hints): exact when whole (64Mi, 2Gi),
+    else one decimal of the largest unit that fits (119.3Mi, 1.5Gi), and never below Mi
+    (0.25Mi, <0.01Mi). round_up for a figure to ask for "at least": it then parses back to no
+    less than `value`."""
     if value < 0:
         return "-" + human_bytes(-value)
     exact = format_bytes(value)
+    for suffix in ("Ei", "Pi", "Ti", "Gi"):
+        tenths, rest = divmod(value * 10, _BINARY[suffix])
+        if value >= _BINARY[suffix] and not rest and tenths % 10:
+            return f"{tenths // 10}.{tenths % 10}{suffix}"  # 1.5Gi rather than 1536Mi: exact too
     if exact[-2:] in ("Mi", "Gi", "Ti", "Pi", "Ei"):
         return exact
     for suffix in ("Ei", "Pi", "Ti", "Gi"):
         if value >= _BINARY[suffix]:
+            if round_up:
+                return f"{-(-value * 10 // _BINARY[suffix]) / 10:.1f}{suffix}"
             return f"{value / _BINARY[suffix]:.1f}{suffix}"
+    if round_up and value:
+        places = 10 if value >= _BINARY["Mi"] else 100
+        return f"{-(-value * places // _BINARY['Mi']) / places:g}Mi"
     mebibytes = value / _BINARY["Mi"]
     if value == 0:
         return "0"

@@ -17,7 +17,7 @@ _WHITESPACE = " \t\n\r"
 
 
 def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(f"{name} is not allowed")
 
 
 class _ScannerContext:
@@ -48,14 +48,15 @@ def loads(text: str) -> object:
     try:
         value, stop = _scan(text, start)
     except StopIteration as stop_at:
-        raise ValueError(f"not JSON at character {stop_at.value}") from None
+        raise ValueError(f"unexpected text at character {stop_at.value}") from None
     except RecursionError:
         # `[[[[...` thousands deep exhausts the C scanner's recursion limit.
         raise ValueError("nested too deeply") from None
     except SystemError:
         # `_json` reports syntax errors through `json.decoder`, which we deliberately do not
         # import; without it the scanner fails with a bare SystemError instead.
-        raise ValueError("not valid JSON (truncated or malformed)") from None
+        # Callers say "not valid JSON" themselves: the reason alone, so it is not said twice.
+        raise ValueError("truncated or malformed") from None
     if stop != end:
         raise ValueError(f"extra data after the JSON value at character {stop}")
     return value

@@ -24,6 +24,7 @@ from flexvol.cli.common import (
     print_json,
 )
 from flexvol.cli.main import app
+from flexvol.cli.output import JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
 from flexvol.errors import InvalidInput
 
 SECRET_MARK = "kubernetes.io/secret/"
@@ -109,14 +110,18 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
                                                "journaled, until Ctrl-C.")] = False,
           follow_for: Annotated[float, typer.Option(hidden=True, help="Stop following after this many "
                                                     "seconds (0: never).")] = 0,
-          json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -> None:
+          output: OutputOption = None, no_headers: NoHeadersOption = False,
+          json_output: JsonAliasOption = False, root: RootOption = DEFAULT_ROOT) -> None:
     """The driver's recent calls from its journal (secrets are never in it, only counts).
+
+    -o name prints the volume of each call (with --stats: each verb).
 
     Example: [bold]flexvol calls --verb mount --last 5[/], [bold]flexvol calls --since 10m --follow[/]
     or [bold]flexvol calls --stats[/]
     """
     import time
 
+    output = resolve(output, json_output)
     config = load_config(root, must_exist=True)
     window = parse_duration(since) if since else None
 
@@ -129,23 +134,18 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
         entries = newer_than(entries, window, time.time())
     if stats:
         table = verb_stats(entries)
-        if json_output:
-            print_json(table)
-        else:
-            console().print(render.stats_table(table) if table else "no calls")
+        emit(render.stat_rows(table), render.STAT_COLUMNS, output, no_headers, name="verb", data=table,
+             empty="no calls")
         return
     if window is None or last != 20:
         entries = entries[-last:] if last > 0 else entries
-    if json_output:
-        if follow:
-            for entry in entries:
-                typer.echo(json.dumps(entry))
-        else:
-            print_json(entries)
+    if follow and output == "json":
+        for entry in entries:
+            typer.echo(json.dumps(entry))  # one JSON line a call: a stream
     elif entries or not follow:
-        console().print(render.calls_table(entries) if entries else "no calls")
+        emit(entries, render.CALL_COLUMNS, output, no_headers, name="volume", empty="no calls")
     if follower is not None:
-        follow_journal(follower, wanted, json_output, follow_for)
+        follow_journal(follower, wanted, output, bool(entries) or no_headers, follow_for)
 
 
 class JournalTail:
@@ -200,25 +200,22 @@ class JournalTail:
 FOLLOW_POLL = 0.25
 
 
-def follow_journal(tail: JournalTail, wanted: Callable[[dict], bool], json_output: bool,
-                   follow_for: float) -> None:
-    """Print each new call as a row (or a JSON line) as it lands, until Ctrl-C."""
+def follow_journal(tail: JournalTail, wanted: Callable[[dict], bool], output: str | None,
+                   headed: bool, follow_for: float) -> None:
+    """Print each new call as a row (or a JSON line) as it lands, until Ctrl-C; the header only
+    once (`headed`: already printed or not wanted)."""
     import time
 
-    out = console()
     deadline = time.monotonic() + follow_for if follow_for > 0 else None
     try:
         while deadline is None or time.monotonic() < deadline:
-            for entry in tail.new_entries():
-                if not wanted(entry):
-                    continue
-                entry = redact(entry)
-                if json_output:
+            batch = [redact(entry) for entry in tail.new_entries() if wanted(entry)]
+            if batch and output == "json":
+                for entry in batch:
                     typer.echo(json.dumps(entry))
-                else:
-                    table = render.calls_table([entry])
-                    table.show_header = False
-                    out.print(table)
+            elif batch:
+                emit(batch, render.CALL_COLUMNS, output, headed, name="volume")
+                headed = True
             time.sleep(FOLLOW_POLL)
     except KeyboardInterrupt:
         return

@@ -27,10 +27,10 @@ EXIT_FINDINGS = 3
 EXIT_DOCTOR_FAIL = 4
 
 RootOption = Annotated[str, typer.Option(
-    "--root", envvar="FLEXVOL_ROOT", show_envvar=True,
+    "--root", envvar="FLEXVOL_ROOT", show_envvar=True, metavar="PATH",
     help="The driver's data root.")]
 KubeletRootOption = Annotated[str, typer.Option(
-    "--kubelet-root", envvar="FLEXVOL_KUBELET_ROOT", show_envvar=True,
+    "--kubelet-root", envvar="FLEXVOL_KUBELET_ROOT", show_envvar=True, metavar="PATH",
     help="The kubelet's root dir (its pod dirs name the pods using a volume).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -38,16 +38,24 @@ DEFAULT_ROOT = config_module.DEFAULT_DATA_ROOT
 DEFAULT_KUBELET = DEFAULT_KUBELET_ROOT
 
 
-def console() -> Console:
-    # rich turns colour off by itself when stdout is not a terminal and honours NO_COLOR;
-    # COLUMNS pins the width (tests, pipes).
+# Off a terminal a line is as long as it is: rich would otherwise wrap at 80 columns.
+UNBOUNDED = 1 << 20
+
+
+def console(stderr: bool = False) -> Console:
+    """stdout (or stderr) for people. On a terminal rich wraps at its width (COLUMNS pins it);
+    in a pipe or a file nothing is ever wrapped nor cut, so scripts see one line per line."""
+    # rich turns colour off by itself when stdout is not a terminal and honours NO_COLOR.
     width = os.environ.get("COLUMNS")
-    return Console(width=int(width) if width and width.isdigit() else None, highlight=False,
-                   soft_wrap=False)
+    out = Console(stderr=stderr, width=int(width) if width and width.isdigit() else None,
+                  highlight=False, soft_wrap=False)
+    if out.is_terminal:
+        return out
+    return Console(stderr=stderr, width=UNBOUNDED, highlight=False, soft_wrap=True)
 
 
 def error_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return console(stderr=True)
 
 
 def load_config(root: str, *, must_exist: bool = False) -> Config:

@@ -12,21 +12,20 @@ from flexvol.cli.common import (
     DEFAULT_KUBELET,
     DEFAULT_ROOT,
     EXIT_DOCTOR_FAIL,
-    JsonOption,
     KubeletRootOption,
     RootOption,
-    console,
     friendly_errors,
     load_config,
-    print_json,
 )
 from flexvol.cli.main import app
+from flexvol.cli.output import JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
 from flexvol.config import TOOL_PATH
 
 
 @app.command()
 @friendly_errors
-def doctor(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
+def doctor(output: OutputOption = None, no_headers: NoHeadersOption = False,
+           json_output: JsonAliasOption = False, root: RootOption = DEFAULT_ROOT,
            kubelet_root: KubeletRootOption = DEFAULT_KUBELET,
            plugin_dir: Annotated[str, typer.Option(
                help="The kubelet's volume plugin dir; found from the running kubelet when not given.")] = "",
@@ -34,15 +33,14 @@ def doctor(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
                help="Where the driver looks for its tools.")] = TOOL_PATH) -> None:
     """Check that this node is ready: tools, kernel, plugin dir, driver init, propagation, space.
 
-    PASS / WARN / FAIL per check with its fix; exit code 4 on any FAIL.
+    PASS / WARN / FAIL per check with its fix; exit code 4 on any FAIL. -o name prints the
+    name of each check.
 
     Example: [bold]flexvol doctor[/]
     """
+    output = resolve(output, json_output)
     checks = doctor_module.run_checks(load_config(root), plugin_dir=plugin_dir or None,
                                       kubelet_root=kubelet_root, tool_path=tool_path)
-    if json_output:
-        print_json([check.as_dict() for check in checks])
-    else:
-        console().print(render.checks_table(checks))
+    emit([check.as_dict() for check in checks], render.CHECK_COLUMNS, output, no_headers, name="name")
     if any(check.status == doctor_module.FAIL for check in checks):
         raise typer.Exit(EXIT_DOCTOR_FAIL)

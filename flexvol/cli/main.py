@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from flexvol import __version__
+from flexvol.cli import helpfmt
 
-app = typer.Typer(
+app = helpfmt.Typer(
     name="flexvol",
+    cls=helpfmt.Group,
     help="Operate the flexvol loop-device FlexVolume driver and check any FlexVolume driver.",
     no_args_is_help=True,
     add_completion=True,

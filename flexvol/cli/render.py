@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from dataclasses import asdict
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from flexvol.budget import LOW_FRACTION
+from flexvol.cli.output import Column, Output, Row, emit, rich_table
 from flexvol.doctor import FAIL, PASS, Check
-from flexvol.inventory import Capacity, VolumeView, readable_bytes
+from flexvol.inventory import Capacity, VolumeView
 from flexvol.quantity import human_bytes
 from flexvol.repair import Finding
 from flexvol.sanity import engine as sanity
@@ -24,27 +26,90 @@ STATE_STYLE = {"idle": "dim", "attached": "cyan", "mounted": "green", "inconsist
 CHECK_STYLE = {PASS: "green", FAIL: "bold red"}
 
 
-size = readable_bytes
+def size(value: int | None) -> str:
+    return "-" if value is None else human_bytes(value)
 
 
 def direct_io(value: bool | None) -> str:
     return "" if value is None else (" dio" if value else " buffered")
 
 
+# ---- flexvol ls ----------------------------------------------------------------------------
+
+def _fs(row: Row) -> str:
+    fs_type = str(row.get("fs_type") or "")
+    return fs_type + ("" if row.get("formatted") or not fs_type else " (blank)")
+
+
+def _loop(row: Row) -> list[str]:
+    """One device a line on a terminal; the I/O mode after the last (they share the file)."""
+    devices = list(row.get("loop_devices") or [])  # type: ignore[call-overload]
+    if devices:
+        devices[-1] += direct_io(row.get("direct_io"))  # type: ignore[arg-type]
+    return devices
+
+
+def _mounts(row: Row) -> list[str]:
+    shown = []
+    for mount in row.get("mounts") or []:  # type: ignore[attr-defined]
+        text = mount["path"] + (" ro" if mount["read_only"] else "")
+        shown.append(text + (f" [{mount['pod']}]" if mount["pod"] else ""))
+    return shown
+
+
+def _pv_claim(row: Row) -> str:
+    """The PV(s) using the volume and, when the agent provisioned it, its claim: pv (ns/name)."""
+    pvs = ", ".join(row.get("pvs") or [])  # type: ignore[arg-type]
+    if row.get("claim"):
+        return f"{pvs or '?'} ({row['claim']})"
+    return pvs or "-"  # a cell of its own, also for `awk '{print $N}'`
+
+
+def _state(row: Row) -> str:
+    """The state word, and "fs growing to X" while a grown volume's filesystem lags behind."""
+    growing = row.get("growing") or {}
+    text = str(row["state"])
+    if growing:
+        text += f", fs growing to {size(growing.get('to'))}"  # type: ignore[union-attr]
+    return text
+
+
+VOLUME_COLUMNS = (
+    Column("VOLUME", "volume_id"),
+    Column("SIZE", lambda row: size(row["size_bytes"]), justify="right"),  # type: ignore[arg-type]
+    Column("ALLOCATED", lambda row: size(row["allocated_bytes"]), justify="right"),  # type: ignore[arg-type]
+    Column("USED", lambda row: size(row["fs_used_bytes"]), justify="right"),  # type: ignore[arg-type]
+    Column("FS", _fs),
+    Column("LOOP", _loop),
+    Column("MOUNTS", _mounts, fold=True),
+    Column("PV", lambda row: _pv_claim(row), fold=True),
+    Column("STATE", lambda row: _state(row), style=lambda row: STATE_STYLE.get(str(row["state"]), "")),
+    Column("FILE", "file", wide=True),
+    Column("PROBLEMS", "problems", wide=True, fold=True),
+)
+
+
 def volumes_table(views: list[VolumeView]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for name in ("VOLUME", "SIZE", "ALLOCATED", "USED", "FS", "LOOP", "MOUNTS", "PV/CLAIM", "STATE"):
-        table.add_column(name, no_wrap=name != "MOUNTS", overflow="fold",
-                         justify="right" if name in ("SIZE", "ALLOCATED", "USED") else "left")
-    for item in views:
-        fs = item.fs_type + ("" if item.formatted or not item.fs_type else " (blank)")
-        loop = ", ".join(item.loop_devices) + direct_io(item.direct_io) if item.loop_devices else "-"
-        mounts = "\n".join(f"{m.path}{' ro' if m.read_only else ''}{f' [{m.pod}]' if m.pod else ''}"
-                           for m in item.mounts) or "-"
-        table.add_row(item.volume_id, size(item.size_bytes), size(item.allocated_bytes),
-                      size(item.fs_used_bytes), fs or "-", loop,
-                      Text(mounts), pv_claim(item), state_text(item))
-    return table
+    return rich_table([item.as_dict() for item in views], [c for c in VOLUME_COLUMNS if not c.wide])
+
+
+# ---- flexvol repair --------------------------------------------------------------------------
+
+def finding_rows(found: list[Finding], results: dict[int, str] | None = None) -> list[dict]:
+    """Each finding as a dict, with the result of --apply when there is one."""
+    return [{**item.as_dict(), **({"result": results[index]} if results and index in results else {})}
+            for index, item in enumerate(found)]
+
+
+def finding_columns(applied: bool) -> tuple[Column, ...]:
+    def last(row: Row) -> str:
+        if applied and row.get("result"):
+            return str(row["result"])
+        return str(row.get("action") or "none: needs a person")
+
+    return (Column("FINDING", "kind"), Column("VOLUME", "volume_id"),
+            Column("SUBJECT", "subject", wide=True), Column("DETAIL", "detail", fold=True),
+            Column("RESULT" if applied else "ACTION (--apply)", last, fold=True))
 
 
 def pv_claim(item: VolumeView) -> str:
@@ -78,75 +143,92 @@ def print_unwrapped(out: Console, renderable: Table) -> None:
 
 
 def findings_table(found: list[Finding], results: dict[int, str] | None = None) -> Table:
-    table = Table(box=None, pad_edge=False)
-    table.add_column("FINDING", no_wrap=True)
-    table.add_column("VOLUME", no_wrap=True)
-    table.add_column("DETAIL", overflow="fold")
-    table.add_column("RESULT" if results is not None else "ACTION (--apply)", overflow="fold")
-    for index, item in enumerate(found):
-        outcome = (results or {}).get(index) if results is not None else None
-        last = outcome if outcome is not None else (item.action or "none: needs a person")
-        table.add_row(item.kind, item.volume_id or "-", Text(item.detail), Text(last))
-    return table
+    return rich_table(finding_rows(found, results),
+                      [c for c in finding_columns(results is not None) if not c.wide])
+
+
+# ---- flexvol doctor --------------------------------------------------------------------------
+
+CHECK_COLUMNS = (
+    Column("STATUS", "status", style=lambda row: CHECK_STYLE.get(str(row["status"]), "yellow")),
+    Column("CHECK", "name"),
+    Column("DETAIL", "detail", fold=True),
+    Column("FIX", "fix", fold=True),
+)
 
 
 def checks_table(checks: list[Check]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    table.add_column("", no_wrap=True)
-    table.add_column("CHECK", no_wrap=True)
-    table.add_column("DETAIL", overflow="fold")
-    table.add_column("FIX", overflow="fold")
-    for check in checks:
-        table.add_row(Text(check.status, style=CHECK_STYLE.get(check.status, "yellow")), check.name,
-                      Text(check.detail), Text(check.fix))
-    return table
+    return rich_table([check.as_dict() for check in checks], CHECK_COLUMNS)
+
+
+# ---- flexvol calls ---------------------------------------------------------------------------
+
+def _message(entry: Row) -> str:
+    return str(entry.get("message", "")) + (f" (by {entry['who']})" if entry.get("who") else "")
+
+
+CALL_COLUMNS = (
+    Column("TIME", "time"),
+    Column("VERB", "verb"),
+    Column("VOLUME", "volume"),
+    Column("STATUS", "status", style=lambda row: "green" if row.get("status") == "Success" else "bold red"),
+    Column("MS", lambda row: f"{row.get('ms', 0):g}", justify="right"),
+    Column("PID", "pid", wide=True, justify="right"),
+    Column("TARGET", "target", wide=True),
+    Column("MESSAGE", _message, fold=True),
+)
 
 
 def calls_table(entries: list[dict]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for name in ("TIME", "VERB", "VOLUME", "STATUS", "MS", "MESSAGE"):
-        table.add_column(name, no_wrap=name != "MESSAGE", justify="right" if name == "MS" else "left")
-    for entry in entries:
-        status = entry.get("status", "")
-        table.add_row(entry.get("time", ""), entry.get("verb", ""), entry.get("volume", "") or "-",
-                      Text(status, style="green" if status == "Success" else "bold red"),
-                      f"{entry.get('ms', 0):g}",
-                      Text(entry.get("message", "") + (f" (by {entry['who']})" if entry.get("who") else "")))
-    return table
+    return rich_table(entries, [c for c in CALL_COLUMNS if not c.wide])
+
+
+STAT_COLUMNS = (
+    Column("VERB", "verb"),
+    Column("CALLS", "calls", justify="right"),
+    Column("FAILED", "failed", justify="right"),
+    *(Column(f"{key.upper()} MS", lambda row, key=key: f"{row[key]:g}", justify="right")  # type: ignore[misc]
+      for key in ("p50", "p90", "p99", "max")),
+)
+
+
+def stat_rows(stats: dict[str, dict]) -> list[dict]:
+    return [{"verb": verb, **row} for verb, row in sorted(stats.items())]
 
 
 def stats_table(stats: dict[str, dict]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for name in ("VERB", "CALLS", "FAILED", "P50 MS", "P90 MS", "P99 MS", "MAX MS"):
-        table.add_column(name, justify="left" if name == "VERB" else "right", no_wrap=True)
-    for verb, row in sorted(stats.items()):
-        table.add_row(verb, str(row["calls"]), str(row["failed"]), f"{row['p50']:g}", f"{row['p90']:g}",
-                      f"{row['p99']:g}", f"{row['max']:g}")
-    return table
+    return rich_table(stat_rows(stats), STAT_COLUMNS)
+
+
+# ---- flexvol capacity ------------------------------------------------------------------------
+
+CAPACITY_COLUMNS = (
+    Column("FIELD", "field"),
+    Column("VALUE", "value", fold=True, style=lambda row: "bold red" if row.get("alert") else ""),
+)
+
+
+def capacity_rows(found: Capacity) -> list[dict]:
+    rows = [
+        ("pool", found.path, False),
+        ("pool size", human_bytes(found.total_bytes), False),
+        ("pool free (really)", human_bytes(found.free_bytes), False),
+        ("committed (sum of volume sizes)", human_bytes(found.committed_bytes), False),
+        ("allocated (blocks in use)", human_bytes(found.allocated_bytes), False),
+        ("promised, not yet written (thin)", human_bytes(found.promised_bytes), False),
+        ("budget (sum of sizes)", f"{human_bytes(found.budget_bytes)} ({found.ratio:g}x pool size)", False),
+        ("available to new or grown volumes", human_bytes(found.available_bytes), found.low),
+    ]
+    if found.unbacked_bytes:
+        rows.append(("unbacked", f"thin volumes were promised {human_bytes(found.unbacked_bytes)} more "
+                                 "than the pool has free: their writes will fail once it is full", True))
+    elif found.low:
+        rows.append(("low", f"under {LOW_FRACTION:.0%} of the pool is free", True))
+    return [{"field": field, "value": value, "alert": alert} for field, value, alert in rows]
 
 
 def capacity_table(found: Capacity) -> Table:
-    table = Table(box=None, pad_edge=False, show_header=False)
-    table.add_column(no_wrap=True)
-    table.add_column()
-    table.add_row("pool", found.path)
-    table.add_row("pool size", human_bytes(found.total_bytes))
-    table.add_row("pool free (really)", human_bytes(found.free_bytes))
-    table.add_row("committed (sum of volume sizes)", human_bytes(found.committed_bytes))
-    table.add_row("allocated (blocks in use)", human_bytes(found.allocated_bytes))
-    table.add_row("promised, not yet written (thin)", human_bytes(found.promised_bytes))
-    table.add_row("budget (sum of sizes)",
-                  f"{human_bytes(found.budget_bytes)} ({found.ratio:g}x pool size)")
-    available = human_bytes(found.available_bytes)
-    table.add_row("available to new or grown volumes",
-                  f"[bold red]{available}[/]" if found.low else available)
-    if found.unbacked_bytes:
-        table.add_row("[bold red]unbacked[/]",
-                      f"[bold red]thin volumes were promised {human_bytes(found.unbacked_bytes)} more "
-                      "than the pool has free: their writes will fail once it is full[/]")
-    elif found.low:
-        table.add_row("[bold red]low[/]", f"[bold red]under {LOW_FRACTION:.0%} of the pool is free[/]")
-    return table
+    return rich_table(capacity_rows(found), CAPACITY_COLUMNS, header=False)
 
 
 # ---- flexvol sanity ----------------------------------------------------------------------
@@ -185,21 +267,33 @@ class LiveStatus:
         return text
 
 
-def sanity_report(report: sanity.Report, out: Console) -> None:
+SANITY_COLUMNS = (
+    Column("CHECK", "name"),
+    Column("§", "section", justify="right"),
+    Column("RESULT", "status", style=lambda row: SANITY_STYLE.get(str(row["status"]), "")),
+    Column("TIME", lambda row: f"{row['seconds']:.1f}s" if row["status"] != sanity.SKIP else "",
+           justify="right"),
+    Column("CALLS", "calls", justify="right", wide=True),
+    Column("REASON", lambda row: str(row["reason"] or row["title"]), fold=True),
+)
+LATENCY_COLUMNS = (
+    Column("VERB", "verb"),
+    Column("CALLS", "calls", justify="right"),
+    Column("MEDIAN", lambda row: f"{row['median_ms']:.0f} ms", justify="right"),
+    Column("MAX", lambda row: f"{row['max_ms']:.0f} ms", justify="right"),
+)
+
+
+def sanity_report(report: sanity.Report, out: Console, output: Output | None = None,
+                  no_headers: bool = False) -> None:
+    if output in (Output.JSON, Output.YAML, Output.NAME):
+        body = report.as_dict()
+        emit(body["results"], SANITY_COLUMNS, output, no_headers, name="name", data=body, out=out)
+        return
     mode = "attachable (controller-manager attaches)" if report.attach else "non-attachable (kubelet only)"
     out.print(Text.assemble((report.driver, "bold"), " as driver ", (report.driver_name, "bold"),
                             f", {mode}"))
-    table = Table(show_lines=False)
-    table.add_column("check")
-    table.add_column("§", justify="right")
-    table.add_column("result")
-    table.add_column("time", justify="right")
-    table.add_column("reason", overflow="fold")
-    for result in report.results:
-        table.add_row(result.name, result.section, Text(result.status, style=SANITY_STYLE[result.status]),
-                      f"{result.seconds:.1f}s" if result.status != sanity.SKIP else "",
-                      result.reason or result.title)
-    out.print(table)
+    emit([asdict(result) for result in report.results], SANITY_COLUMNS, output, no_headers, out=out)
     for result in report.results:
         if result.status == sanity.FAIL and result.argv:
             out.print(Text(f"{result.name}: failing call", style="bold red"))
@@ -207,14 +301,8 @@ def sanity_report(report: sanity.Report, out: Console) -> None:
             for line in (result.output or "(no output)").splitlines()[:12]:
                 out.print(Text("  " + line, style="dim"))
     if report.latency:
-        latency = Table(title="call latency", title_justify="left")
-        latency.add_column("verb")
-        latency.add_column("calls", justify="right")
-        latency.add_column("median", justify="right")
-        latency.add_column("max", justify="right")
-        for item in report.latency:
-            latency.add_row(item.verb, str(item.calls), f"{item.median_ms:.0f} ms", f"{item.max_ms:.0f} ms")
-        out.print(latency)
+        out.print(Text("call latency"))
+        emit([asdict(item) for item in report.latency], LATENCY_COLUMNS, output, no_headers, out=out)
     counts = {status: sum(1 for result in report.results if result.status == status)
               for status in (sanity.PASS, sanity.FAIL, sanity.SKIP)}
     summary = f"{counts[sanity.PASS]} passed, {counts[sanity.FAIL]} failed, {counts[sanity.SKIP]} skipped"

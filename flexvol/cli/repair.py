@@ -13,22 +13,22 @@ from flexvol.cli.common import (
     DEFAULT_KUBELET,
     DEFAULT_ROOT,
     EXIT_FINDINGS,
-    JsonOption,
     KubeletRootOption,
     RootOption,
-    console,
+    error_console,
     friendly_errors,
     load_config,
-    print_json,
 )
 from flexvol.cli.main import app
+from flexvol.cli.output import JsonAliasOption, NoHeadersOption, Output, OutputOption, emit, resolve
 from flexvol.errors import FlexvolError
 
 
 @app.command()
 @friendly_errors
 def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the actions listed.")] = False,
-           json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
+           output: OutputOption = None, no_headers: NoHeadersOption = False,
+           json_output: JsonAliasOption = False, root: RootOption = DEFAULT_ROOT,
            kubelet_root: KubeletRootOption = DEFAULT_KUBELET) -> None:
     """Reconcile records, loop devices, mounts, backing files and the kubelet's pod dirs.
 
@@ -36,10 +36,12 @@ def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the ac
     volume's lock, after checking that the finding still holds, and reports only what the
     kernel confirms. Never deletes a backing file nor writes over one; never makes or mounts
     again a pod dir the kubelet let go of. Exit code 3 when something is left that needs a
-    person, failed, or is still pending (or without --apply).
+    person, failed, or is still pending (or without --apply). -o name prints the subject (loop
+    device, mount point, record or file) of each finding.
 
     Example: [bold]flexvol repair[/], then [bold]flexvol repair --apply[/]
     """
+    output = resolve(output, json_output)
     config = load_config(root, must_exist=True)
     found = repair_module.findings(config, kubelet_root)
     results: dict[int, str] = {}
@@ -63,14 +65,10 @@ def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the ac
                 unresolved += 1
     else:
         unresolved = len(found)
-    if json_output:
-        print_json([{**item.as_dict(), **({"result": results[i]} if i in results else {})}
-                    for i, item in enumerate(found)])
-    elif not found:
-        console().print("nothing to repair")
-    else:
-        console().print(render.findings_table(found, results if apply else None))
-        if not apply:
-            console().print("run [bold]flexvol repair --apply[/] to carry out the actions")
+    emit(render.finding_rows(found, results), render.finding_columns(apply), output, no_headers,
+         name="subject", empty="nothing to repair")
+    if found and not apply and output in (None, Output.WIDE):
+        # on stderr: a script reading the table gets the table only
+        error_console().print("run [bold]flexvol repair --apply[/] to carry out the actions")
     if unresolved:
         raise typer.Exit(EXIT_FINDINGS)

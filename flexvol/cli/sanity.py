@@ -10,6 +10,7 @@ from rich.live import Live
 
 from flexvol.cli import common, render
 from flexvol.cli.main import app
+from flexvol.cli.output import JsonAliasOption, NoHeadersOption, Output, OutputOption, resolve
 from flexvol.errors import FlexvolError, InvalidInput
 from flexvol.sanity.checks import CHECK_NAMES
 from flexvol.sanity.engine import Settings, run_sanity
@@ -50,19 +51,27 @@ def sanity(
     only: Annotated[list[str] | None, typer.Option(help=f"Run only this check ({', '.join(CHECK_NAMES)}).")]
     = None,
     skip: Annotated[list[str] | None, typer.Option(help="Skip this check.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    json_output: JsonAliasOption = False,
+    output: OutputOption = None,
+    no_headers: NoHeadersOption = False,
     keep: Annotated[bool, typer.Option(help="Keep the temporary kubelet root.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds each driver call may take.")] = 30.0,
     env: Annotated[list[str] | None, typer.Option(
         help="KEY=VALUE added to the driver's minimal environment (e.g. FLEXVOL_ATTACH=1).")] = None,
     tmp_dir: Annotated[str | None, typer.Option(help="Where to create the temporary node.")] = None,
 ) -> None:
-    """Check a FlexVolume driver against the protocol, calling it exactly as Kubernetes does."""
+    """Check a FlexVolume driver against the protocol, calling it exactly as Kubernetes does.
+
+    -o json and -o yaml print the whole report; -o name the checks run.
+
+    Example: [bold]flexvol sanity /usr/libexec/kubernetes/kubelet-plugins/volume/exec/flexvol~loop/loop[/]
+    """
+    output = resolve(output, json_output)
     settings = Settings(driver, parse_options(options), attach_mode, repeat, list(only or []),
                         list(skip or []), keep, timeout, parse_env(list(env or [])), tmp_dir)
     out = common.console()
     try:
-        if json_output or not out.is_terminal:
+        if output not in (None, Output.WIDE) or not out.is_terminal:
             report = run_sanity(settings)
         else:
             status = render.LiveStatus()
@@ -72,8 +81,5 @@ def sanity(
         common.print_error(error)
         # A driver or manifest that cannot be used is wrong usage; anything else failed.
         raise typer.Exit(2 if isinstance(error, InvalidInput) else common.EXIT_FAILED) from None
-    if json_output:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
-    else:
-        render.sanity_report(report, out)
+    render.sanity_report(report, out, output, no_headers)
     raise typer.Exit(1 if report.failed else 0)

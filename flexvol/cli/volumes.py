@@ -23,7 +23,8 @@ from flexvol.cli.common import (
     print_json,
 )
 from flexvol.cli.main import app
-from flexvol.quantity import format_bytes
+from flexvol.cli.output import JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
+from flexvol.quantity import human_bytes, parse_quantity
 
 
 def complete_volume(incomplete: str) -> list[str]:
@@ -43,13 +44,41 @@ def complete_fs(incomplete: str) -> list[str]:
     return [name for name in FILESYSTEMS if name.startswith(incomplete)]
 
 
+def check_volume_argument(value: str) -> str:
+    """The VOLUME argument in the toolkit's words (the driver's speak of flexVolume.options)."""
+    from flexvol.errors import InvalidInput
+    from flexvol.options import check_volume_id
+
+    if value == "":
+        raise typer.BadParameter("it is empty: give the volume's id, e.g. data-1")
+    try:
+        return check_volume_id(value)
+    except InvalidInput:
+        raise typer.BadParameter(
+            f"{value[:80]!r} is not a volume id: use 1 to 63 characters of a-z, 0-9, '.', '_' or '-', "
+            "starting with a letter or digit") from None
+
+
+def check_size(value: str, what: str) -> int:
+    """A size given on the command line, in bytes; refused when empty, malformed or zero (an
+    empty --size must not quietly mean the driver's 1Gi default)."""
+    from flexvol.errors import InvalidInput
+
+    size = parse_quantity(value, what)
+    if size <= 0:
+        raise InvalidInput(f"{what} must be more than zero, got {value!r}", "use e.g. 1Gi")
+    return size
+
+
 VolumeArgument = Annotated[str, typer.Argument(help="The volume id (the PV's volumeID option).",
+                                               metavar="VOLUME", callback=check_volume_argument,
                                                autocompletion=complete_volume)]
 
 
 @app.command("ls")
 @friendly_errors
-def list_volumes(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
+def list_volumes(output: OutputOption = None, no_headers: NoHeadersOption = False,
+                 json_output: JsonAliasOption = False, root: RootOption = DEFAULT_ROOT,
                  kubelet_root: KubeletRootOption = DEFAULT_KUBELET,
                  watch: Annotated[bool, typer.Option(
                      "--watch", "-w", help="Keep watching: redraw on a terminal; off a terminal print "
@@ -60,22 +89,19 @@ def list_volumes(json_output: JsonOption = False, root: RootOption = DEFAULT_ROO
     """List every volume: size, allocated bytes, filesystem, loop device, mounts and pods, the PV
     and claim using it, state.
 
-    Example: [bold]flexvol ls[/], [bold]flexvol ls --watch[/] or [bold]flexvol ls --json | jq '.[].state'[/]
+    Example: [bold]flexvol ls[/], [bold]flexvol ls --watch[/], [bold]flexvol ls -o name[/] or
+    [bold]flexvol ls -o json | jq '.[].state'[/]
     """
+    output = resolve(output, json_output)
     config = load_config(root, must_exist=True)
     if watch:
         from flexvol.cli.watch import watch_volumes
 
-        watch_volumes(config, kubelet_root, interval, watch_for, json_output)
+        watch_volumes(config, kubelet_root, interval, watch_for, output == "json")
         return
     views = inventory.volumes(config, kubelet_root)
-    if json_output:
-        print_json([item.as_dict() for item in views])
-        return
-    if not views:
-        console().print("no volumes")
-        return
-    render.print_unwrapped(console(), render.volumes_table(views))
+    emit([item.as_dict() for item in views], render.VOLUME_COLUMNS, output, no_headers,
+         name="volume_id", empty="no volumes")
 
 
 @app.command()
@@ -133,6 +159,7 @@ def create(volume_id: VolumeArgument,
 
     if thin and thick:
         raise typer.BadParameter("choose --thin or --thick, not both")
+    check_size(size, "--size")
     config = load_config(root)
     out = console()
     args = (volume_id, "--size", size, "--fs", fs) + (("--thin",) if thin else ()) + \
@@ -150,7 +177,7 @@ def create(volume_id: VolumeArgument,
                                       progress=progress)
         formatted = record.get("formatted") or {}
         kind = "thick (every block reserved)" if record.get("allocation") == THICK else "thin"
-        action.message = (f"created {volume_id}: {format_bytes(record['size_bytes'])} "
+        action.message = (f"created {volume_id}: {human_bytes(record['size_bytes'])} "
                           f"{formatted.get('fs_type', fs)} {kind} at {config.backing_file(volume_id)}")
     out.print(action.message)
 
@@ -182,29 +209,33 @@ def delete(volume_id: VolumeArgument,
 @app.command()
 @friendly_errors
 def resize(volume_id: VolumeArgument,
-           size: Annotated[str, typer.Argument(help="The new size, a Kubernetes quantity (never smaller).")],
+           size: Annotated[str, typer.Argument(help="The new size, a Kubernetes quantity (never smaller).",
+                                               metavar="SIZE")],
            root: RootOption = DEFAULT_ROOT) -> None:
     """Grow a volume and its filesystem, mounted or not (the driver's expandfs steps).
 
     Example: [bold]flexvol resize data-1 20Gi[/]
     """
+    check_size(size, "SIZE")
     config = load_config(root)
     with journaled(config, "resize", volume_id, (volume_id, size)) as action:
         new = provision.resize(config, volume_id, size)
-        action.message = f"{volume_id} is now {format_bytes(new)}"
+        action.message = f"{volume_id} is now {human_bytes(new)}"
     console().print(action.message)
 
 
 @app.command()
 @friendly_errors
-def capacity(json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT) -> None:
+def capacity(output: OutputOption = None, no_headers: NoHeadersOption = False,
+             json_output: JsonAliasOption = False, root: RootOption = DEFAULT_ROOT) -> None:
     """The pool filesystem's size and free space against what volumes promise and use.
 
-    Example: [bold]flexvol capacity --json[/]
+    -o name prints the pool's path.
+
+    Example: [bold]flexvol capacity[/] or [bold]flexvol capacity -o json[/]
     """
+    output = resolve(output, json_output)
     config = load_config(root, must_exist=True)
     found = inventory.capacity(config, inventory.volumes(config))
-    if json_output:
-        print_json(found.as_dict())
-        return
-    console().print(render.capacity_table(found))
+    emit(render.capacity_rows(found), render.CAPACITY_COLUMNS, output, no_headers, data=found.as_dict(),
+         name=lambda row: str(row["value"]) if row["field"] == "pool" else "", show_header=False)

@@ -74,7 +74,7 @@ def test_sizes_are_readable() -> None:
     assert size(64 << 20) == "64Mi"
     assert size(int(1.5 * (1 << 30))) == "1.5Gi"
     assert size(None) == "-"
-    assert size(512) == "512B"
+    assert size(512) == "<0.01Mi"
 
 
 def test_volumes_table_shows_state_pod_and_direct_io() -> None:
@@ -114,7 +114,7 @@ def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert "volume nope does not exist" in result.output
     assert "Traceback" not in result.output
     bad = flexvol("create", "Bad_Name", "--size", "1Gi", root=str(tmp_path / "root"))
-    assert bad.exit_code == 1 and "volumeID" in bad.output
+    assert bad.exit_code == 2 and "'Bad_Name' is not a volume id" in bad.output
     tiny = flexvol("create", "v1", "--size", "1Mi", "--fs", "xfs", root=str(tmp_path / "root"))
     assert tiny.exit_code == 1 and "xfs needs" in tiny.output
 
