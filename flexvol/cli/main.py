@@ -22,7 +22,7 @@ app = typer.Typer(
 # One module per command group; each adds its commands to `app` when imported.
 COMMAND_MODULES: tuple[str, ...] = (
     "volumes", "calls", "repair", "doctor", "install", "sanity", "simulate", "provision",
-    "share",
+    "share", "fsck",
 )
 
 
