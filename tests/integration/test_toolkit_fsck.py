@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from flexvol import kernel
+from flexvol import fsck, kernel, state
+from flexvol.config import Config
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import Driver, options
 
@@ -146,3 +148,17 @@ def test_fsck_of_a_missing_volume_is_a_clear_error(driver: Driver) -> None:
     assert result.exit_code == 1
     assert "volume nope does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_checker_inherits_the_volume_lock_and_nothing_else_keeps_it(driver: Driver) -> None:
+    """A checker outliving a killed `flexvol fsck` must keep the driver away from the volume."""
+    config = Config(str(driver.root))
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, "v1", wait=1) as lock:
+        assert lock.fd is not None
+        code, lines = fsck.run_checker(["ls", "-l", f"/proc/self/fd/{lock.fd}"], on_line=lambda line: None,
+                                       on_fraction=lambda fraction: None, progress=lambda line: None,
+                                       keep_fds=(lock.fd,))
+        assert code == 0, lines
+        assert any(line.endswith(config.lock_path("v1")) for line in lines), lines
+        assert not os.get_inheritable(lock.fd), "the lock stays inheritable after the checker"
