@@ -9,6 +9,7 @@ old names of notes kept outside the repository are cited nowhere.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -24,18 +25,19 @@ LIST_ITEM = re.compile(r"^\s*(\d+)\.\s")
 OUTSIDE_NOTES = ("FLEXVOLUME" + ".md", "DESIGN" + ".md")
 
 
-def text_files() -> list[Path]:
+@functools.cache
+def text_files() -> tuple[tuple[Path, str], ...]:
+    """Every text file of the repository and its content, read once for all the tests."""
     found = []
     for directory, subdirs, names in os.walk(REPO):
         subdirs[:] = [name for name in subdirs if name not in SKIP_DIRS and not name.endswith(".egg-info")]
         for name in names:
             path = Path(directory, name)
             try:
-                path.read_text(encoding="utf-8")
+                found.append((path, path.read_text(encoding="utf-8")))
             except (UnicodeDecodeError, OSError):
                 continue
-            found.append(path)
-    return found
+    return tuple(found)
 
 
 def sections(doc: Path) -> set[str]:
@@ -84,8 +86,8 @@ def cited_numbers(text: str) -> list[str]:
 def citations() -> list[tuple[str, str, str]]:
     """(where, doc name, numbers text) for every citation in the repository."""
     found = []
-    for path in text_files():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for path, text in text_files():
+        for number, line in enumerate(text.splitlines(), 1):
             for match in CITATION.finditer(line):
                 found.append((f"{path.relative_to(REPO)}:{number}", match.group(1), match.group(2) or ""))
     return found
@@ -126,8 +128,8 @@ def test_docs_define_the_sections_the_code_relies_on() -> None:
 
 def test_notes_outside_the_repository_are_not_cited() -> None:
     stale = []
-    for path in text_files():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for path, text in text_files():
+        for number, line in enumerate(text.splitlines(), 1):
             # Case matters: the repository's own notes are lower case (docs/design.md).
             if any(name in line for name in OUTSIDE_NOTES):
                 stale.append(f"{path.relative_to(REPO)}:{number}")
