@@ -1,5 +1,5 @@
 """Run an installed driver the way the kubelet does: argv, a minimal environment, stdout and
-stderr read as one stream that must hold exactly one JSON object (FLEXVOLUME.md 2).
+stderr read as one stream that must hold exactly one JSON object (docs/flexvolume.md section 2).
 
 Toolkit only (`flexvol call`, `flexvol doctor`).
 """

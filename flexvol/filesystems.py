@@ -24,7 +24,7 @@ class Filesystem:
                  offline_check: tuple[str, ...] = ()) -> None:
         self.name = name
         # mkfs argv without the device; `force_flag` is added only to finish our own
-        # interrupted mkfs (FLEXVOLUME.md 9, step 4).
+        # interrupted mkfs (docs/flexvolume.md section 9, step 4).
         self.mkfs = mkfs
         self.force_flag = force_flag
         self.min_bytes = min_bytes
@@ -61,7 +61,7 @@ def _ext(name: str) -> Filesystem:
 FILESYSTEMS: dict[str, Filesystem] = {
     "ext4": _ext("ext4"),
     "ext3": _ext("ext3"),
-    # xfsprogs 6.x refuses filesystems smaller than about 300 MB (FLEXVOLUME.md 9).
+    # xfsprogs 6.x refuses filesystems smaller than about 300 MB (docs/flexvolume.md section 9).
     "xfs": Filesystem(
         "xfs",
         mkfs=("mkfs.xfs", "-q", "-K"),

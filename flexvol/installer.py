@@ -44,7 +44,7 @@ def place(plugin_dir: str, data_root: str, attach: bool = False, *, python: str 
     """Write the driver atomically and check its init; return its path and whether it changed.
 
     Written to a dot-file in the driver dir, then renamed: the kubelet re-probes on every change
-    there and must never run init on a half-written driver (FLEXVOLUME.md 1, 8.4).
+    there and must never run init on a half-written driver (docs/flexvolume.md sections 1, 8.4).
     """
     for path in (plugin_dir, data_root):
         if not os.path.isabs(path):

@@ -181,7 +181,7 @@ def check_fs_group(options: dict[str, str]) -> int | None:
 
 
 def decode_secrets(options: dict[str, str]) -> dict[str, bytes]:
-    """Base64-decode `kubernetes.io/secret/*` values (FLEXVOLUME.md 4.5); keys only in errors."""
+    """Base64-decode `kubernetes.io/secret/*` values (docs/flexvolume.md section 4.5); keys only in errors."""
     secrets: dict[str, bytes] = {}
     for key, value in options.items():
         if key.startswith(protocol.SECRET_PREFIX):

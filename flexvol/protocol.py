@@ -1,6 +1,6 @@
 """The FlexVolume wire: option keys, status words and the one reply a call prints.
 
-See FLEXVOLUME.md sections 2 to 4. This module is the only writer of a reply.
+See docs/flexvolume.md sections 2 to 4. This module is the only writer of a reply.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ POD_NAMESPACE = "kubernetes.io/pod.namespace"
 POD_UID = "kubernetes.io/pod.uid"
 SERVICE_ACCOUNT = "kubernetes.io/serviceAccount.name"
 FS_GROUP = "kubernetes.io/mounterArgs.FsGroup"
-# The key before Kubernetes 1.15 (commit 5b97b2860d9b); still read, FLEXVOLUME.md 8.6.
+# The key before Kubernetes 1.15 (commit 5b97b2860d9b); still read, docs/flexvolume.md section 8.6.
 FS_GROUP_LEGACY = "kubernetes.io/fsGroup"
 SECRET_PREFIX = "kubernetes.io/secret/"
 
@@ -39,7 +39,7 @@ class Reply:
 
     @property
     def exit_code(self) -> int:
-        # Success must exit 0 (FLEXVOLUME.md 2); Not supported exits 0 as the examples do.
+        # Success must exit 0 (docs/flexvolume.md section 2); Not supported exits 0 as the examples do.
         return 1 if self.status == FAILURE else 0
 
     def as_dict(self) -> dict[str, object]:

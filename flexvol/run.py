@@ -2,7 +2,7 @@
 
 argv lists only (never a shell string); stdin is /dev/null; the child's stdout and stderr go to
 our own pipes, never to the caller's (a child holding the kubelet's pipe hangs the call,
-FLEXVOLUME.md 8.8); a fixed environment; its own session, killed as a group on timeout.
+docs/flexvolume.md section 8.8); a fixed environment; its own session, killed as a group on timeout.
 
 Built on posix_spawn rather than `subprocess`, whose import alone costs more than a whole
 driver call's other imports on the kubelet's per-call path.
@@ -21,7 +21,7 @@ from flexvol.errors import CommandFailed, CommandTimedOut
 SIGKILL = 9
 ENVIRONMENT = {"PATH": TOOL_PATH, "LC_ALL": "C", "LANG": "C"}
 # Descriptors a child must inherit: our volume locks, so that an orphaned mkfs or losetup
-# keeps the volume locked until it exits (DESIGN.md, Locks).
+# keeps the volume locked until it exits (docs/design.md section 4).
 inherited_fds: set[int] = set()
 # Every command run during this call, for the journal: (argv as a shell line, exit code, ms).
 history: list[tuple[str, int, float]] = []

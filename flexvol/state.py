@@ -142,7 +142,7 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-# ---- PV name -> volume id (detach gets only the PV name, FLEXVOLUME.md 8.5) ------------------
+# ---- PV name -> volume id (detach gets only the PV name, docs/flexvolume.md section 8.5) -----
 
 def pv_path(config: Config, pv_name: str) -> str:
     return os.path.join(config.pvs_dir, pv_name + ".json")

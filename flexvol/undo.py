@@ -1,6 +1,6 @@
 """Roll back what one call changed, in reverse, when the call fails.
 
-The kubelet never calls unmount for a mount it did not see succeed (FLEXVOLUME.md 5), so a
+The kubelet never calls unmount for a mount it did not see succeed (docs/flexvolume.md section 5), so a
 failing mount must leave nothing of its own behind. Formatting is never undone, and what
 existed before the call is never touched: steps push an undo action only for what they made.
 

@@ -1,7 +1,8 @@
 """One small function per FlexVolume verb, the table of verbs, and `main`.
 
 The dispatcher is the one place that parses arguments, takes the volume lock, journals the
-call and turns errors into replies (DESIGN.md). Argument order follows FLEXVOLUME.md 3.
+call and turns errors into replies (docs/design.md section 1). Argument order follows
+docs/flexvolume.md section 3.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
     try:
         target = volume.check_target(args[0], config)
     except NeverMountable as error:
-        # mount refuses such a path, so nothing of ours is mounted there (FLEXVOLUME.md 5:
+        # mount refuses such a path, so nothing of ours is mounted there (docs/flexvolume.md section 5:
         # unmount of what is not mounted succeeds).
         call.notes.append(f"nothing mounted: {error}")
         return protocol.success()
@@ -276,7 +277,7 @@ def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
 
     spec = _spec(args[0], call)
     # The options still carry the PV's original size; the new size comes from argv
-    # (FLEXVOLUME.md 7).
+    # (docs/flexvolume.md section 7).
     new = _bytes(args[3], "new size")
     # Also checked before locking, so that a call for a volume this node never had leaves no
     # lock file behind.
@@ -320,7 +321,7 @@ def dispatch(config: Config, argv: list[str], call: CallInfo) -> Reply:
     verb = argv[0] if argv else ""
     entry = VERBS.get(verb)
     if entry is None:
-        # getvolumename included: its name would be ignored anyway (FLEXVOLUME.md 3, #60046).
+        # getvolumename included: its name would be ignored anyway (docs/flexvolume.md section 3, #60046).
         return protocol.not_supported(verb)
     handler, names = entry
     args = argv[1:]
@@ -336,7 +337,7 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
     """Run one driver call: exactly one JSON object on stdout, nothing on stderr, exit code."""
     reply_fd = os.dup(1)
     # Whatever else writes to stdout or stderr (a stray warning, the interpreter at exit) must
-    # not reach the kubelet, which parses both streams as one JSON object (FLEXVOLUME.md 2).
+    # not reach the kubelet, which parses both streams as one JSON object (docs/flexvolume.md section 2).
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)

@@ -508,7 +508,7 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
     """Leave the volume formatted as spec.fs_type; format only a device proven blank.
 
     Returns True when mkfs ran. Never formats a volume that was formatted before, that
-    probes as anything, or whose file was written to (DESIGN.md, Unknown is not blank).
+    probes as anything, or whose file was written to (docs/design.md section 5).
     """
     volume_id = record["volume_id"]
     formatted = record.get("formatted")
@@ -615,7 +615,7 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
 
     options = [*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode]
     # -w: without it mount(8) silently falls back to read-only when the device is read-only
-    # (util-linux), and we would report a rw mount that is not (FLEXVOLUME.md 9).
+    # (util-linux), and we would report a rw mount that is not (docs/flexvolume.md section 9).
     # -c: the target is the open dir's /proc/self/fd path, used as it is, never resolved.
     argv = ["mount", "-c", "-t", spec.fs_type, "-o", ",".join(options),
             "-r" if spec.read_only else "-w", device, opened.proc_path]

@@ -187,7 +187,7 @@ def driver_options(volume_id: str, size: str, mount_options: tuple[str, ...],
         # the volume is made thin or thick at its first mount on the node (volume.ensure_file)
         options[ALLOCATION] = allocation
     if mount_options:
-        # PV spec.mountOptions are refused for flexVolume (FLEXVOLUME.md 4): options carry them.
+        # PV spec.mountOptions are refused for flexVolume (docs/flexvolume.md section 4): options carry them.
         options[MOUNT_OPTIONS] = ",".join(mount_options)
     return options
 

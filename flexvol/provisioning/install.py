@@ -3,7 +3,7 @@
 The kubelet runs the driver on the host, with the host's python3: so the package (standard
 library only on the driver's path) is copied to a host directory first, into a directory named
 after its content so a running driver never sees files change under it; then flexvol.installer
-places the driver file as install.sh does (a dot-file renamed into place, FLEXVOLUME.md 1).
+places the driver file as install.sh does (a dot-file renamed into place, docs/flexvolume.md section 1).
 """
 
 from __future__ import annotations

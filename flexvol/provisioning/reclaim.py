@@ -30,7 +30,7 @@ def in_use_on_node(pv_name: str, node: dict | None) -> str | None:
     """Where the node's status still lists the PV, or None.
 
     Unique names of FlexVolume volumes end in "/<pv name>" (plugin name, then the volume name,
-    FLEXVOLUME.md 5), in volumesInUse and volumesAttached alike.
+    docs/flexvolume.md section 5), in volumesInUse and volumesAttached alike.
     """
     status = (node or {}).get("status") or {}
     suffix = "/" + pv_name

@@ -1,6 +1,6 @@
 """Exec a driver the way the kubelet does and judge each answer against the wire contract.
 
-FLEXVOLUME.md 2: no shell, argv = [exe, verb, args...], stdin /dev/null, a minimal
+docs/flexvolume.md section 2: no shell, argv = [exe, verb, args...], stdin /dev/null, a minimal
 environment, stdout and stderr read as one stream (Go's CombinedOutput), exactly one JSON
 object. Unlike the kubelet, every call has a timeout, and a timed-out call's whole process
 group is killed, so a child that holds the pipe cannot hang the checker.

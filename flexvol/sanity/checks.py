@@ -1,4 +1,4 @@
-"""The checks, in the order they run. Each names the FLEXVOLUME.md section it enforces and
+"""The checks, in the order they run. Each names the docs/flexvolume.md section it enforces and
 raises CheckFailed; a check that needs a capability the driver does not claim returns a SKIP
 reason from `needs`. Every check tears down what it set up; the engine then scans for leftovers.
 """

@@ -115,7 +115,7 @@ def run_sanity(settings: Settings, on_event: Event | None = None) -> Report:
         if probe.ok and isinstance(found, dict):
             capabilities = dict(found)
         if settings.attach_mode == "auto":
-            # The default is attachable (FLEXVOLUME.md 2): an omitted key means true.
+            # The default is attachable (docs/flexvolume.md section 2): an omitted key means true.
             attach = bool(next((value for key, value in capabilities.items() if key.lower() == "attach"),
                                True))
         ctx = Context(caller, node, attach, capabilities, dict(settings.options or DEFAULT_OPTIONS),

@@ -1,6 +1,6 @@
 """What the kubelet and the controller-manager do around the driver calls of one volume.
 
-FLEXVOLUME.md 3 and 5: skip mountdevice / mount when the target is already a mount point;
+docs/flexvolume.md sections 3 and 5: skip mountdevice / mount when the target is already a mount point;
 create the directory (0750) otherwise; bind-mount deviceMountPath to the pod dir when mount
 is "Not supported"; umount + remove the directory when unmount is "Not supported"; remove the
 directory after a failed mount and after a successful unmount; remember "Not supported" per
@@ -62,7 +62,7 @@ class Kubelet:
         self.attach = attach
         self.cache = KubeletCache(caller)
 
-    # ---- options (FLEXVOLUME.md 4) -----------------------------------------------------------
+    # ---- options (docs/flexvolume.md section 4) --------------------------------------------------
 
     def base(self, volume: Volume, **overrides: str) -> str:
         body = {
@@ -230,7 +230,7 @@ def _umount(path: str) -> None:
 
 
 def _format_and_mount(device: str, path: str, fs_type: str, read_only: bool) -> None:
-    """The kubelet's SafeFormatAndMount for mountdevice "Not supported" (FLEXVOLUME.md 3)."""
+    """The kubelet's SafeFormatAndMount for mountdevice "Not supported" (docs/flexvolume.md section 3)."""
     fs_type = fs_type or "ext4"
     probe = run(["blkid", "-p", device])
     if probe.returncode == 2 and not read_only:

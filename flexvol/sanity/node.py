@@ -1,7 +1,7 @@
 """A temporary node for the checks: a kubelet root with the real directory layout, a data root
 for the driver, and the kernel facts needed to find what a check left behind.
 
-Layout (FLEXVOLUME.md 5):
+Layout (docs/flexvolume.md section 5):
   <root>/kubelet/plugins/kubernetes.io/flexvolume/<vendor>/<driver>/mounts/<pv>   global mount
   <root>/kubelet/pods/<pod uid>/volumes/<vendor>~<driver>/<pv>                    pod volume dir
   <root>/data                                                                     FLEXVOL_ROOT

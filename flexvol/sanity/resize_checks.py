@@ -1,4 +1,4 @@
-"""Checks of growth and ownership: expandfs and fsGroup (FLEXVOLUME.md 4, 7, 10)."""
+"""Checks of growth and ownership: expandfs and fsGroup (docs/flexvolume.md sections 4, 7, 10)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Checks of a volume's life on the node: the kubelet's flows, repeats, concurrency,
-read-only, never reformatting, rollback (FLEXVOLUME.md 3 to 6, 8.7, 9, 10)."""
+read-only, never reformatting, rollback (docs/flexvolume.md sections 3 to 6, 8.7, 9, 10)."""
 
 from __future__ import annotations
 

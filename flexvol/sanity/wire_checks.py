@@ -1,5 +1,5 @@
 """Checks of the wire contract: init, output, exit codes, "Not supported", bounded time
-(FLEXVOLUME.md 1, 2, 3, 6, 10)."""
+(docs/flexvolume.md sections 1, 2, 3, 6, 10)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from flexvol.simulate.manifests import Manifests, name_of, namespace_of, spec_of
 class PodVolume:
     name: str
     driver: str = ""
-    # pvOrVolumeName: the PV's name, or the volume's name inside the pod (FLEXVOLUME.md 4).
+    # pvOrVolumeName: the PV's name, or the volume's name inside the pod (docs/flexvolume.md section 4).
     pv_or_volume_name: str = ""
     pv: str = ""
     binding: Binding | None = None
@@ -126,7 +126,7 @@ def _secrets(name: str, namespace: str, driver: str, manifests: Manifests) -> tu
 
 
 def driver_path(driver: str, plugin_dir: str) -> str:
-    """<plugin dir>/<vendor>~<driver>/<driver> (FLEXVOLUME.md 1)."""
+    """<plugin dir>/<vendor>~<driver>/<driver> (docs/flexvolume.md section 1)."""
     directory = driver.replace("/", "~")
     return os.path.join(plugin_dir, directory, driver.rsplit("/", 1)[-1])
 
@@ -140,7 +140,7 @@ def _kubernetes_keys(volume: PodVolume) -> dict[str, str]:
 
 
 def base_options(volume: PodVolume) -> dict[str, str]:
-    """What every call but mount gets (FLEXVOLUME.md 4): flexVolume.options merged last."""
+    """What every call but mount gets (docs/flexvolume.md section 4): flexVolume.options merged last."""
     return {**_kubernetes_keys(volume), **volume.options}
 
 

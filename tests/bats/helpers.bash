@@ -1,4 +1,4 @@
-# Shared helpers: call a driver exactly as the kubelet does (FLEXVOLUME.md 2): no shell between,
+# Shared helpers: call a driver exactly as the kubelet does (docs/flexvolume.md section 2): no shell between,
 # a minimal environment, stdin from /dev/null, stdout and stderr read as one stream.
 
 REPO="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"

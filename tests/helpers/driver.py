@@ -31,7 +31,7 @@ class Result:
 
 
 def parse_reply(output: str) -> dict:
-    """The combined output must be exactly one JSON object (FLEXVOLUME.md 2)."""
+    """The combined output must be exactly one JSON object (docs/flexvolume.md section 2)."""
     reply = json.loads(output)
     assert isinstance(reply, dict), output
     return reply

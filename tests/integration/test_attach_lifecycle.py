@@ -1,4 +1,4 @@
-"""The attachable lifecycle (FLEXVOLUME.md 5): attach, waitforattach, mountdevice, mount,
+"""The attachable lifecycle (docs/flexvolume.md section 5): attach, waitforattach, mountdevice, mount,
 unmount, unmountdevice, detach, each repeated, on real loop devices."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Concurrent callers (FLEXVOLUME.md 6): per-volume serialisation, parallel volumes."""
+"""Concurrent callers (docs/flexvolume.md section 6): per-volume serialisation, parallel volumes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""xfs, btrfs and ext3 volumes, and growth through expandfs (FLEXVOLUME.md 7)."""
+"""xfs, btrfs and ext3 volumes, and growth through expandfs (docs/flexvolume.md section 7)."""
 
 from __future__ import annotations
 

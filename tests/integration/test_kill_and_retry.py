@@ -61,7 +61,7 @@ def test_unmount_killed_at_each_step_then_retried(driver: Driver, step: str) -> 
 
 def test_interrupted_mkfs_is_finished_with_force(driver: Driver) -> None:
     """A mkfs killed half-way can leave a partial signature; our own intent lets the retry
-    redo it (FLEXVOLUME.md 9, step 4), while a foreign signature is never overwritten."""
+    redo it (docs/flexvolume.md section 9, step 4), while a foreign signature is never overwritten."""
     target = driver.dir("pod")
     spec = options("k4", size="320Mi", fs="xfs")
     assert killed_call(driver, "mkfs-done", "mount", target, spec) == -9

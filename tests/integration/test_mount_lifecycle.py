@@ -1,4 +1,5 @@
-"""mount / unmount on real loop devices: the non-attachable lifecycle (FLEXVOLUME.md 5, 9, 10)."""
+"""mount / unmount on real loop devices: the non-attachable lifecycle
+(docs/flexvolume.md sections 5, 9, 10)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ MiB = 1 << 20
 
 
 def kubelet_options(pv: dict) -> str:
-    """What the kubelet sends to mount a flexVolume PV (FLEXVOLUME.md 4)."""
+    """What the kubelet sends to mount a flexVolume PV (docs/flexvolume.md section 4)."""
     flex = pv["spec"]["flexVolume"]
     return json.dumps({"kubernetes.io/fsType": flex["fsType"], "kubernetes.io/readwrite": "rw",
                        "kubernetes.io/pvOrVolumeName": pv["metadata"]["name"]} | flex["options"])

@@ -72,7 +72,7 @@ class Outcome:
 
 
 def judge(argv: list[str], code: int, output: str) -> Outcome:
-    """Check one call against FLEXVOLUME.md 2: one JSON object, a valid status, its exit code."""
+    """Check one call against docs/flexvolume.md section 2: one JSON object, a valid status, its exit code."""
     outcome = Outcome(argv, code, output)
     if "Traceback" in output:
         outcome.problems.append("traceback in output")

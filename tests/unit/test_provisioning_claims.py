@@ -191,7 +191,7 @@ def test_class_settings_reach_the_pv_and_mount_options_travel_as_a_driver_option
     assert spec["persistentVolumeReclaimPolicy"] == "Retain"
     assert spec["flexVolume"]["fsType"] == "xfs"
     assert spec["flexVolume"]["options"]["mountOptions"] == "noatime,discard"
-    # the kubelet refuses PV mountOptions for flexVolume (FLEXVOLUME.md 4)
+    # the kubelet refuses PV mountOptions for flexVolume (docs/flexvolume.md section 4)
     assert "mountOptions" not in spec
     assert spec["capacity"] == {"storage": "3Gi"}
 

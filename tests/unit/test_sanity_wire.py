@@ -1,4 +1,4 @@
-"""The checker's judgement of one driver answer against the wire contract (FLEXVOLUME.md 2)."""
+"""The checker's judgement of one driver answer against the wire contract (docs/flexvolume.md section 2)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def test_only_and_skip_select_checks_and_reject_unknown_names() -> None:
 
 
 def test_kubelet_layout_and_driver_name() -> None:
-    # FLEXVOLUME.md 1 and 5: the name comes from <vendor>~<driver>; paths keep the "/" or use "~".
+    # docs/flexvolume.md sections 1 and 5: the name comes from <vendor>~<driver>; paths keep
+    # the "/" or use "~".
     node = Node("/r", "example.com/loop", "tok")
     assert node.device_mount_path("pv1") == (
         "/r/kubelet/plugins/kubernetes.io/flexvolume/example.com/loop/mounts/pv1")
