@@ -1,5 +1,8 @@
 """Shell floors for the benchmark: the same kernel steps as the driver, with no driver logic.
 
+A new volume is thick by default: the driver reserves its blocks right after formatting it, so
+the fresh floor does the same `fallocate`.
+
 Each floor is a bash script; the "Python floor" variant adds one bare interpreter start (with
 the installed driver's flags) per driver call the scenario makes.
 """
@@ -14,6 +17,7 @@ truncate -s {size} {file}
 dev=$(losetup --find --show --direct-io=on {file})
 {py}
 mkfs.ext4 -q -m 0 -E nodiscard "$dev"
+fallocate -l {size} {file}
 mkdir -p {target}
 mount -t ext4 -o nosuid,nodev,rw -w "$dev" {target}
 {py}

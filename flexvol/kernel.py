@@ -132,16 +132,31 @@ def loop_backing_file(device: str) -> str | None:
 
 def loop_devices() -> dict[str, str]:
     """Every attached loop device and its backing file, as /sys/block reports them."""
-    found = {}
+    found: dict[str, str] = {}
     try:
-        names = os.listdir(SYS_BLOCK)
+        block = os.open(SYS_BLOCK, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return found
-    for name in names:
-        if name.startswith("loop"):
-            backing = _read_sys(f"{SYS_BLOCK}/{name}/loop/backing_file")
+    try:
+        for name in os.listdir(block):
+            if not name.startswith("loop"):
+                continue
+            # Relative to the open dir: a node keeps every loop device node it ever made, and
+            # most are unbound (no loop/ dir), so each look must cost as little as it can.
+            try:
+                fd = os.open(f"{name}/loop/backing_file", os.O_RDONLY | os.O_CLOEXEC, dir_fd=block)
+            except OSError:
+                continue
+            try:
+                backing = os.read(fd, 8192).decode("utf-8", "surrogateescape").rstrip("\n")
+            except OSError:
+                backing = ""
+            finally:
+                os.close(fd)
             if backing:
                 found["/dev/" + name] = backing
+    finally:
+        os.close(block)
     return found
 
 

@@ -313,9 +313,12 @@ def _save_cache(config: Config, record: dict) -> None:
 def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
     """Leave exactly one loop device attached to the volume's file; return it."""
     path = config.backing_file(record["volume_id"])
-    device = find_loop(config, record)
+    # One look (a sysfs scan when the record names no live device) serves both questions.
+    candidates = loop_candidates(config, record, record["volume_id"])
+    serving = {device: _serves(device, path) for device in candidates}
+    device = next((found for found, how in serving.items() if how == "live"), None)
     if device is None:
-        stale = deleted_loops(config, record, record["volume_id"])
+        stale = [found for found, how in serving.items() if how == "deleted"]
         if stale:
             users = [mount.mount_point for mount in kernel.mounts_of_device(stale[0])]
             raise Refused(f"{stale[0]} still serves the deleted former backing file of volume "
