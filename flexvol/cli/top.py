@@ -12,15 +12,14 @@ from flexvol.cli import render
 from flexvol.cli.common import (
     DEFAULT_KUBELET,
     DEFAULT_ROOT,
-    JsonOption,
     KubeletRootOption,
     RootOption,
     console,
     friendly_errors,
     load_config,
-    print_json,
 )
 from flexvol.cli.main import app
+from flexvol.cli.output import Column, JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
 from flexvol.config import Config
 from flexvol.errors import InvalidInput
 
@@ -30,7 +29,8 @@ from flexvol.errors import InvalidInput
 def top(interval: Annotated[float, typer.Option("--interval", "-i", help="Seconds between samples.")] = 2.0,
         once: Annotated[bool, typer.Option("--once", help="Print one sample and exit (also off a terminal).")]
         = False,
-        json_output: JsonOption = False, root: RootOption = DEFAULT_ROOT,
+        output: OutputOption = None, no_headers: NoHeadersOption = False,
+        json_output: JsonAliasOption = False, root: RootOption = DEFAULT_ROOT,
         kubelet_root: KubeletRootOption = DEFAULT_KUBELET,
         samples: Annotated[int, typer.Option(hidden=True, help="Stop after this many samples (0: never).")]
         = 0) -> None:
@@ -38,23 +38,22 @@ def top(interval: Annotated[float, typer.Option("--interval", "-i", help="Second
     from each loop device's counters in /sys/block/loopN/stat. Redraws like top on a terminal
     (Ctrl-C stops); prints one sample with --once or off a terminal.
 
+    -o name prints the volumes in the sample, busiest first.
+
     Example: [bold]flexvol top[/] or [bold]flexvol top --once --interval 5[/]
     """
+    output = resolve(output, json_output)
     if not 0.1 <= interval <= 3600:
         raise InvalidInput(f"--interval must be between 0.1 and 3600 seconds, got {interval:g}",
                            "use e.g. --interval 2")
     config = load_config(root)
     out = console()
     before = volumeio.sample(config, volumes_of(config, kubelet_root))
-    if once or json_output or not out.is_terminal:
+    if once or output is not None or no_headers or not out.is_terminal:
         time.sleep(interval)
         rows = volumeio.between(before, volumeio.sample(config, volumes_of(config, kubelet_root)))
-        if json_output:
-            print_json(render.top_rows_as_dicts(rows, interval))
-        elif not rows:
-            out.print("no attached volumes")
-        else:
-            render.print_unwrapped(out, render.top_table(rows, interval))
+        emit(render.top_rows_as_dicts(rows, interval), TOP_COLUMNS, output, no_headers,
+             name="volume_id", empty="no attached volumes")
         return
     from rich.live import Live
 
@@ -69,6 +68,26 @@ def top(interval: Annotated[float, typer.Option("--interval", "-i", help="Second
                 taken += 1
     except KeyboardInterrupt:
         pass
+
+
+def _who(row: dict) -> str:
+    return f"{row['pv'] or '?'} ({row['claim']})" if row.get("claim") else (row.get("pv") or "-")
+
+
+TOP_COLUMNS = (
+    Column("VOLUME", "volume_id"),
+    Column("PV", _who),
+    Column("LOOP", "loop_devices"),
+    Column("R/S", lambda row: f"{row['read_iops']:.0f}", justify="right"),
+    Column("W/S", lambda row: f"{row['write_iops']:.0f}", justify="right"),
+    Column("READ", lambda row: render.per_second(row["read_bytes_per_second"]), justify="right"),
+    Column("WRITE", lambda row: render.per_second(row["write_bytes_per_second"]), justify="right"),
+    Column("R LAT", lambda row: f"{row['read_latency_ms']:.1f}ms", justify="right"),
+    Column("W LAT", lambda row: f"{row['write_latency_ms']:.1f}ms", justify="right"),
+    Column("INFLIGHT", "in_flight", justify="right"),
+    Column("BUSY", lambda row: f"{row['busy']:.0%}", justify="right"),
+    Column("QUEUE", lambda row: f"{row['queue_depth']:.2f}", justify="right"),
+)
 
 
 def volumes_of(config: Config, kubelet_root: str) -> list[inventory.VolumeView]:

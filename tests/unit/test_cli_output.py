@@ -23,7 +23,7 @@ from tests.helpers.cli import flexvol
 
 LONG_MOUNT = ("/var/lib/kubelet/pods/0e0c5b8a-4b4f-4c5e-9d7e-2f1a3b4c5d6e/volumes/flexvol~loop/"
               "a-rather-long-persistent-volume-name-for-the-data-of-a-database")
-LISTINGS = ("ls", "calls", "repair", "doctor", "capacity", "sanity")
+LISTINGS = ("ls", "calls", "repair", "doctor", "capacity", "sanity", "top")
 
 
 def view(volume_id: str = "v1", size_bytes: int = 1 << 30) -> inventory.VolumeView:
