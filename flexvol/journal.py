@@ -86,3 +86,59 @@ def read_entries(config: Config, limit: int | None = None) -> list[dict]:
         except OSError:
             continue
     return entries[-limit:] if limit else entries
+
+
+class Follower:
+    """Hands out each journal line once: remembers the file (inode) and offset it read to.
+    From the start of the journal (metrics count every call), or with `from_end` only the calls
+    journaled after it was made (`flexvol calls --follow`)."""
+
+    def __init__(self, path: str, *, from_end: bool = False) -> None:
+        self.path = path
+        self.inode: int | None = None
+        self.offset = 0
+        if from_end:
+            try:
+                info = os.stat(path)
+                self.inode, self.offset = info.st_ino, info.st_size
+            except OSError:
+                pass
+
+    def new_entries(self) -> list[dict]:
+        entries: list[dict] = []
+        try:
+            current = os.stat(self.path).st_ino
+        except OSError:
+            current = None
+        if self.inode is not None and current != self.inode:
+            # Rotated: finish the old file, now calls.jsonl.1, then start the new one.
+            try:
+                if os.stat(self.path + ".1").st_ino == self.inode:
+                    entries += self._read(self.path + ".1")
+            except OSError:
+                pass
+            self.offset = 0
+        self.inode = current
+        if current is not None:
+            entries += self._read(self.path)
+        return entries
+
+    def _read(self, path: str) -> list[dict]:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        # Only complete lines; a line being appended is read at the next scrape.
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        entries = []
+        for line in complete.splitlines():
+            try:
+                value = wirejson.loads(line.decode("utf-8", "replace"))
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                entries.append(value)
+        return entries

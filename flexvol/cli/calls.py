@@ -128,7 +128,7 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
     def wanted(entry: dict) -> bool:
         return (not verb or entry.get("verb") == verb) and (not volume or entry.get("volume") == volume)
 
-    follower = JournalTail(config.journal_path) if follow else None
+    follower = journal.Follower(config.journal_path, from_end=True) if follow else None
     entries = [redact(entry) for entry in journal.read_entries(config) if wanted(entry)]
     if window is not None:
         entries = newer_than(entries, window, time.time())
@@ -148,59 +148,10 @@ def calls(last: Annotated[int, typer.Option("--last", "-n", help="How many calls
         follow_journal(follower, wanted, output, bool(entries) or no_headers, follow_for)
 
 
-class JournalTail:
-    """New journal lines since it was made: the file's inode and offset, across a rotation."""
-
-    def __init__(self, path: str) -> None:
-        import os
-
-        self.path = path
-        try:
-            info = os.stat(path)
-            self.inode, self.offset = info.st_ino, info.st_size
-        except OSError:
-            self.inode, self.offset = None, 0
-
-    def new_entries(self) -> list[dict]:
-        import os
-
-        try:
-            current = os.stat(self.path).st_ino
-        except OSError:
-            return []
-        lines: list[bytes] = []
-        if self.inode is not None and current != self.inode:
-            # rotated to calls.jsonl.1: finish it, then read the new file from its start
-            lines += self._read(self.path + ".1")
-            self.offset = 0
-        self.inode = current
-        lines += self._read(self.path)
-        found = []
-        for line in lines:
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                found.append(value)
-        return found
-
-    def _read(self, path: str) -> list[bytes]:
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return []
-        complete = data[: data.rfind(b"\n") + 1]  # a line being written waits for the next look
-        self.offset += len(complete)
-        return complete.splitlines()
-
-
 FOLLOW_POLL = 0.25
 
 
-def follow_journal(tail: JournalTail, wanted: Callable[[dict], bool], output: str | None,
+def follow_journal(tail: journal.Follower, wanted: Callable[[dict], bool], output: str | None,
                    headed: bool, follow_for: float) -> None:
     """Print each new call as a row (or a JSON line) as it lands, until Ctrl-C; the header only
     once (`headed`: already printed or not wanted)."""

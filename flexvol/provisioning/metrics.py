@@ -8,7 +8,6 @@ the agent runs, also across the journal's rotation to calls.jsonl.1.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 from prometheus_client.core import (
@@ -19,59 +18,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from flexvol import budget, inventory, volumeio, wirejson
+from flexvol import budget, inventory, journal, volumeio
 from flexvol.config import Config
 from flexvol.errors import FlexvolError
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-
-
-class JournalFollower:
-    """Hands out each journal line once: remembers the file (inode) and offset it read to."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.inode: int | None = None
-        self.offset = 0
-
-    def new_entries(self) -> list[dict]:
-        entries: list[dict] = []
-        try:
-            current = os.stat(self.path).st_ino
-        except OSError:
-            current = None
-        if self.inode is not None and current != self.inode:
-            # Rotated: finish the old file, now calls.jsonl.1, then start the new one.
-            try:
-                if os.stat(self.path + ".1").st_ino == self.inode:
-                    entries += self._read(self.path + ".1")
-            except OSError:
-                pass
-            self.offset = 0
-        self.inode = current
-        if current is not None:
-            entries += self._read(self.path)
-        return entries
-
-    def _read(self, path: str) -> list[dict]:
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return []
-        # Only complete lines; a line being appended is read at the next scrape.
-        complete = data[: data.rfind(b"\n") + 1]
-        self.offset += len(complete)
-        entries = []
-        for line in complete.splitlines():
-            try:
-                value = wirejson.loads(line.decode("utf-8", "replace"))
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                entries.append(value)
-        return entries
 
 
 class CallStats:
@@ -99,7 +50,7 @@ class CallStats:
 class NodeCollector(Collector):
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.follower = JournalFollower(config.journal_path)
+        self.follower = journal.Follower(config.journal_path)
         self.calls = CallStats()
 
     def collect(self) -> Iterator:

@@ -11,7 +11,8 @@ from prometheus_client import generate_latest
 
 from flexvol import state
 from flexvol.config import Config
-from flexvol.provisioning.metrics import JournalFollower, registry_for
+from flexvol.journal import Follower as JournalFollower
+from flexvol.provisioning.metrics import registry_for
 
 MiB = 1 << 20
 
