@@ -65,7 +65,7 @@ def complete_verb(incomplete: str) -> list[str]:
     from flexvol.cli.audit import PREFIX
     from flexvol.verbs import VERBS
 
-    actions = [PREFIX + action for action in ("create", "delete", "resize", "repair")]
+    actions = [PREFIX + action for action in ("create", "delete", "resize", "repair", "share", "fsck")]
     return [verb for verb in (*VERBS, *actions) if verb.startswith(incomplete)]
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from flexvol import ownership
+from flexvol.cli.audit import journaled
 from flexvol.cli.common import DEFAULT_ROOT, RootOption, console, friendly_errors, load_config
 from flexvol.cli.main import app
 
@@ -21,9 +22,11 @@ def share(volume_id: Annotated[str, typer.Argument(help="The volume id.")],
 
     Example: [bold]flexvol share data-1[/] or [bold]flexvol share data-1 --off[/]
     """
-    record = ownership.set_shareable(load_config(root), volume_id, not off)
-    owner = record.get("namespace") or "no namespace yet"
-    if off:
-        console().print(f"volume {volume_id}: only its namespace ({owner}) may mount it")
-    else:
-        console().print(f"volume {volume_id}: pods of every namespace may mount it (owner: {owner})")
+    config = load_config(root)
+    # Who opened a volume to other namespaces is worth knowing later: journaled.
+    with journaled(config, "share", volume_id, (volume_id, "--off") if off else (volume_id,)) as action:
+        record = ownership.set_shareable(config, volume_id, not off)
+        owner = record.get("namespace") or "no namespace yet"
+        action.message = (f"volume {volume_id}: only its namespace ({owner}) may mount it" if off else
+                          f"volume {volume_id}: pods of every namespace may mount it (owner: {owner})")
+    console().print(action.message)

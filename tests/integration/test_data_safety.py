@@ -221,6 +221,8 @@ def test_a_pod_of_another_namespace_cannot_mount_the_volume(driver: Driver) -> N
     driver.ok("unmount", theirs)
     assert flexvol("share", "db", "--off", root=str(driver.root)).exit_code == 0
     driver.fail("mount", theirs, _pod("db", "attacker"))
+    journal = (driver.root / "log" / "calls.jsonl").read_text()
+    assert journal.count('"verb":"toolkit:share"') == 2
     driver.ok("unmount", mine)
 
 
