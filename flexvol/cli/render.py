@@ -11,16 +11,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flexvol.budget import LOW_FRACTION
 from flexvol.cli.output import Column, Output, Row, emit, rich_table
-from flexvol.doctor import FAIL, PASS, Check
-from flexvol.inventory import Capacity, VolumeView
-from flexvol.quantity import human_bytes
-from flexvol.repair import Finding
+from flexvol.core.budget import LOW_FRACTION
+from flexvol.core.quantity import human_bytes
 from flexvol.sanity import engine as sanity
 from flexvol.simulate.flow import Outcome, PodRun, Step
 from flexvol.simulate.plan import PodPlan, PodVolume
-from flexvol.volumeio import VolumeRates
+from flexvol.toolkit.doctor import FAIL, PASS, Check
+from flexvol.toolkit.inventory import Capacity, VolumeView
+from flexvol.toolkit.repair import Finding
+from flexvol.toolkit.volumeio import VolumeRates
 
 STATE_STYLE = {"idle": "dim", "attached": "cyan", "mounted": "green", "inconsistent": "bold red"}
 CHECK_STYLE = {PASS: "green", FAIL: "bold red"}

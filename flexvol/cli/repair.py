@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from flexvol import repair as repair_module
 from flexvol.cli import render
 from flexvol.cli.audit import journaled
 from flexvol.cli.common import (
@@ -21,7 +20,8 @@ from flexvol.cli.common import (
 )
 from flexvol.cli.main import app
 from flexvol.cli.output import JsonAliasOption, NoHeadersOption, Output, OutputOption, emit, resolve
-from flexvol.errors import FlexvolError
+from flexvol.core.errors import FlexvolError
+from flexvol.toolkit import repair as repair_module
 
 
 @app.command()

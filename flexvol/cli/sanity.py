@@ -11,7 +11,7 @@ from rich.live import Live
 from flexvol.cli import common, render
 from flexvol.cli.main import app
 from flexvol.cli.output import JsonAliasOption, NoHeadersOption, Output, OutputOption, resolve
-from flexvol.errors import FlexvolError, InvalidInput
+from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.sanity.checks import CHECK_NAMES
 from flexvol.sanity.engine import Settings, run_sanity
 

@@ -11,15 +11,15 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from flexvol.callrun import DEFAULT_PLUGIN_DIR
 from flexvol.cli import common, render
 from flexvol.cli.main import app
 from flexvol.cli.sanity import parse_env
-from flexvol.errors import FlexvolError, InvalidInput
+from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.sanity.node import Node
 from flexvol.simulate import manifests as manifests_module
 from flexvol.simulate.flow import Settings, run_pod
 from flexvol.simulate.plan import PodPlan, dry_steps, plan
+from flexvol.toolkit.callrun import DEFAULT_PLUGIN_DIR
 
 
 @app.command()

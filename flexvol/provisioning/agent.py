@@ -14,9 +14,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from flexvol import budget, state
-from flexvol.config import Config
-from flexvol.errors import Busy, FlexvolError
+from flexvol.core import budget, state
+from flexvol.core.config import Config
+from flexvol.core.errors import Busy, FlexvolError
+from flexvol.core.quantity import human_bytes
 from flexvol.provisioning import capacity, claims, deletion, names, ownership, reclaim
 from flexvol.provisioning.cluster import (
     AlreadyExists,
@@ -27,7 +28,6 @@ from flexvol.provisioning.cluster import (
     Gone,
     log,
 )
-from flexvol.quantity import human_bytes
 
 RETRY_SECONDS = 5
 
@@ -41,7 +41,7 @@ def repair_check(kubelet_root: str, apply: bool) -> RepairCheck:
     what `--apply` would do; act only when `apply` (the agent's --repair-apply)."""
 
     def check(config: Config) -> list[str]:
-        from flexvol import repair
+        from flexvol.toolkit import repair
 
         lines = []
         for finding in repair.findings(config, kubelet_root):

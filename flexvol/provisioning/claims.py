@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flexvol import protocol
-from flexvol.errors import InvalidInput
-from flexvol.filesystems import DEFAULT_FS_TYPE
-from flexvol.options import (
+from flexvol.core.errors import InvalidInput
+from flexvol.core.filesystems import DEFAULT_FS_TYPE
+from flexvol.core.options import (
     ALLOCATION,
     ALLOCATIONS,
     MOUNT_OPTIONS,
@@ -20,6 +19,7 @@ from flexvol.options import (
     check_mount_options,
     parse_spec,
 )
+from flexvol.flex import protocol
 from flexvol.provisioning import names
 
 IGNORE = "ignore"        # not ours, or nothing left to do: no event

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import doctor
-from flexvol.config import Config
+from flexvol.core.config import Config
+from flexvol.toolkit import doctor
 from tests.helpers.cli import flexvol, flexvol_json
 from tests.helpers.driver import Driver, options
 
@@ -164,9 +164,10 @@ def test_a_thick_volume_whose_reservation_fails_is_rolled_back(
         driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pool filled between the up-front check and fallocate (another writer): the mount
     fails with the figures and leaves no file, record, loop device or mount behind."""
-    from flexvol import verbs, volume
-    from flexvol.errors import Refused
-    from flexvol.journal import CallInfo
+    from flexvol.core import volume
+    from flexvol.core.errors import Refused
+    from flexvol.core.journal import CallInfo
+    from flexvol.flex import verbs
 
     def pool_filled_meanwhile(path: str, size: int, progress: object = None) -> None:
         raise Refused(f"reserving the blocks of {path} failed: No space left on device",

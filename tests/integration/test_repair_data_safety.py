@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import kernel, repair, state, verbs, volume
-from flexvol.config import Config
-from flexvol.errors import CommandFailed, FlexvolError
-from flexvol.journal import CallInfo
+from flexvol.core import kernel, state, volume
+from flexvol.core.config import Config
+from flexvol.core.errors import CommandFailed, FlexvolError
+from flexvol.core.journal import CallInfo
+from flexvol.flex import verbs
+from flexvol.toolkit import repair
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import Driver, is_mount_point, options
 from tests.integration.test_toolkit_repair import (

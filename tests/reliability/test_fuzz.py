@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import volume
-from flexvol.config import Config
-from flexvol.errors import FlexvolError
+from flexvol.core import volume
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError
 from tests.helpers.driver import options
 from tests.reliability.harness import FIGURES, Harness, journal_tracebacks, scale, settled_loops
 

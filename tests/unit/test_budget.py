@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import budget, state
-from flexvol.budget import Pool
-from flexvol.config import Config
-from flexvol.errors import InvalidInput, Refused
-from flexvol.options import parse_spec
-from flexvol.quantity import human_bytes
+from flexvol.core import budget, state
+from flexvol.core.budget import Pool
+from flexvol.core.config import Config
+from flexvol.core.errors import InvalidInput, Refused
+from flexvol.core.options import parse_spec
+from flexvol.core.quantity import human_bytes
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -164,7 +164,7 @@ def reservation_record(config: Config, volume_id: str, allocation: str, size: in
 
 
 def test_a_thick_volume_is_reserved_once_and_a_thin_one_never(config: Config) -> None:
-    from flexvol import volume
+    from flexvol.core import volume
 
     thin = reservation_record(config, "thin", "thin")
     assert volume.ensure_reserved(config, thin) == []
@@ -177,7 +177,7 @@ def test_a_thick_volume_is_reserved_once_and_a_thin_one_never(config: Config) ->
 
 def test_a_reserved_volume_that_lost_blocks_is_mounted_anyway_with_a_note(
         config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flexvol import volume
+    from flexvol.core import volume
 
     record = reservation_record(config, "thick", "thick")
     record["reserved"] = True  # reserved once; a discard mount gave blocks back since

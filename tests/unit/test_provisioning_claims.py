@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from flexvol import protocol
-from flexvol.options import parse_spec
+from flexvol.core.options import parse_spec
+from flexvol.flex import protocol
 from flexvol.provisioning import claims, names
 from tests.helpers.fakekube import fixture
 

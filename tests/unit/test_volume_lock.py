@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import state
-from flexvol.config import Config
-from flexvol.errors import Busy
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.errors import Busy
 
 
 def test_a_second_holder_waits_then_is_told_who_holds_the_lock(tmp_path: Path) -> None:

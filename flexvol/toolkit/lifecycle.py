@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from flexvol import kernel, state, volume
-from flexvol.config import Config
-from flexvol.errors import FlexvolError, Refused
-from flexvol.options import VolumeSpec, check_fs_type, check_volume_id, parse_size
-from flexvol.quantity import format_bytes, human_bytes
-from flexvol.undo import Undo
+from flexvol.core import kernel, state, volume
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError, Refused
+from flexvol.core.options import VolumeSpec, check_fs_type, check_volume_id, parse_size
+from flexvol.core.quantity import format_bytes, human_bytes
+from flexvol.core.undo import Undo
 
 CREATED_BY = "flexvol create"
 
@@ -21,8 +21,8 @@ Progress = Callable[[int, int], None]
 
 
 def _spec(volume_id: str, size: str, fs_type: str, allocation: str = "") -> VolumeSpec:
-    from flexvol import protocol
-    from flexvol.options import ALLOCATION, parse_spec
+    from flexvol.core.options import ALLOCATION, parse_spec
+    from flexvol.flex import protocol
 
     # parse_spec: the same checks the driver applies to the kubelet's options (minimum sizes).
     return parse_spec({"volumeID": check_volume_id(volume_id), "size": size,
@@ -119,8 +119,9 @@ def delete(config: Config, volume_id: str) -> list[str]:
 
 def resize(config: Config, volume_id: str, size: str) -> int:
     """Grow a volume, mounted or not, with the steps of the driver's expandfs; the new size."""
-    from flexvol import protocol, verbs, wirejson
-    from flexvol.journal import CallInfo
+    from flexvol.core import wirejson
+    from flexvol.core.journal import CallInfo
+    from flexvol.flex import protocol, verbs
 
     check_volume_id(volume_id)
     new = parse_size(size)

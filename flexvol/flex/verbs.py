@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 
-from flexvol import config as config_module
-from flexvol import protocol
-from flexvol.errors import FlexvolError, InvalidInput
-from flexvol.faults import checkpoint
-from flexvol.journal import CallInfo
+from flexvol.core import config as config_module
+from flexvol.core.errors import FlexvolError, InvalidInput
+from flexvol.core.faults import checkpoint
+from flexvol.core.journal import CallInfo
+from flexvol.flex import protocol
 
 # Everything else is imported inside the verbs that need it: `init` runs at every plugin
 # probe and must stay close to a bare interpreter start.
@@ -20,13 +20,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flexvol.config import Config
-    from flexvol.options import VolumeSpec
-    from flexvol.protocol import Reply
+    from flexvol.core.config import Config
+    from flexvol.core.options import VolumeSpec
+    from flexvol.flex.protocol import Reply
 
 
 def _spec(text: str, call: CallInfo) -> VolumeSpec:
-    from flexvol.options import parse_spec
+    from flexvol.core.options import parse_spec
 
     spec = parse_spec(protocol.parse_options(text))
     call.volume_id = spec.volume_id
@@ -35,7 +35,7 @@ def _spec(text: str, call: CallInfo) -> VolumeSpec:
 
 
 def _bytes(text: str, what: str) -> int:
-    from flexvol.quantity import parse_quantity
+    from flexvol.core.quantity import parse_quantity
 
     value = parse_quantity(text, what)
     if value <= 0:
@@ -79,9 +79,9 @@ def do_mountdevice(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo) -> Reply:
-    from flexvol import kernel, state, volume
-    from flexvol.errors import CommandFailed, Refused
-    from flexvol.undo import Undo
+    from flexvol.core import kernel, state, volume
+    from flexvol.core.errors import CommandFailed, Refused
+    from flexvol.core.undo import Undo
 
     target = volume.check_target(target_arg, config)
     call.target = target
@@ -139,9 +139,9 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
 
 
 def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import guard, kernel, state, volume
-    from flexvol.errors import Refused
-    from flexvol.mountdir import NeverMountable
+    from flexvol.core import guard, kernel, state, volume
+    from flexvol.core.errors import Refused
+    from flexvol.core.mountdir import NeverMountable
 
     try:
         target = volume.check_target(args[0], config)
@@ -200,8 +200,8 @@ def _pending_notes(devices: list[str]) -> list[str]:
 
 
 def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import state
-    from flexvol.options import check_pv_name
+    from flexvol.core import state
+    from flexvol.core.options import check_pv_name
     spec = _spec(args[0], call)
     node = _check_node(args[1])
     pv_name = check_pv_name(spec.pv_name)
@@ -216,8 +216,8 @@ def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_isattached(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import state
-    from flexvol.options import check_pv_name
+    from flexvol.core import state
+    from flexvol.core.options import check_pv_name
     spec = _spec(args[0], call)
     node = _check_node(args[1])
     pv_name = check_pv_name(spec.pv_name)
@@ -227,8 +227,8 @@ def do_isattached(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import state, volume
-    from flexvol.options import check_pv_name
+    from flexvol.core import state, volume
+    from flexvol.core.options import check_pv_name
 
     pv_name = check_pv_name(args[0])
     node = _check_node(args[1])
@@ -270,9 +270,9 @@ def do_expandvolume(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol import state, volume
-    from flexvol.errors import Refused
-    from flexvol.undo import Undo
+    from flexvol.core import state, volume
+    from flexvol.core.errors import Refused
+    from flexvol.core.undo import Undo
 
     spec = _spec(args[0], call)
     # The options still carry the PV's original size; the new size comes from argv
@@ -358,9 +358,9 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
     os.close(reply_fd)
     checkpoint("replied")
     if call.verb != "init" and call.verb in VERBS:
-        from flexvol import journal, run
+        from flexvol.core import journal, runner
 
-        journal.append(config, call, reply.status, reply.message, run.history)
+        journal.append(config, call, reply.status, reply.message, runner.history)
     return reply.exit_code
 
 

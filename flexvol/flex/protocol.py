@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from flexvol import wirejson
-from flexvol.errors import InvalidInput
+from flexvol.core import wirejson
+from flexvol.core.errors import InvalidInput
 
 SUCCESS = "Success"
 FAILURE = "Failure"

@@ -5,10 +5,10 @@ Every refusal names the option and says what would be accepted; nothing here tou
 
 from __future__ import annotations
 
-from flexvol import protocol
-from flexvol.errors import InvalidInput
-from flexvol.filesystems import ALLOWED_MOUNT_OPTIONS, DEFAULT_FS_TYPE, FILESYSTEMS
-from flexvol.quantity import human_bytes, parse_quantity
+from flexvol.core.errors import InvalidInput
+from flexvol.core.filesystems import ALLOWED_MOUNT_OPTIONS, DEFAULT_FS_TYPE, FILESYSTEMS
+from flexvol.core.quantity import human_bytes, parse_quantity
+from flexvol.flex import protocol
 
 VOLUME_ID = "volumeID"
 SIZE = "size"

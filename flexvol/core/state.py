@@ -11,9 +11,9 @@ import errno
 import os
 import time
 
-from flexvol import run, wirejson
-from flexvol.config import Config
-from flexvol.errors import Busy, FlexvolError, StateCorrupt
+from flexvol.core import runner, wirejson
+from flexvol.core.config import Config
+from flexvol.core.errors import Busy, FlexvolError, StateCorrupt
 
 SCHEMA = 1
 LOCK_WAIT_SECONDS = 90.0
@@ -214,7 +214,7 @@ HOLDER_WIDTH = 10  # pids are at most 7 digits (pid_max is at most 2**22)
 class VolumeLock:
     """An exclusive flock on one volume, with a bounded wait.
 
-    The descriptor is inherited by commands we start (see run.inherited_fds), so a mkfs or
+    The descriptor is inherited by commands we start (see runner.inherited_fds), so a mkfs or
     losetup orphaned by a killed driver keeps the volume locked until it exits.
     """
 
@@ -245,7 +245,7 @@ class VolumeLock:
         except OSError:
             pass  # the holder's pid only informs a Busy message; a full data root must not fail here
         self.fd = fd
-        run.inherited_fds.add(fd)
+        runner.inherited_fds.add(fd)
         return self
 
     def _open(self) -> int:
@@ -277,7 +277,7 @@ class VolumeLock:
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
-            run.inherited_fds.discard(self.fd)
+            runner.inherited_fds.discard(self.fd)
             if self.config is not None and not _volume_exists(self.config, self.volume_id):
                 try:
                     os.unlink(self.path)  # still held: a waiter re-checks the path (above)

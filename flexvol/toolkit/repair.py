@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from flexvol import guard, kernel, state, volume
-from flexvol.config import Config
-from flexvol.errors import CommandFailed, FlexvolError, ProbeFailed, Refused
-from flexvol.inventory import (
+from flexvol.core import guard, kernel, state, volume
+from flexvol.core.config import Config
+from flexvol.core.errors import CommandFailed, FlexvolError, ProbeFailed, Refused
+from flexvol.core.options import VolumeSpec, check_volume_id
+from flexvol.core.undo import Undo
+from flexvol.toolkit.inventory import (
     DEFAULT_KUBELET_ROOT,
     POD_VOLUME_DIR,
     Snapshot,
@@ -25,8 +27,6 @@ from flexvol.inventory import (
     known_ids,
     record_ids,
 )
-from flexvol.options import VolumeSpec, check_volume_id
-from flexvol.undo import Undo
 
 COPY_CHUNK = 1 << 20
 
@@ -126,7 +126,7 @@ def _growth_findings(config: Config, snapshot: Snapshot, volume_id: str, devices
         return []
     if not growing:
         return []
-    from flexvol.quantity import format_bytes
+    from flexvol.core.quantity import format_bytes
 
     to = format_bytes(int(growing.get("to") or 0))
     why = f" ({growing['error']})" if growing.get("error") else ""
@@ -518,7 +518,7 @@ def _remount(config: Config, finding: Finding) -> str:
                 f"has it as a mount of {finding.volume_id}); not mounted again")
     if not target.get("mode"):
         raise Refused(_mode_unknown(directory))
-    from flexvol import mountdir
+    from flexvol.core import mountdir
 
     # Reached without following symlinks; never made again if the kubelet removed it.
     opened = mountdir.open_dir(directory)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import stat
 
-from flexvol import guard, kernel, state
-from flexvol.config import Config
-from flexvol.errors import CommandFailed, FlexvolError, ProbeFailed, Refused
-from flexvol.faults import checkpoint
-from flexvol.run import run
+from flexvol.core import guard, kernel, state
+from flexvol.core.config import Config
+from flexvol.core.errors import CommandFailed, FlexvolError, ProbeFailed, Refused
+from flexvol.core.faults import checkpoint
+from flexvol.core.runner import run
 
 # Imported where used: unmount and detach load this module too, and every module costs each
 # driver call its loading time (README, Performance).
@@ -22,9 +22,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flexvol import mountdir
-    from flexvol.options import VolumeSpec
-    from flexvol.undo import Undo
+    from flexvol.core import mountdir
+    from flexvol.core.options import VolumeSpec
+    from flexvol.core.undo import Undo
 
 LOSETUP_TIMEOUT = 30
 MOUNT_TIMEOUT = 120
@@ -38,7 +38,7 @@ LOOP_ATTACH_ATTEMPTS = 5
 def check_target(path: str, config: Config, *, what: str = "mount dir") -> str:
     """The plain path of a mount target (mountdir.check_target): never `/`, the data root, a
     dir in it or a parent of it, a kernel filesystem, or a path through a symlink."""
-    from flexvol import mountdir
+    from flexvol.core import mountdir
 
     return mountdir.check_target(path, config, what=what)
 
@@ -162,7 +162,7 @@ def _add_pool_hint(config: Config, spec: VolumeSpec, error: CommandFailed) -> No
         return
     free = pool.f_bavail * pool.f_frsize
     if not error.hint and free < spec.size_bytes:
-        from flexvol.quantity import human_bytes
+        from flexvol.core.quantity import human_bytes
 
         error.hint = (f"the pool filesystem under {config.volumes_dir} has only {human_bytes(free)} "
                       f"free, too little to back volume {spec.volume_id}: free space there and retry")
@@ -171,7 +171,7 @@ def _add_pool_hint(config: Config, spec: VolumeSpec, error: CommandFailed) -> No
 def _check_pool_space(config: Config, size: int, volume_id: str) -> None:
     """Refuse a size the pool cannot honour: more than its real free space minus what thin
     volumes were promised and have not written yet, or past the budget (budget.py)."""
-    from flexvol import budget
+    from flexvol.core import budget
 
     budget.check(config, size, volume_id)
 
@@ -186,7 +186,7 @@ def ensure_reserved(config: Config, record: dict, *, strict: bool = False,
     rolled back by the caller; one reserved before that lost blocks since (a `discard` mount
     gives freed blocks back) is mounted anyway, with a note, rather than kept from its pod.
     """
-    from flexvol.options import THICK
+    from flexvol.core.options import THICK
 
     if record.get("allocation") != THICK:
         return []
@@ -213,13 +213,13 @@ def ensure_reserved(config: Config, record: dict, *, strict: bool = False,
         state.save_record(config, record, durable=False)
     if strict:
         return []
-    from flexvol.quantity import human_bytes
+    from flexvol.core.quantity import human_bytes
 
     return [f"reserved {human_bytes(missing)} of thick volume {volume_id} again"]
 
 
 def _unreservable(volume_id: str, size: int, missing: int, free: int) -> Refused:
-    from flexvol.quantity import human_bytes
+    from flexvol.core.quantity import human_bytes
 
     return Refused(f"thick volume {volume_id} of {human_bytes(size)} needs {human_bytes(missing)} more "
                    f"blocks reserved, but the pool has only {human_bytes(free)} of free space",
@@ -243,7 +243,7 @@ def reserve_blocks(path: str, size: int, progress: Callable[[int, int], None] | 
         # No fsync (a few ms per mount): a crash that loses the allocation leaves a file with
         # holes that the next mount reserves again, as it does for the record's "reserved".
     except OSError as error:
-        from flexvol.quantity import human_bytes
+        from flexvol.core.quantity import human_bytes
 
         free = os.statvfs(path)
         raise Refused(f"reserving the blocks of {path} failed: {error.strerror} (the pool has "
@@ -349,7 +349,7 @@ def _record_loop(config: Config, record: dict, device: str | None) -> None:
 
 def _attach_loop(path: str, record_device: Callable[[str | None], None]) -> str:
     """Bind `path` to a free loop device, calling record_device before each bind."""
-    from flexvol import loopdev
+    from flexvol.core import loopdev
 
     try:
         return loopdev.attach(path, before_bind=record_device)
@@ -417,7 +417,7 @@ def _set_loop_capacity(device: str) -> None:
 
 def _loop_step(step: str, device: str, doing: str) -> None:
     """loopdev.<step>(device), or `losetup --<step> device` where the ioctls are unavailable."""
-    from flexvol import loopdev
+    from flexvol.core import loopdev
 
     try:
         getattr(loopdev, step)(device)
@@ -541,8 +541,8 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
     # file again loses nothing. The formatted record below is the one that must survive.
     state.save_record(config, record, durable=False)
     checkpoint("mkfs-intent-saved")
-    from flexvol.filesystems import FILESYSTEMS
-    from flexvol.superblock import read_identity
+    from flexvol.core.filesystems import FILESYSTEMS
+    from flexvol.core.superblock import read_identity
 
     filesystem = FILESYSTEMS[spec.fs_type]
     # --force only to finish our own mkfs that a killed call left half-done.
@@ -587,7 +587,7 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
     (mountdir.py); with `config`, a dir of the data root is refused however it is reached.
     Without `create`, a missing dir is refused instead of made.
     """
-    from flexvol import mountdir
+    from flexvol.core import mountdir
 
     mounts = kernel.read_mounts()
     here = kernel.mounts_at(target, mounts)
@@ -611,7 +611,7 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
                   lambda: guard.set_immutable(opened.fd, target, False),
                   lambda: "still immutable" if guard.is_immutable_fd(opened.fd) else "")
         checkpoint("guard-set")
-    from flexvol.filesystems import BASE_MOUNT_OPTIONS
+    from flexvol.core.filesystems import BASE_MOUNT_OPTIONS
 
     options = [*BASE_MOUNT_OPTIONS, *spec.mount_options, spec.mode]
     # -w: without it mount(8) silently falls back to read-only when the device is read-only
@@ -645,7 +645,7 @@ def release_mount_dir(opened: mountdir.MountDir) -> int:
 
 def unmount_target(target: str) -> int:
     """Unmount every mount at the mount dir `target` (reached without symlinks)."""
-    from flexvol import mountdir
+    from flexvol.core import mountdir
 
     opened = mountdir.open_dir(target, leaf=False)
     if opened is None:
@@ -693,7 +693,7 @@ def apply_fs_group(target: str, spec: VolumeSpec) -> bool:
     """
     if spec.fs_group is None or spec.read_only:
         return False
-    from flexvol import mountdir
+    from flexvol.core import mountdir
 
     opened = mountdir.open_dir(target, leaf=False)
     if opened is None or not opened.covered():
@@ -757,7 +757,7 @@ def grow_filesystem(config: Config, record: dict, device: str, size: int) -> Non
     failure (ext4 online growth needs CAP_SYS_RESOURCE) leaves a volume the toolkit flags and
     the next resize or mount finishes, never a file bigger than its filesystem unnoticed.
     """
-    from flexvol.filesystems import FILESYSTEMS
+    from flexvol.core.filesystems import FILESYSTEMS
 
     volume_id = record["volume_id"]
     fs_type = record["formatted"]["fs_type"]
@@ -821,7 +821,7 @@ def growth_pending(record: dict | None, file_size: int | None) -> dict | None:
 
 def _growth_failed(record: dict, size: int, online: bool, error: CommandFailed) -> FlexvolError:
     """What happened and what to do, when the file and device grew but the filesystem did not."""
-    from flexvol.quantity import format_bytes
+    from flexvol.core.quantity import format_bytes
 
     volume_id = record["volume_id"]
     fs_type = record["formatted"]["fs_type"]
@@ -851,6 +851,6 @@ def finish_growth(config: Config, record: dict, device: str) -> str:
     except CommandFailed as error:
         # The filesystem is intact at its old size: mount it, and leave the flag for later.
         return f"filesystem growth still unfinished: {error.message}"
-    from flexvol.quantity import format_bytes
+    from flexvol.core.quantity import format_bytes
 
     return f"finished growing the filesystem to {format_bytes(size)}"
