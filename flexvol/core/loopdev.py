@@ -39,7 +39,7 @@ class Unavailable(Exception):
     """The ioctl path cannot be used on this machine; use losetup instead."""
 
 
-class Busy(Exception):
+class RaceLost(Exception):
     """Every free device we were handed was taken by another caller first."""
 
 
@@ -103,7 +103,7 @@ def attach(path: str, before_bind: Callable[[str], None], attempts: int = 64) ->
             os.close(backing)
     finally:
         os.close(control)
-    raise Busy(f"no free loop device after {attempts} attempts: other callers took each one first")
+    raise RaceLost(f"no free loop device after {attempts} attempts: other callers took each one first")
 
 
 def detach(device: str) -> None:

@@ -355,7 +355,7 @@ def _attach_loop(path: str, record_device: Callable[[str | None], None]) -> str:
         return loopdev.attach(path, before_bind=record_device)
     except loopdev.Unavailable:
         pass
-    except loopdev.Busy as error:
+    except loopdev.RaceLost as error:
         raise CommandFailed(str(error), "retry the call; the kubelet does") from error
     except OSError as error:
         raise CommandFailed(f"attaching {path} to a loop device failed: {error.strerror}",
