@@ -61,7 +61,7 @@ def do_init(config: Config, args: list[str], call: CallInfo) -> Reply:
     return protocol.success(capabilities={
         "attach": config.attach,
         "selinuxRelabel": True,
-        # false: the driver gives the volume root to the fsGroup itself (volume.apply_fs_group)
+        # false: the driver gives the volume root to the fsGroup itself (mounting.apply_fs_group)
         # instead of the kubelet's recursive chown of the whole volume on every mount.
         "fsGroup": False,
         "supportsMetrics": True,
@@ -79,17 +79,17 @@ def do_mountdevice(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo) -> Reply:
-    from flexvol.core import kernel, state, volume
+    from flexvol.core import backing, formatting, kernel, loop, mounting, state
     from flexvol.core.errors import CommandFailed, Refused
     from flexvol.core.undo import Undo
 
-    target = volume.check_target(target_arg, config)
+    target = mounting.check_target(target_arg, config)
     call.target = target
     state.ensure_dirs(config)
     with state.VolumeLock(config, spec.volume_id):
         here = kernel.mounts_at(target)
         if here:
-            owner = volume.volume_of_mount(config, here[-1])
+            owner = mounting.volume_of_mount(config, here[-1])
             if owner != spec.volume_id:
                 raise Refused(f"{target} is already a mount point of {here[-1].source}; refusing to "
                               f"mount volume {spec.volume_id} over it")
@@ -110,23 +110,26 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
                 undo.push("forget mount target", lambda: state.remove_target(config, target),
                            undo.path_gone(state.target_path(config, target)))
                 checkpoint("target-saved")
-            record = volume.ensure_file(config, spec, undo, may_create=not spec.read_only)
-            volume.check_namespace(config, record, spec)
-            volume.remember_pv_name(config, record, spec.pv_name)
-            device = volume.ensure_loop(config, record, undo)
-            if volume.ensure_filesystem(config, record, device, spec):
+            record = backing.ensure_file(config, spec, undo, may_create=not spec.read_only)
+            backing.check_namespace(config, record, spec)
+            backing.remember_pv_name(config, record, spec.pv_name)
+            device = loop.ensure_loop(config, record, undo)
+            if formatting.ensure_filesystem(config, record, device, spec):
                 call.notes.append(f"formatted {spec.fs_type}")
-            call.notes.extend(volume.ensure_reserved(config, record))
+            call.notes.extend(backing.ensure_reserved(config, record))
             # A growth whose filesystem step failed (online ext4 without CAP_SYS_RESOURCE)
             # is finished offline here, before the first mount of the device.
-            grown = volume.finish_growth(config, record, device)
-            if grown:
-                call.notes.append(grown)
+            if backing.growth_pending(record, os.stat(config.backing_file(spec.volume_id)).st_size):
+                from flexvol.core import growth
+
+                grown = growth.finish_growth(config, record, device)
+                if grown:
+                    call.notes.append(grown)
             try:
-                volume.ensure_mounted(device, target, spec, undo, config=config)
+                mounting.ensure_mounted(device, target, spec, undo, config=config)
             except CommandFailed as error:
-                raise volume.explain_mount_failure(record, device, error) from None
-            if volume.apply_fs_group(target, spec):
+                raise mounting.explain_mount_failure(record, device, error) from None
+            if mounting.apply_fs_group(target, spec):
                 checkpoint("fsgroup-applied")
         except BaseException:
             undo.rollback()
@@ -139,12 +142,12 @@ def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo)
 
 
 def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import guard, kernel, state, volume
+    from flexvol.core import guard, kernel, loop, mounting, state
     from flexvol.core.errors import Refused
     from flexvol.core.mountdir import NeverMountable
 
     try:
-        target = volume.check_target(args[0], config)
+        target = mounting.check_target(args[0], config)
     except NeverMountable as error:
         # mount refuses such a path, so nothing of ours is mounted there (FLEXVOLUME.md 5:
         # unmount of what is not mounted succeeds).
@@ -154,13 +157,13 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
     here = kernel.mounts_at(target)
     volume_id = None
     if here:
-        volume_id = volume.volume_of_mount(config, here[-1])
+        volume_id = mounting.volume_of_mount(config, here[-1])
         if volume_id is None:
             # A concurrent unmount may have unmounted it and detached its device since we
             # read the mount table (it unmounts first): look again before refusing.
             here = kernel.mounts_at(target)
             if here:
-                volume_id = volume.volume_of_mount(config, here[-1])
+                volume_id = mounting.volume_of_mount(config, here[-1])
                 if volume_id is None:
                     raise Refused(f"{target} is mounted from {here[-1].source}, which is not a "
                                   "flexvol volume; refusing to unmount it")
@@ -178,15 +181,15 @@ def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
     with state.VolumeLock(config, volume_id):
         here = kernel.mounts_at(target)
         sources: tuple[str, ...] = ()
-        if here and volume.volume_of_mount(config, here[-1]) == volume_id:
+        if here and mounting.volume_of_mount(config, here[-1]) == volume_id:
             sources = tuple(mount.source for mount in here)
-            volume.unmount_target(target)
+            mounting.unmount_target(target)
         # The dir was ours (mounted or remembered): lift its write guard so the kubelet can
         # remove it, also when the mount was already gone (after a reboot).
         if guard.lift_write_guard(target):
             checkpoint("guard-lifted")
         pending: list[str] = []
-        for device in volume.release_loop(config, volume_id, also=sources, pending=pending):
+        for device in loop.release_loop(config, volume_id, also=sources, pending=pending):
             call.notes.append(f"detached {device}")
         call.notes.extend(_pending_notes(pending))
         state.remove_target(config, target)
@@ -227,7 +230,7 @@ def do_isattached(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import state, volume
+    from flexvol.core import loop, state
     from flexvol.core.options import check_pv_name
 
     pv_name = check_pv_name(args[0])
@@ -249,7 +252,7 @@ def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
         # Where attach runs on the node (kubelet-attached), free a loop device nothing mounts.
         if os.path.exists(config.backing_file(volume_id)):
             pending: list[str] = []
-            for device in volume.release_loop(config, volume_id, pending=pending):
+            for device in loop.release_loop(config, volume_id, pending=pending):
                 call.notes.append(f"detached {device}")
             call.notes.extend(_pending_notes(pending))
     return protocol.success()
@@ -270,7 +273,7 @@ def do_expandvolume(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import state, volume
+    from flexvol.core import growth, loop, state
     from flexvol.core.errors import Refused
     from flexvol.core.undo import Undo
 
@@ -289,12 +292,12 @@ def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
             raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
         undo = Undo()
         try:
-            if volume.grow(config, record, spec, new, undo):
+            if growth.grow(config, record, spec, new, undo):
                 call.notes.append(f"grew to {new}")
         finally:
             # A loop device no mount uses is released again: the one attached only to grow an
             # idle volume, and one a killed call left behind (its retry found it attached).
-            volume.release_loop(config, spec.volume_id)
+            loop.release_loop(config, spec.volume_id)
     return protocol.success()
 
 

@@ -184,7 +184,7 @@ def driver_options(volume_id: str, size: str, mount_options: tuple[str, ...],
     """flexVolume.options; fsType travels as flexVolume.fsType (sent as kubernetes.io/fsType)."""
     options = {VOLUME_ID: volume_id, SIZE: size}
     if allocation:
-        # the volume is made thin or thick at its first mount on the node (volume.ensure_file)
+        # the volume is made thin or thick at its first mount on the node (backing.ensure_file)
         options[ALLOCATION] = allocation
     if mount_options:
         # PV spec.mountOptions are refused for flexVolume (FLEXVOLUME.md 4): options carry them.

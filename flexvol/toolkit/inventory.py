@@ -226,7 +226,7 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
 
 
 def _growth_pending(record: dict | None, file_size: int | None) -> dict | None:
-    from flexvol.core.volume import growth_pending
+    from flexvol.core.backing import growth_pending
 
     return growth_pending(record, file_size)
 

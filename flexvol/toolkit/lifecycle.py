@@ -1,5 +1,5 @@
 """Operator actions on one volume ahead of, or after, the kubelet's calls: create, delete,
-resize. Each takes the volume's lock and uses the driver's own steps (volume.py) and records
+resize. Each takes the volume's lock and uses the core's own steps (backing, loop, formatting) and records
 (state.py), so a volume made here is exactly one the driver would have made.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from flexvol.core import kernel, state, volume
+from flexvol.core import backing, formatting, kernel, loop, state
 from flexvol.core.config import Config
 from flexvol.core.errors import FlexvolError, Refused
 from flexvol.core.options import VolumeSpec, check_fs_type, check_volume_id, parse_size
@@ -34,10 +34,10 @@ def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
     """Create and format a new volume, thick (all its blocks reserved) unless `allocation` says
     thin, as the driver makes one (options.DEFAULT_ALLOCATION).
 
-    Formatting happens here, on the still-sparse file, with volume.ensure_filesystem: the
+    Formatting happens here, on the still-sparse file, with formatting.ensure_filesystem: the
     record then says formatted-once, and the driver never formats it again. Reserving first
     would give the file blocks, and the driver rightly refuses to format such a file; so the
-    blocks are reserved after, by the driver's own step (volume.ensure_reserved).
+    blocks are reserved after, by the driver's own step (backing.ensure_reserved).
     """
     spec = _spec(volume_id, size, fs_type, allocation)
     state.ensure_dirs(config)
@@ -48,24 +48,24 @@ def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
                           "choose another name, or 'flexvol resize' it")
         undo = Undo()
         try:
-            record = volume.ensure_file(config, spec, undo, may_create=True)
+            record = backing.ensure_file(config, spec, undo, may_create=True)
             record["created_by"] = CREATED_BY
             state.save_record(config, record)
-            device = volume.ensure_loop(config, record, undo)
-            volume.ensure_filesystem(config, record, device, spec)
-            volume.ensure_reserved(config, record, strict=True, progress=progress)
+            device = loop.ensure_loop(config, record, undo)
+            formatting.ensure_filesystem(config, record, device, spec)
+            backing.ensure_reserved(config, record, strict=True, progress=progress)
         except BaseException:
             undo.rollback()
             raise
         finally:
-            volume.release_loop(config, spec.volume_id)
+            loop.release_loop(config, spec.volume_id)
         undo.commit()
         return state.load_record(config, spec.volume_id) or record
 
 
 def wait_detached(devices: list[str], timeout: float = 10) -> None:
     """Wait until loop devices detached by hand (tests, operators) are really gone;
-    volume.detach_loop already waits for its own.
+    loop.detach_loop already waits for its own.
 
     `losetup --detach` of a device that udev's blkid still holds open only marks it
     autoclear; the kernel lets go at the last close, so it lingers for a moment.
@@ -144,7 +144,7 @@ def resize(config: Config, volume_id: str, size: str) -> int:
     fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
     options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
     path = config.backing_file(volume_id)
-    # expandfs releases a loop device it attached only to grow (volume.detach_loop waits for it).
+    # expandfs releases a loop device it attached only to grow (loop.detach_loop waits for it).
     old = int(record.get("size_bytes") or 0)
     reply = verbs.dispatch(config, ["expandfs", options, "", "", str(new), str(old)],
                            CallInfo("expandfs"))

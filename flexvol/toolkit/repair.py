@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from flexvol.core import guard, kernel, state, volume
+from flexvol.core import backing, formatting, growth, guard, kernel, loop, mounting, state
 from flexvol.core.config import Config
 from flexvol.core.errors import CommandFailed, FlexvolError, ProbeFailed, Refused
 from flexvol.core.options import VolumeSpec, check_volume_id
@@ -120,7 +120,7 @@ def _volume_findings(config: Config, snapshot: Snapshot, volume_id: str, has_rec
 def _growth_findings(config: Config, snapshot: Snapshot, volume_id: str, devices: list[str]) -> list[Finding]:
     """A volume whose file grew but whose filesystem did not (a failed online grow)."""
     try:
-        growing = volume.growth_pending(state.load_record(config, volume_id),
+        growing = backing.growth_pending(state.load_record(config, volume_id),
                                         os.stat(config.backing_file(volume_id)).st_size)
     except (FlexvolError, OSError):
         return []
@@ -319,7 +319,7 @@ def _detach_leaked(config: Config, finding: Finding) -> str:
     if kernel.mounts_of_device(device):
         raise Refused(f"{device} is mounted now; left alone")
     # The device found, whichever the record names (release_loop trusts the record).
-    volume.detach_loop(device)
+    loop.detach_loop(device)
     return _detached_or_pending(device)
 
 
@@ -330,7 +330,7 @@ def _recover_deleted(config: Config, finding: Finding) -> str:
     if backing != wanted or kernel.mounts_of_device(device):
         raise Refused(f"{device} changed since it was inspected; run repair again")
     destination = copy_to_new_file(config, finding.volume_id, device)
-    volume.detach_loop(device)
+    loop.detach_loop(device)
     return _detached_or_pending(device, f"copied {device} to {destination}")
 
 
@@ -423,14 +423,14 @@ def _unmount_stale(config: Config, finding: Finding) -> str:
     sources = tuple(mount.source for mount in here)
     if not here:
         return f"nothing to do: {finding.subject} is no longer mounted"
-    if any(volume.volume_of_mount(config, mount) != finding.volume_id for mount in here):
+    if any(mounting.volume_of_mount(config, mount) != finding.volume_id for mount in here):
         raise Refused(f"{finding.subject} is mounted from {here[-1].source} now; left alone")
-    volume.unmount_target(finding.subject)
+    mounting.unmount_target(finding.subject)
     if kernel.mounts_at(finding.subject):
         raise FlexvolError(f"{finding.subject} is still mounted after the unmount")
     # The dir is nobody's mount now: let the kubelet remove it.
     guard.lift_write_guard(finding.subject)
-    volume.release_loop(config, finding.volume_id, also=sources)
+    loop.release_loop(config, finding.volume_id, also=sources)
     said = [f"unmounted {finding.subject}"]
     for device in dict.fromkeys(sources):
         try:
@@ -465,7 +465,7 @@ def _adopt_file(config: Config, finding: Finding) -> str:
     record["adopted"] = True
     if found.fs_type:
         # the same memory ensure_filesystem keeps: formatted once, never again
-        volume._remember_formatted(config, record, found)
+        formatting._remember_formatted(config, record, found)
     else:
         state.save_record(config, record)
     if state.load_record(config, finding.volume_id) is None:
@@ -481,19 +481,19 @@ def _finish_growth(config: Config, finding: Finding) -> str:
     """Grow the filesystem of an unmounted volume flagged `growing` offline, as a mount would."""
     record = state.load_record(config, finding.volume_id)
     path = config.backing_file(finding.volume_id)
-    if not volume.growth_pending(record, os.stat(path).st_size) or record is None:
+    if not backing.growth_pending(record, os.stat(path).st_size) or record is None:
         return "nothing to do: its filesystem has grown meanwhile"
     if any(kernel.mounts_of_device(device) for device in kernel.loops_of_file(path)):
         raise Refused(f"{finding.volume_id} is mounted now; left alone", finding.detail)
     undo = Undo()
     try:
-        device = volume.ensure_loop(config, record, undo)
-        volume.grow_filesystem(config, record, device, os.stat(path).st_size)
+        device = loop.ensure_loop(config, record, undo)
+        growth.grow_filesystem(config, record, device, os.stat(path).st_size)
     finally:
-        volume.release_loop(config, finding.volume_id)
+        loop.release_loop(config, finding.volume_id)
     undo.commit()
     after = state.load_record(config, finding.volume_id) or {}
-    if volume.growth_pending(after, os.stat(path).st_size):
+    if backing.growth_pending(after, os.stat(path).st_size):
         raise FlexvolError(f"{finding.volume_id} is still flagged as growing after growing it")
     return f"grew the filesystem of {finding.volume_id} to {after.get('size_bytes')} bytes"
 
@@ -551,15 +551,15 @@ def _mount_again(config: Config, target: dict, directory: str) -> str:
                       mount_options=tuple(target.get("mount_options") or ()))
     undo = Undo()
     try:
-        record = volume.ensure_file(config, spec, undo, may_create=False)
-        device = volume.ensure_loop(config, record, undo)
+        record = backing.ensure_file(config, spec, undo, may_create=False)
+        device = loop.ensure_loop(config, record, undo)
         try:
-            volume.ensure_mounted(device, directory, spec, undo, config=config, create=False)
+            mounting.ensure_mounted(device, directory, spec, undo, config=config, create=False)
         except CommandFailed as error:
             if not os.path.lexists(directory):
                 raise Refused(f"{directory} was removed by the kubelet meanwhile; not mounted again") \
                     from None
-            raise volume.explain_mount_failure(record, device, error) from None
+            raise mounting.explain_mount_failure(record, device, error) from None
     except BaseException as error:
         undo.rollback()
         if undo.errors and isinstance(error, FlexvolError):

@@ -164,7 +164,7 @@ def test_a_thick_volume_whose_reservation_fails_is_rolled_back(
         driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pool filled between the up-front check and fallocate (another writer): the mount
     fails with the figures and leaves no file, record, loop device or mount behind."""
-    from flexvol.core import volume
+    from flexvol.core import backing
     from flexvol.core.errors import Refused
     from flexvol.core.journal import CallInfo
     from flexvol.flex import verbs
@@ -173,7 +173,7 @@ def test_a_thick_volume_whose_reservation_fails_is_rolled_back(
         raise Refused(f"reserving the blocks of {path} failed: No space left on device",
                       "free space on the pool filesystem, or make the volume thin")
 
-    monkeypatch.setattr(volume, "reserve_blocks", pool_filled_meanwhile)
+    monkeypatch.setattr(backing, "reserve_blocks", pool_filled_meanwhile)
     target = driver.dir("pod")
     call = CallInfo("mount")
     with pytest.raises(Refused, match="No space left"):

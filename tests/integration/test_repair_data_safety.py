@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flexvol.core import kernel, state, volume
+from flexvol.core import kernel, mounting, state
 from flexvol.core.config import Config
 from flexvol.core.errors import CommandFailed, FlexvolError
 from flexvol.core.journal import CallInfo
@@ -97,7 +97,7 @@ def test_defect6_rollback_reports_a_detach_the_kernel_did_not_do(driver: Driver,
         held.append(os.open(device, os.O_RDONLY))  # someone else holds the device open
         raise CommandFailed("mount failed on purpose")
 
-    monkeypatch.setattr(volume, "ensure_mounted", fail_after_opening)
+    monkeypatch.setattr(mounting, "ensure_mounted", fail_after_opening)
     config = Config(str(driver.root))
     call = CallInfo("mount")
     target = driver.dir("pod")
