@@ -41,14 +41,14 @@ def repair_check(kubelet_root: str, apply: bool) -> RepairCheck:
     what `--apply` would do; act only when `apply` (the agent's --repair-apply)."""
 
     def check(config: Config) -> list[str]:
-        from flexvol.toolkit import repair
+        from flexvol.toolkit import repair, repair_apply
 
         lines = []
         for finding in repair.findings(config, kubelet_root):
             text = f"{finding.kind} {finding.subject}: {finding.detail}"
             if apply and finding.action:
                 try:
-                    text += f"; repaired: {repair.apply(config, finding)}"
+                    text += f"; repaired: {repair_apply.apply(config, finding)}"
                 except FlexvolError as error:
                     text += f"; repair failed: {error}"
             elif finding.action:

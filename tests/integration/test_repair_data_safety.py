@@ -17,7 +17,7 @@ from flexvol.core.config import Config
 from flexvol.core.errors import CommandFailed, FlexvolError
 from flexvol.core.journal import CallInfo
 from flexvol.flex import verbs
-from flexvol.toolkit import repair
+from flexvol.toolkit import repair, repair_apply
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import Driver, is_mount_point, options
 from tests.integration.test_toolkit_repair import (
@@ -138,7 +138,7 @@ def test_defect7_repair_never_remounts_a_pod_dir_the_kubelet_let_go(driver: Driv
     results = []
     for item in found:
         try:
-            results.append(repair.apply(config, item))
+            results.append(repair_apply.apply(config, item))
         except FlexvolError as error:
             results.append(f"failed: {error}")
     assert not driver.mounts(), results
