@@ -18,13 +18,12 @@ from flexvol.core.runner import run
 # Performance).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from flexvol.core.options import VolumeSpec
     from flexvol.core.undo import Undo
 
 GROW_TIMEOUT = 600
 
 
-def grow(config: Config, record: dict, spec: VolumeSpec, new_bytes: int, undo: Undo) -> bool:
+def grow(config: Config, record: dict, new_bytes: int, undo: Undo) -> bool:
     """Grow the backing file, the loop device and the filesystem to at least new_bytes.
 
     Never shrinks; repeating it is a no-op. Returns True if the file grew.

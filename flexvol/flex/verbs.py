@@ -1,7 +1,9 @@
-"""One small function per FlexVolume verb, the table of verbs, and `main`.
+"""The FlexVolume front end: one small function per verb, the table of verbs, and `main`.
 
-The dispatcher is the one place that parses arguments, takes the volume lock, journals the
-call and turns errors into replies (DESIGN.md). Argument order follows FLEXVOLUME.md 3.
+Each handler only translates: argv and the options JSON in, one core operation
+(core/operations.py, which takes the volume's lock and owns the rollback), one JSON reply out.
+The dispatcher is the one place that checks the arguments, journals the call and turns errors
+into replies. Argument order follows FLEXVOLUME.md 3.
 """
 
 from __future__ import annotations
@@ -70,191 +72,52 @@ def do_init(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_mount(config: Config, args: list[str], call: CallInfo) -> Reply:
-    return _mount_at(config, args[0], _spec(args[1], call), call)
+    from flexvol.core import operations
+
+    operations.mount(config, args[0], _spec(args[1], call), call)
+    return protocol.success()
 
 
 def do_mountdevice(config: Config, args: list[str], call: CallInfo) -> Reply:
     # args: <deviceMountPath> <devicePath> <options>; the device is resolved from volumeID.
-    return _mount_at(config, args[0], _spec(args[2], call), call)
+    from flexvol.core import operations
 
-
-def _mount_at(config: Config, target_arg: str, spec: VolumeSpec, call: CallInfo) -> Reply:
-    from flexvol.core import backing, formatting, kernel, loop, mounting, state
-    from flexvol.core.errors import CommandFailed, Refused
-    from flexvol.core.undo import Undo
-
-    target = mounting.check_target(target_arg, config)
-    call.target = target
-    state.ensure_dirs(config)
-    with state.VolumeLock(config, spec.volume_id):
-        here = kernel.mounts_at(target)
-        if here:
-            owner = mounting.volume_of_mount(config, here[-1])
-            if owner != spec.volume_id:
-                raise Refused(f"{target} is already a mount point of {here[-1].source}; refusing to "
-                              f"mount volume {spec.volume_id} over it")
-            if here[-1].read_only != spec.read_only:
-                raise Refused(f"volume {spec.volume_id} is already mounted at {target} "
-                              f"{'read-only' if here[-1].read_only else 'read-write'}; "
-                              f"refusing to change it to {spec.mode}",
-                              "unmount it first")
-            call.notes.append("already mounted")
-            return protocol.success()
-        undo = Undo()
-        try:
-            # Written first so that unmount can find the volume of a half-made mount.
-            if state.load_target(config, target) is None:
-                pod = f"{spec.pod_namespace}/{spec.pod_name}" if spec.pod_name else ""
-                state.save_target(config, target, spec.volume_id, pod, mode=spec.mode, fs_type=spec.fs_type,
-                                  mount_options=spec.mount_options)
-                undo.push("forget mount target", lambda: state.remove_target(config, target),
-                           undo.path_gone(state.target_path(config, target)))
-                checkpoint("target-saved")
-            record = backing.ensure_file(config, spec, undo, may_create=not spec.read_only)
-            backing.check_namespace(config, record, spec)
-            backing.remember_pv_name(config, record, spec.pv_name)
-            device = loop.ensure_loop(config, record, undo)
-            if formatting.ensure_filesystem(config, record, device, spec):
-                call.notes.append(f"formatted {spec.fs_type}")
-            call.notes.extend(backing.ensure_reserved(config, record))
-            # A growth whose filesystem step failed (online ext4 without CAP_SYS_RESOURCE)
-            # is finished offline here, before the first mount of the device.
-            if backing.growth_pending(record, os.stat(config.backing_file(spec.volume_id)).st_size):
-                from flexvol.core import growth
-
-                grown = growth.finish_growth(config, record, device)
-                if grown:
-                    call.notes.append(grown)
-            try:
-                mounting.ensure_mounted(device, target, spec, undo, config=config)
-            except CommandFailed as error:
-                raise mounting.explain_mount_failure(record, device, error) from None
-            if mounting.apply_fs_group(target, spec):
-                checkpoint("fsgroup-applied")
-        except BaseException:
-            undo.rollback()
-            call.notes.extend(f"rolled back: {item}" for item in undo.done)
-            if undo.errors:
-                call.notes.extend(f"rollback failed: {item}" for item in undo.errors)
-            raise
-        undo.commit()
+    operations.mount(config, args[0], _spec(args[2], call), call)
     return protocol.success()
 
 
 def do_unmount(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import guard, kernel, loop, mounting, state
-    from flexvol.core.errors import Refused
-    from flexvol.core.mountdir import NeverMountable
+    from flexvol.core import operations
 
-    try:
-        target = mounting.check_target(args[0], config)
-    except NeverMountable as error:
-        # mount refuses such a path, so nothing of ours is mounted there (FLEXVOLUME.md 5:
-        # unmount of what is not mounted succeeds).
-        call.notes.append(f"nothing mounted: {error}")
-        return protocol.success()
-    call.target = target
-    here = kernel.mounts_at(target)
-    volume_id = None
-    if here:
-        volume_id = mounting.volume_of_mount(config, here[-1])
-        if volume_id is None:
-            # A concurrent unmount may have unmounted it and detached its device since we
-            # read the mount table (it unmounts first): look again before refusing.
-            here = kernel.mounts_at(target)
-            if here:
-                volume_id = mounting.volume_of_mount(config, here[-1])
-                if volume_id is None:
-                    raise Refused(f"{target} is mounted from {here[-1].source}, which is not a "
-                                  "flexvol volume; refusing to unmount it")
-    if not here:
-        remembered = state.load_target(config, target)
-        volume_id = remembered["volume_id"] if remembered else None
-    if volume_id is None:
-        call.notes.append("nothing mounted")
-        # A guard whose mount and record are both gone (a record moved aside) must not stop
-        # the kubelet from removing the dir it unmounts.
-        if not here:
-            guard.lift_write_guard(target)
-        return protocol.success()
-    call.volume_id = volume_id
-    with state.VolumeLock(config, volume_id):
-        here = kernel.mounts_at(target)
-        sources: tuple[str, ...] = ()
-        if here and mounting.volume_of_mount(config, here[-1]) == volume_id:
-            sources = tuple(mount.source for mount in here)
-            mounting.unmount_target(target)
-        # The dir was ours (mounted or remembered): lift its write guard so the kubelet can
-        # remove it, also when the mount was already gone (after a reboot).
-        if guard.lift_write_guard(target):
-            checkpoint("guard-lifted")
-        pending: list[str] = []
-        for device in loop.release_loop(config, volume_id, also=sources, pending=pending):
-            call.notes.append(f"detached {device}")
-        call.notes.extend(_pending_notes(pending))
-        state.remove_target(config, target)
-        checkpoint("target-removed")
+    operations.unmount(config, args[0], call)
     return protocol.success()
 
 
-def _pending_notes(devices: list[str]) -> list[str]:
-    return [f"detach pending: {device} is held open elsewhere; the kernel set autoclear and "
-            "frees it at the last close" for device in devices]
-
-
 def do_attach(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import state
+    from flexvol.core import operations
     from flexvol.core.options import check_pv_name
+
     spec = _spec(args[0], call)
     node = _check_node(args[1])
-    pv_name = check_pv_name(spec.pv_name)
-    state.ensure_dirs(config)
-    with state.VolumeLock(config, spec.volume_id):
-        known = state.load_pv(config, pv_name)
-        nodes = list(known["nodes"]) if known and known.get("volume_id") == spec.volume_id else []
-        if node not in nodes:
-            state.save_pv(config, pv_name, spec.volume_id, [*nodes, node])
-            checkpoint("pv-saved")
+    operations.attach(config, check_pv_name(spec.pv_name), spec.volume_id, node, call)
     return protocol.success(device=_device_token(spec.volume_id))
 
 
 def do_isattached(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import state
+    from flexvol.core import operations
     from flexvol.core.options import check_pv_name
+
     spec = _spec(args[0], call)
     node = _check_node(args[1])
     pv_name = check_pv_name(spec.pv_name)
-    known = state.load_pv(config, pv_name)
-    attached = bool(known and known.get("volume_id") == spec.volume_id and node in known.get("nodes", []))
-    return protocol.success(attached=attached)
+    return protocol.success(attached=operations.is_attached(config, pv_name, spec.volume_id, node))
 
 
 def do_detach(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import loop, state
+    from flexvol.core import operations
     from flexvol.core.options import check_pv_name
 
-    pv_name = check_pv_name(args[0])
-    node = _check_node(args[1])
-    known = state.load_pv(config, pv_name)
-    if known is None:
-        call.notes.append("not attached")
-        return protocol.success()
-    volume_id = known["volume_id"]
-    call.volume_id = volume_id
-    with state.VolumeLock(config, volume_id):
-        known = state.load_pv(config, pv_name) or {"nodes": []}
-        nodes = [item for item in known.get("nodes", []) if item != node]
-        if nodes:
-            state.save_pv(config, pv_name, volume_id, nodes)
-        else:
-            state.remove(state.pv_path(config, pv_name))
-        checkpoint("pv-forgotten")
-        # Where attach runs on the node (kubelet-attached), free a loop device nothing mounts.
-        if os.path.exists(config.backing_file(volume_id)):
-            pending: list[str] = []
-            for device in loop.release_loop(config, volume_id, pending=pending):
-                call.notes.append(f"detached {device}")
-            call.notes.extend(_pending_notes(pending))
+    operations.detach(config, check_pv_name(args[0]), _check_node(args[1]), call)
     return protocol.success()
 
 
@@ -273,48 +136,31 @@ def do_expandvolume(config: Config, args: list[str], call: CallInfo) -> Reply:
 
 
 def do_expandfs(config: Config, args: list[str], call: CallInfo) -> Reply:
-    from flexvol.core import growth, loop, state
-    from flexvol.core.errors import Refused
-    from flexvol.core.undo import Undo
+    from flexvol.core import operations
 
     spec = _spec(args[0], call)
     # The options still carry the PV's original size; the new size comes from argv
     # (FLEXVOLUME.md 7).
-    new = _bytes(args[3], "new size")
-    # Also checked before locking, so that a call for a volume this node never had leaves no
-    # lock file behind.
-    if not os.path.exists(config.backing_file(spec.volume_id)):
-        raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
-    state.ensure_dirs(config)
-    with state.VolumeLock(config, spec.volume_id):
-        record = state.load_record(config, spec.volume_id)
-        if record is None or not os.path.exists(config.backing_file(spec.volume_id)):
-            raise Refused(f"volume {spec.volume_id} does not exist on this node", "nothing to expand")
-        undo = Undo()
-        try:
-            if growth.grow(config, record, spec, new, undo):
-                call.notes.append(f"grew to {new}")
-        finally:
-            # A loop device no mount uses is released again: the one attached only to grow an
-            # idle volume, and one a killed call left behind (its retry found it attached).
-            loop.release_loop(config, spec.volume_id)
+    operations.expand(config, spec.volume_id, _bytes(args[3], "new size"), call)
     return protocol.success()
 
 
-
-# verb -> (handler, argument names after the verb)
-VERBS: dict[str, tuple[Callable[[Config, list[str], CallInfo], Reply], tuple[str, ...]]] = {
-    "init": (do_init, ()),
-    "attach": (do_attach, ("options", "node")),
-    "isattached": (do_isattached, ("options", "node")),
-    "detach": (do_detach, ("pv name", "node")),
-    "waitforattach": (do_waitforattach, ("device", "options")),
-    "mountdevice": (do_mountdevice, ("device mount dir", "device", "options")),
-    "unmountdevice": (do_unmount, ("device mount dir",)),
-    "mount": (do_mount, ("mount dir", "options")),
-    "unmount": (do_unmount, ("mount dir",)),
-    "expandvolume": (do_expandvolume, ("options", "controller path", "new size", "old size")),
-    "expandfs": (do_expandfs, ("options", "device", "mount dir", "new size", "old size")),
+# verb -> (handler, argument names after the verb, what it holds). LOCKS: its core operation
+# takes the volume's lock for the whole call (core/operations.py); the handler itself only
+# translates. "": it reads, or only validates, and holds no lock.
+LOCKS = "volume lock"
+VERBS: dict[str, tuple[Callable[[Config, list[str], CallInfo], Reply], tuple[str, ...], str]] = {
+    "init": (do_init, (), ""),
+    "attach": (do_attach, ("options", "node"), LOCKS),
+    "isattached": (do_isattached, ("options", "node"), ""),
+    "detach": (do_detach, ("pv name", "node"), LOCKS),
+    "waitforattach": (do_waitforattach, ("device", "options"), ""),
+    "mountdevice": (do_mountdevice, ("device mount dir", "device", "options"), LOCKS),
+    "unmountdevice": (do_unmount, ("device mount dir",), LOCKS),
+    "mount": (do_mount, ("mount dir", "options"), LOCKS),
+    "unmount": (do_unmount, ("mount dir",), LOCKS),
+    "expandvolume": (do_expandvolume, ("options", "controller path", "new size", "old size"), ""),
+    "expandfs": (do_expandfs, ("options", "device", "mount dir", "new size", "old size"), LOCKS),
 }
 
 
@@ -325,7 +171,7 @@ def dispatch(config: Config, argv: list[str], call: CallInfo) -> Reply:
     if entry is None:
         # getvolumename included: its name would be ignored anyway (FLEXVOLUME.md 3, #60046).
         return protocol.not_supported(verb)
-    handler, names = entry
+    handler, names, _holds = entry
     args = argv[1:]
     call.args = args
     if len(args) != len(names):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from flexvol.core import backing, formatting, kernel, loop, state
 from flexvol.core.config import Config
-from flexvol.core.errors import FlexvolError, Refused
+from flexvol.core.errors import Refused
 from flexvol.core.options import VolumeSpec, check_fs_type, check_volume_id, parse_size
 from flexvol.core.quantity import format_bytes, human_bytes
 from flexvol.core.undo import Undo
@@ -118,10 +118,9 @@ def delete(config: Config, volume_id: str) -> list[str]:
 
 
 def resize(config: Config, volume_id: str, size: str) -> int:
-    """Grow a volume, mounted or not, with the steps of the driver's expandfs; the new size."""
-    from flexvol.core import wirejson
+    """Grow a volume, mounted or not, with the core's expand operation; the new size."""
+    from flexvol.core import operations
     from flexvol.core.journal import CallInfo
-    from flexvol.flex import protocol, verbs
 
     check_volume_id(volume_id)
     new = parse_size(size)
@@ -141,15 +140,9 @@ def resize(config: Config, volume_id: str, size: str) -> int:
                       f"{format_bytes(current)}' to finish)") if growing else ""
         raise Refused(f"volume {volume_id} is {human_bytes(current)}{unfinished}; flexvol never "
                       "shrinks a volume", f"ask for at least {human_bytes(current, round_up=True)}")
-    fs_type = (record.get("formatted") or {}).get("fs_type") or record.get("fs_type", "")
-    options = wirejson.dumps({"volumeID": volume_id, protocol.FS_TYPE: fs_type})
     path = config.backing_file(volume_id)
-    # expandfs releases a loop device it attached only to grow (loop.detach_loop waits for it).
-    old = int(record.get("size_bytes") or 0)
-    reply = verbs.dispatch(config, ["expandfs", options, "", "", str(new), str(old)],
-                           CallInfo("expandfs"))
-    if reply.status != protocol.SUCCESS:
-        raise FlexvolError(f"resize of {volume_id} failed: {reply.message}")
+    # expand releases a loop device it attached only to grow (loop.detach_loop waits for it).
+    operations.expand(config, volume_id, new, CallInfo("toolkit:resize"))
     return os.stat(path).st_size
 
 

@@ -9,6 +9,7 @@ and loop devices first), so "other data" is a plain file beside the volumes.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -164,10 +165,10 @@ def test_a_thick_volume_whose_reservation_fails_is_rolled_back(
         driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pool filled between the up-front check and fallocate (another writer): the mount
     fails with the figures and leaves no file, record, loop device or mount behind."""
-    from flexvol.core import backing
+    from flexvol.core import backing, operations
     from flexvol.core.errors import Refused
     from flexvol.core.journal import CallInfo
-    from flexvol.flex import verbs
+    from flexvol.core.options import parse_spec
 
     def pool_filled_meanwhile(path: str, size: int, progress: object = None) -> None:
         raise Refused(f"reserving the blocks of {path} failed: No space left on device",
@@ -177,7 +178,8 @@ def test_a_thick_volume_whose_reservation_fails_is_rolled_back(
     target = driver.dir("pod")
     call = CallInfo("mount")
     with pytest.raises(Refused, match="No space left"):
-        verbs.dispatch(Config(str(driver.root)), ["mount", target, options("t", size="32Mi")], call)
+        operations.mount(Config(str(driver.root)), target, parse_spec(json.loads(options("t", size="32Mi"))),
+                         call)
     assert not driver.backing_file("t").exists()
     assert not (driver.root / "records" / "t.json").exists()
     assert driver.loops() == [] and driver.mounts() == []

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from flexvol.core import kernel, mounting, state
+from flexvol.core import kernel, mounting, operations, state
 from flexvol.core.config import Config
 from flexvol.core.errors import CommandFailed, FlexvolError
 from flexvol.core.journal import CallInfo
-from flexvol.flex import verbs
+from flexvol.core.options import parse_spec
 from flexvol.toolkit import repair, repair_apply
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import Driver, is_mount_point, options
@@ -103,7 +103,7 @@ def test_defect6_rollback_reports_a_detach_the_kernel_did_not_do(driver: Driver,
     target = driver.dir("pod")
     try:
         with pytest.raises(FlexvolError):
-            verbs.dispatch(config, ["mount", target, options("v1")], call)
+            operations.mount(config, target, parse_spec(json.loads(options("v1"))), call)
         device = driver.loops()[0]
         assert kernel.loop_backing_file(device), "held open: still attached"
         assert f"rolled back: detach {device}" not in call.notes, call.notes
