@@ -133,11 +133,10 @@ def copy_to_new_file(config: Config, volume_id: str, device: str) -> str:
 
 def _link_new(config: Config, temporary: str, name: str, volume_id: str) -> bool:
     """Give the copy the name `name` unless a file has it; False if one has. Another volume's
-    name is taken under that volume's lock too, so that no mount of it is creating it now."""
-    import contextlib
-
+    name is taken under that volume's lock too, so that no mount of it is creating it now (the
+    volume's own lock, held by apply, is re-entrant)."""
     destination = config.backing_file(name)
-    with contextlib.nullcontext() if name == volume_id else state.VolumeLock(config, name, wait=10):
+    with state.VolumeLock(config, name, wait=10):
         if not free_name(config, name, volume_id):
             return False
         try:
