@@ -1,4 +1,5 @@
-"""The operations a front end asks of this node's volumes, named for what the caller wants.
+"""The operations a front end asks of this node's volumes, named for what the caller wants:
+create, mount, unmount, attach, detach, expand, delete.
 
 Each takes the volume's lock itself, is idempotent (a retry after a kill converges), and owns
 its rollback: a failed mount leaves nothing it made behind. Front ends (flex/verbs.py, the
@@ -20,6 +21,8 @@ from flexvol.core.faults import checkpoint
 # time (README, Performance).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flexvol.core.config import Config
     from flexvol.core.journal import CallInfo
     from flexvol.core.options import VolumeSpec
@@ -214,3 +217,93 @@ def _release_loop(config: Config, volume_id: str, call: CallInfo, also: tuple[st
         call.notes.append(f"detached {device}")
     call.notes.extend(f"detach pending: {device} is held open elsewhere; the kernel set autoclear "
                       "and frees it at the last close" for device in pending)
+
+
+def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str = "",
+           progress: Callable[[int, int], None] | None = None) -> dict:
+    """Create and format a new volume ahead of its first mount; return its record.
+
+    Formatting happens on the still-sparse file (formatting.ensure_filesystem): the record then
+    says formatted-once, and no mount formats it again. Reserving first would give the file
+    blocks, and a file with blocks is never formatted; so a thick volume's blocks are reserved
+    after (backing.ensure_reserved). A failure leaves nothing behind.
+    """
+    from flexvol.core import backing, formatting, loop
+    from flexvol.core.undo import Undo
+
+    call.volume_id = spec.volume_id
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, spec.volume_id, wait=10):
+        path = config.backing_file(spec.volume_id)
+        if os.path.exists(path) or state.load_record(config, spec.volume_id) is not None:
+            raise Refused(f"volume {spec.volume_id} already exists",
+                          "choose another name, or 'flexvol resize' it")
+        undo = Undo()
+        try:
+            record = backing.ensure_file(config, spec, undo, may_create=True)
+            if created_by:
+                record["created_by"] = created_by
+            state.save_record(config, record)
+            device = loop.ensure_loop(config, record, undo)
+            if formatting.ensure_filesystem(config, record, device, spec):
+                call.notes.append(f"formatted {spec.fs_type}")
+            backing.ensure_reserved(config, record, strict=True, progress=progress)
+        except BaseException:
+            undo.rollback()
+            call.notes.extend(f"rolled back: {item}" for item in undo.done)
+            raise
+        finally:
+            loop.release_loop(config, spec.volume_id)
+        undo.commit()
+        return state.load_record(config, spec.volume_id) or record
+
+
+def in_use(config: Config, volume_id: str) -> list[str]:
+    """Why a volume may not be deleted now: its loop devices, mounts and attachments."""
+    from flexvol.core import kernel
+
+    reasons = []
+    path = config.backing_file(volume_id)
+    mounts = kernel.read_mounts()
+    for device in kernel.loops_of_file(path):
+        places = [mount.mount_point for mount in kernel.mounts_of_device(device, mounts)]
+        reasons.append(f"mounted at {', '.join(places)}" if places else f"attached as {device}")
+    for name in _names(config.pvs_dir):
+        known = state.read_json(os.path.join(config.pvs_dir, name)) or {}
+        if known.get("volume_id") == volume_id and known.get("nodes"):
+            reasons.append(f"attached to node(s) {', '.join(known['nodes'])} as PV {known.get('pv_name')}")
+    return reasons
+
+
+def delete(config: Config, volume_id: str, call: CallInfo) -> list[str]:
+    """Remove a volume that nothing uses: its backing file, record and stale mount targets;
+    return the paths removed."""
+    call.volume_id = volume_id
+    state.ensure_dirs(config)
+    with state.VolumeLock(config, volume_id, wait=10):
+        path = config.backing_file(volume_id)
+        record = state.load_record(config, volume_id)
+        if record is None and not os.path.exists(path):
+            raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
+        reasons = in_use(config, volume_id)
+        if reasons:
+            raise Refused(f"volume {volume_id} is in use: {'; '.join(reasons)}",
+                          "stop the pods that use it (the kubelet then unmounts it) and try again")
+        removed = []
+        for name in _names(config.targets_dir):
+            target = state.read_json(os.path.join(config.targets_dir, name)) or {}
+            if target.get("volume_id") == volume_id:
+                state.remove(os.path.join(config.targets_dir, name))
+        if state.remove(path, durable=True):
+            removed.append(path)
+        if state.remove(config.record_path(volume_id), durable=True):
+            removed.append(config.record_path(volume_id))
+        call.notes.extend(f"removed {item}" for item in removed)
+        return removed
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return sorted(name for name in os.listdir(directory) if name.endswith(".json"))
+    except OSError:
+        return []
