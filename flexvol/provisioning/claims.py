@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flexvol.core import options as option_keys
 from flexvol.core.errors import InvalidInput
 from flexvol.core.filesystems import DEFAULT_FS_TYPE
 from flexvol.core.options import (
@@ -19,7 +20,6 @@ from flexvol.core.options import (
     check_mount_options,
     parse_spec,
 )
-from flexvol.flex import protocol
 from flexvol.provisioning import names
 
 IGNORE = "ignore"        # not ours, or nothing left to do: no event
@@ -164,7 +164,7 @@ def volume_request(claim: dict, storage_class: dict) -> VolumeRequest:
     pv_name = pv_name_for(claim)
     # The driver's own validation decides: a PV it would refuse at mount time is never made.
     parsed = parse_spec(driver_options(pv_name, size, mount_options, allocation)
-                        | {protocol.FS_TYPE: fs_type})
+                        | {option_keys.FS_TYPE: fs_type})
     return VolumeRequest(
         pv_name=pv_name,
         volume_id=parsed.volume_id,

@@ -21,12 +21,11 @@ Progress = Callable[[int, int], None]
 
 
 def _spec(volume_id: str, size: str, fs_type: str, allocation: str = "") -> VolumeSpec:
-    from flexvol.core.options import ALLOCATION, parse_spec
-    from flexvol.flex import protocol
+    from flexvol.core.options import ALLOCATION, FS_TYPE, parse_spec
 
     # parse_spec: the same checks the driver applies to the kubelet's options (minimum sizes).
     return parse_spec({"volumeID": check_volume_id(volume_id), "size": size,
-                       protocol.FS_TYPE: check_fs_type(fs_type), ALLOCATION: allocation})
+                       FS_TYPE: check_fs_type(fs_type), ALLOCATION: allocation})
 
 
 def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
