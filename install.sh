@@ -48,7 +48,7 @@ DRIVER_DIR="$PLUGIN_DIR/flexvol~loop"
 DRIVER="$DRIVER_DIR/loop"
 
 if ((UNINSTALL)); then
-    PYTHONPATH="$SOURCE" "$PYTHON" -B -m flexvol.installer remove --plugin-dir "$PLUGIN_DIR"
+    PYTHONPATH="$SOURCE" "$PYTHON" -B -m flexvol.toolkit.plugindir remove --plugin-dir "$PLUGIN_DIR"
     if [[ -L "$BIN_DIR/flexvol" && "$(readlink "$BIN_DIR/flexvol")" == "$PREFIX/"* ]]; then
         rm -f "$BIN_DIR/flexvol"
     fi
@@ -79,13 +79,13 @@ fi
 SITE="$("$PREFIX/venv/bin/python" -c 'import flexvol, os; print(os.path.dirname(os.path.dirname(flexvol.__file__)))')"
 
 install -d -m 0755 "$BIN_DIR"
-# The placement itself (atomic write, bytecode, init check) is flexvol.installer, the same code
+# The placement itself (atomic write, bytecode, init check) is flexvol.toolkit.plugindir, the same code
 # as `flexvol install`.
 PLACE=(place --plugin-dir "$PLUGIN_DIR" --data-root "$DATA_ROOT" --python "$PYTHON" --site "$SITE")
 if [[ "$ATTACH" == True ]]; then
     PLACE+=(--attach)
 fi
-"$PREFIX/venv/bin/python" -m flexvol.installer "${PLACE[@]}"
+"$PREFIX/venv/bin/python" -m flexvol.toolkit.plugindir "${PLACE[@]}"
 
 ln -sfn "$PREFIX/venv/bin/flexvol" "$BIN_DIR/flexvol"
 printf 'driver=%s\ndata_root=%s\nattach=%s\n' "$DRIVER" "$DATA_ROOT" "$ATTACH" > "$PREFIX/installed"

@@ -11,7 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from flexvol import kernel
+from flexvol.core import kernel
 
 JOBS = {
     "seq-read-1M": ["--rw=read", "--bs=1M"],

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from floors import ATTACH, FRESH, PYTHON_START, WARM, render  # noqa: E402
 
-from flexvol import guard, kernel, state  # noqa: E402
-from flexvol.config import Config  # noqa: E402
+from flexvol.core import guard, kernel, state  # noqa: E402
+from flexvol.core.config import Config  # noqa: E402
 
 GiB = 1 << 30
 OPTIONS = ('{{"kubernetes.io/fsType":"ext4","kubernetes.io/readwrite":"rw",'
@@ -74,7 +74,7 @@ class Bench:
         self.shim.write_text(
             "#!/usr/bin/python3 -ISB\nimport sys\n"
             f"sys.path.insert(0, {str(REPO)!r})\n"
-            "from flexvol.verbs import main_and_exit\n"
+            "from flexvol.flex.verbs import main_and_exit\n"
             f"main_and_exit(sys.argv[1:], data_root={str(self.work / 'data')!r})\n")
         self.shim.chmod(0o755)
 

@@ -9,9 +9,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flexvol import journal, run
-from flexvol.config import Config
-from flexvol.errors import FlexvolError
+from flexvol.core import journal, runner
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError
 
 PREFIX = "toolkit:"
 
@@ -46,14 +46,14 @@ def journaled(config: Config, action: str, volume_id: str = "",
     call.volume_id = volume_id
     call.args = list(args)
     call.who = who()
-    started = len(run.history)
+    started = len(runner.history)
     done = Action(call)
     try:
         yield done
     except FlexvolError as error:
-        journal.append(config, call, "Failure", error.message, run.history[started:])
+        journal.append(config, call, "Failure", error.message, runner.history[started:])
         raise
     except Exception as error:
-        journal.append(config, call, "Failure", f"{type(error).__name__}: {error}", run.history[started:])
+        journal.append(config, call, "Failure", f"{type(error).__name__}: {error}", runner.history[started:])
         raise
-    journal.append(config, call, "Success", done.message or f"{action} done", run.history[started:])
+    journal.append(config, call, "Success", done.message or f"{action} done", runner.history[started:])

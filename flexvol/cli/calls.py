@@ -10,8 +10,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from flexvol import journal
-from flexvol.callrun import DEFAULT_PLUGIN_DIR, call_driver, installed_driver
 from flexvol.cli import render
 from flexvol.cli.common import (
     DEFAULT_ROOT,
@@ -25,7 +23,9 @@ from flexvol.cli.common import (
 )
 from flexvol.cli.main import app
 from flexvol.cli.output import JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
-from flexvol.errors import InvalidInput
+from flexvol.core import journal
+from flexvol.core.errors import InvalidInput
+from flexvol.toolkit.callrun import DEFAULT_PLUGIN_DIR, call_driver, installed_driver
 
 SECRET_MARK = "kubernetes.io/secret/"
 
@@ -63,7 +63,7 @@ def redact(entry: dict) -> dict:
 def complete_verb(incomplete: str) -> list[str]:
     """Shell completion of a verb: the driver's verbs, then the toolkit's journaled actions."""
     from flexvol.cli.audit import PREFIX
-    from flexvol.verbs import VERBS
+    from flexvol.flex.verbs import VERBS
 
     actions = [PREFIX + action for action in ("create", "delete", "resize", "repair", "share", "fsck")]
     return [verb for verb in (*VERBS, *actions) if verb.startswith(incomplete)]

@@ -17,10 +17,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from flexvol import config as config_module
-from flexvol.config import Config
-from flexvol.errors import FlexvolError
-from flexvol.inventory import DEFAULT_KUBELET_ROOT
+from flexvol.core import config as config_module
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError
+from flexvol.toolkit.inventory import DEFAULT_KUBELET_ROOT
 
 EXIT_FAILED = 1
 EXIT_FINDINGS = 3
@@ -63,7 +63,7 @@ def load_config(root: str, *, must_exist: bool = False) -> Config:
     path and the fix when the root is missing or unreadable, never an empty pool."""
     config = config_module.Config(root or DEFAULT_ROOT)
     if must_exist:
-        from flexvol import dataroot
+        from flexvol.toolkit import dataroot
 
         found = dataroot.problem(config)
         if found is not None:

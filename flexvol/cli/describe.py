@@ -11,8 +11,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from flexvol.inventory import VolumeView, readable_bytes
-from flexvol.quantity import human_bytes
+from flexvol.core.quantity import human_bytes
+from flexvol.toolkit.inventory import VolumeView, readable_bytes
 
 NORMAL, WARNING = "Normal", "Warning"
 TOOLKIT = "toolkit:"

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from flexvol import doctor as doctor_module
 from flexvol.cli import render
 from flexvol.cli.common import (
     DEFAULT_KUBELET,
@@ -19,7 +18,8 @@ from flexvol.cli.common import (
 )
 from flexvol.cli.main import app
 from flexvol.cli.output import JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
-from flexvol.config import TOOL_PATH
+from flexvol.core.config import TOOL_PATH
+from flexvol.toolkit import doctor as doctor_module
 
 
 @app.command()

@@ -8,8 +8,6 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from flexvol import fsck as fsck_module
-from flexvol import run
 from flexvol.cli.audit import journaled
 from flexvol.cli.common import (
     DEFAULT_ROOT,
@@ -23,6 +21,8 @@ from flexvol.cli.common import (
 )
 from flexvol.cli.main import app
 from flexvol.cli.volumes import VolumeArgument
+from flexvol.core import runner
+from flexvol.toolkit import fsck as fsck_module
 
 VERDICT_STYLE = {
     fsck_module.CLEAN: "green",
@@ -61,7 +61,7 @@ def fsck(volume_id: VolumeArgument,
         def on_start(device: str, argv: list[str]) -> None:
             bar.reset(task, description=escape(argv[0]), total=1.0)
             if not json_output:
-                out.print(f"checking {volume_id} on {device}: {escape(run.shell_line(argv))}")
+                out.print(f"checking {volume_id} on {device}: {escape(runner.shell_line(argv))}")
 
         def on_line(line: str) -> None:
             if json_output:

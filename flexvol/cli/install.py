@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from flexvol import installer
-from flexvol.callrun import DEFAULT_PLUGIN_DIR
 from flexvol.cli.common import DEFAULT_ROOT, console, friendly_errors
 from flexvol.cli.main import app
+from flexvol.toolkit import plugindir
+from flexvol.toolkit.callrun import DEFAULT_PLUGIN_DIR
 
 PluginDirOption = Annotated[str, typer.Option(help="The kubelet's volume plugin dir.")]
 
@@ -26,7 +26,7 @@ def install(plugin_dir: PluginDirOption = DEFAULT_PLUGIN_DIR,
 
     Example: [bold]flexvol install --plugin-dir /var/lib/kubelet/volumeplugins[/]
     """
-    driver, changed = installer.place(plugin_dir, data_root, attach)
+    driver, changed = plugindir.place(plugin_dir, data_root, attach)
     console().print(f"driver {driver} {'installed' if changed else 'already up to date'} "
                     f"(attach={attach}, data root {data_root})")
 
@@ -38,5 +38,5 @@ def uninstall(plugin_dir: PluginDirOption = DEFAULT_PLUGIN_DIR) -> None:
 
     Example: [bold]flexvol uninstall[/]
     """
-    removed = installer.remove(plugin_dir)
+    removed = plugindir.remove(plugin_dir)
     console().print(f"removed {', '.join(removed)}" if removed else "no driver installed there")

@@ -15,12 +15,12 @@ from typing import Annotated
 
 import typer
 
-from flexvol import config as flexvol_config
 from flexvol.cli.common import DEFAULT_KUBELET, DEFAULT_ROOT, KubeletRootOption, RootOption
 from flexvol.cli.main import app
-from flexvol.errors import FlexvolError
+from flexvol.core import config as flexvol_config
+from flexvol.core.errors import FlexvolError
+from flexvol.core.quantity import parse_quantity
 from flexvol.provisioning import names
-from flexvol.quantity import parse_quantity
 
 PLUGIN_DIR = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
 LIB_DIR = "/opt/flexvol/lib"

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from flexvol import repair as repair_module
 from flexvol.cli import render
 from flexvol.cli.audit import journaled
 from flexvol.cli.common import (
@@ -21,7 +20,9 @@ from flexvol.cli.common import (
 )
 from flexvol.cli.main import app
 from flexvol.cli.output import JsonAliasOption, NoHeadersOption, Output, OutputOption, emit, resolve
-from flexvol.errors import FlexvolError
+from flexvol.core.errors import FlexvolError
+from flexvol.toolkit import repair as repair_module
+from flexvol.toolkit import repair_apply
 
 
 @app.command()
@@ -53,7 +54,7 @@ def repair(apply: Annotated[bool, typer.Option("--apply", help="Carry out the ac
                 continue
             try:
                 with journaled(config, "repair", item.volume_id, (item.kind, item.subject)) as action:
-                    done = repair_module.apply(config, item)
+                    done = repair_apply.apply(config, item)
                     action.message = f"{item.kind} {item.subject}: {done}"
                 results[index] = "done: " + done
             except repair_module.Pending as error:

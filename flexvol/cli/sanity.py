@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.live import Live
 
-from flexvol.cli import common, render
+from flexvol.cli import common, render_runs
 from flexvol.cli.main import app
 from flexvol.cli.output import JsonAliasOption, NoHeadersOption, Output, OutputOption, resolve
-from flexvol.errors import FlexvolError, InvalidInput
+from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.sanity.checks import CHECK_NAMES
 from flexvol.sanity.engine import Settings, run_sanity
 
@@ -74,12 +74,12 @@ def sanity(
         if output not in (None, Output.WIDE) or not out.is_terminal:
             report = run_sanity(settings)
         else:
-            status = render.LiveStatus()
+            status = render_runs.LiveStatus()
             with Live(status, console=out, transient=True, refresh_per_second=8):
                 report = run_sanity(settings, status.event)
     except FlexvolError as error:
         common.print_error(error)
         # A driver or manifest that cannot be used is wrong usage; anything else failed.
         raise typer.Exit(2 if isinstance(error, InvalidInput) else common.EXIT_FAILED) from None
-    render.sanity_report(report, out, output, no_headers)
+    render_runs.sanity_report(report, out, output, no_headers)
     raise typer.Exit(1 if report.failed else 0)

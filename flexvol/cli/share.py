@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from flexvol import ownership
 from flexvol.cli.audit import journaled
 from flexvol.cli.common import DEFAULT_ROOT, RootOption, console, friendly_errors, load_config
 from flexvol.cli.main import app
+from flexvol.core import ownership
 
 
 @app.command()

@@ -11,15 +11,15 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from flexvol.callrun import DEFAULT_PLUGIN_DIR
-from flexvol.cli import common, render
+from flexvol.cli import common, render_runs
 from flexvol.cli.main import app
 from flexvol.cli.sanity import parse_env
-from flexvol.errors import FlexvolError, InvalidInput
+from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.sanity.node import Node
 from flexvol.simulate import manifests as manifests_module
 from flexvol.simulate.flow import Settings, run_pod
 from flexvol.simulate.plan import PodPlan, dry_steps, plan
+from flexvol.toolkit.callrun import DEFAULT_PLUGIN_DIR
 
 
 @app.command()
@@ -84,7 +84,7 @@ def simulate(
                     entry["data_root"] = data_root
                 report.append(entry)
                 if not json_output:
-                    render.simulate_resolution(out, pod, volume)
+                    render_runs.simulate_resolution(out, pod, volume)
                 if not volume.runnable:
                     failed = failed or volume.driver != "" or volume.binding is not None
                 elif dry_run:
@@ -93,11 +93,11 @@ def simulate(
                     if not json_output:
                         for component, when, argv in steps:
                             out.print(Text(f"  {component:<18} {when:<24} ", style="bold")
-                                      + Text(render.show_argv(argv), style="dim"))
+                                      + Text(render_runs.show_argv(argv), style="dim"))
             runnable = [volume for volume in pod.volumes if volume.runnable]
             if dry_run or not runnable:
                 continue
-            timeline = render.SimulateTimeline(out, len(runnable) > 1)
+            timeline = render_runs.SimulateTimeline(out, len(runnable) > 1)
             if not json_output:
                 out.print(Text(f"{pod.pod}: setting up {len(runnable)} volume(s)", style="bold"))
             run = run_pod(pod, runnable, settings, None if json_output else timeline.step, node)
@@ -106,7 +106,7 @@ def simulate(
             failed = failed or bool(run.error or run.left_behind or run.kept) or \
                 any(o.error for o in run.outcomes)
             if not json_output:
-                render.simulate_summary(out, run)
+                render_runs.simulate_summary(out, run)
     except FlexvolError as error:
         common.print_error(error)
         # A driver or manifest that cannot be used is wrong usage; anything else failed.

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from flexvol import inventory, volumeio
 from flexvol.cli import render
 from flexvol.cli.common import (
     DEFAULT_KUBELET,
@@ -20,8 +19,9 @@ from flexvol.cli.common import (
 )
 from flexvol.cli.main import app
 from flexvol.cli.output import Column, JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
-from flexvol.config import Config
-from flexvol.errors import InvalidInput
+from flexvol.core.config import Config
+from flexvol.core.errors import InvalidInput
+from flexvol.toolkit import inventory, volumeio
 
 
 @app.command()

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from flexvol import inventory, journal, provision
 from flexvol.cli import render
 from flexvol.cli.audit import journaled
 from flexvol.cli.common import (
@@ -24,7 +23,9 @@ from flexvol.cli.common import (
 )
 from flexvol.cli.main import app
 from flexvol.cli.output import JsonAliasOption, NoHeadersOption, OutputOption, emit, resolve
-from flexvol.quantity import human_bytes, parse_quantity
+from flexvol.core import journal
+from flexvol.core.quantity import human_bytes, parse_quantity
+from flexvol.toolkit import inventory, lifecycle
 
 
 def complete_volume(incomplete: str) -> list[str]:
@@ -39,15 +40,15 @@ def complete_volume(incomplete: str) -> list[str]:
 
 def complete_fs(incomplete: str) -> list[str]:
     """Shell completion of --fs: the filesystems the driver formats."""
-    from flexvol.filesystems import FILESYSTEMS
+    from flexvol.core.filesystems import FILESYSTEMS
 
     return [name for name in FILESYSTEMS if name.startswith(incomplete)]
 
 
 def check_volume_argument(value: str) -> str:
     """The VOLUME argument in the toolkit's words (the driver's speak of flexVolume.options)."""
-    from flexvol.errors import InvalidInput
-    from flexvol.options import check_volume_id
+    from flexvol.core.errors import InvalidInput
+    from flexvol.core.options import check_volume_id
 
     if value == "":
         raise typer.BadParameter("it is empty: give the volume's id, e.g. data-1")
@@ -62,7 +63,7 @@ def check_volume_argument(value: str) -> str:
 def check_size(value: str, what: str) -> int:
     """A size given on the command line, in bytes; refused when empty, malformed or zero (an
     empty --size must not quietly mean the driver's 1Gi default)."""
-    from flexvol.errors import InvalidInput
+    from flexvol.core.errors import InvalidInput
 
     size = parse_quantity(value, what)
     if size <= 0:
@@ -117,7 +118,7 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
     config = load_config(root, must_exist=True)
     item = inventory.view(config, volume_id, kubelet_root=kubelet_root)
     if item.record is None and not item.file_exists and not item.loop_devices:
-        from flexvol.errors import Refused
+        from flexvol.core.errors import Refused
 
         raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
     calls = [entry for entry in journal.read_entries(config) if entry.get("volume") == volume_id][-last:]
@@ -155,7 +156,7 @@ def create(volume_id: VolumeArgument,
 
     Example: [bold]flexvol create data-1 --size 10Gi[/]
     """
-    from flexvol.options import THICK, THIN
+    from flexvol.core.options import THICK, THIN
 
     if thin and thick:
         raise typer.BadParameter("choose --thin or --thick, not both")
@@ -173,7 +174,7 @@ def create(volume_id: VolumeArgument,
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            record = provision.create(config, volume_id, size, fs, allocation=THIN if thin else "",
+            record = lifecycle.create(config, volume_id, size, fs, allocation=THIN if thin else "",
                                       progress=progress)
         formatted = record.get("formatted") or {}
         kind = "thick (every block reserved)" if record.get("allocation") == THICK else "thin"
@@ -192,16 +193,16 @@ def delete(volume_id: VolumeArgument,
     Example: [bold]flexvol delete data-1 --yes[/]
     """
     config = load_config(root)
-    reasons = provision.in_use(config, volume_id)
+    reasons = lifecycle.in_use(config, volume_id)
     if reasons:
-        from flexvol.errors import Refused
+        from flexvol.core.errors import Refused
 
         raise Refused(f"volume {volume_id} is in use: {'; '.join(reasons)}",
                       "stop the pods that use it (the kubelet then unmounts it) and try again")
     if not yes and not typer.confirm(f"delete volume {volume_id} and all its data?", default=False):
         raise typer.Exit(1)
     with journaled(config, "delete", volume_id, (volume_id,)) as action:
-        removed = provision.delete(config, volume_id)
+        removed = lifecycle.delete(config, volume_id)
         action.message = f"deleted {volume_id}" + (f" ({', '.join(removed)})" if removed else "")
     console().print(action.message)
 
@@ -219,7 +220,7 @@ def resize(volume_id: VolumeArgument,
     check_size(size, "SIZE")
     config = load_config(root)
     with journaled(config, "resize", volume_id, (volume_id, size)) as action:
-        new = provision.resize(config, volume_id, size)
+        new = lifecycle.resize(config, volume_id, size)
         action.message = f"{volume_id} is now {human_bytes(new)}"
     console().print(action.message)
 

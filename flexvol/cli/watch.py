@@ -10,11 +10,11 @@ import time
 
 from rich.console import Console
 
-from flexvol import inventory
 from flexvol.cli import render
 from flexvol.cli.common import console
-from flexvol.config import Config
-from flexvol.errors import InvalidInput
+from flexvol.core.config import Config
+from flexvol.core.errors import InvalidInput
+from flexvol.toolkit import inventory
 
 
 def render_text(views: list[inventory.VolumeView], width: int) -> str:

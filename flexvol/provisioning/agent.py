@@ -14,9 +14,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from flexvol import budget, state
-from flexvol.config import Config
-from flexvol.errors import Busy, FlexvolError
+from flexvol.core import budget, state
+from flexvol.core.config import Config
+from flexvol.core.errors import Busy, FlexvolError
+from flexvol.core.quantity import human_bytes
 from flexvol.provisioning import capacity, claims, deletion, names, ownership, reclaim
 from flexvol.provisioning.cluster import (
     AlreadyExists,
@@ -27,7 +28,6 @@ from flexvol.provisioning.cluster import (
     Gone,
     log,
 )
-from flexvol.quantity import human_bytes
 
 RETRY_SECONDS = 5
 
@@ -41,14 +41,14 @@ def repair_check(kubelet_root: str, apply: bool) -> RepairCheck:
     what `--apply` would do; act only when `apply` (the agent's --repair-apply)."""
 
     def check(config: Config) -> list[str]:
-        from flexvol import repair
+        from flexvol.toolkit import repair, repair_apply
 
         lines = []
         for finding in repair.findings(config, kubelet_root):
             text = f"{finding.kind} {finding.subject}: {finding.detail}"
             if apply and finding.action:
                 try:
-                    text += f"; repaired: {repair.apply(config, finding)}"
+                    text += f"; repaired: {repair_apply.apply(config, finding)}"
                 except FlexvolError as error:
                     text += f"; repair failed: {error}"
             elif finding.action:

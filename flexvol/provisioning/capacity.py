@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import time
 
-from flexvol import budget
-from flexvol.config import Config
+from flexvol.core import budget
+from flexvol.core.config import Config
 from flexvol.provisioning import names
 
 # Free space moves with every log line on a shared pool: republish at once when the figure

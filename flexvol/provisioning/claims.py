@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flexvol import protocol
-from flexvol.errors import InvalidInput
-from flexvol.filesystems import DEFAULT_FS_TYPE
-from flexvol.options import (
+from flexvol.core import options as option_keys
+from flexvol.core.errors import InvalidInput
+from flexvol.core.filesystems import DEFAULT_FS_TYPE
+from flexvol.core.options import (
     ALLOCATION,
     ALLOCATIONS,
     MOUNT_OPTIONS,
@@ -164,7 +164,7 @@ def volume_request(claim: dict, storage_class: dict) -> VolumeRequest:
     pv_name = pv_name_for(claim)
     # The driver's own validation decides: a PV it would refuse at mount time is never made.
     parsed = parse_spec(driver_options(pv_name, size, mount_options, allocation)
-                        | {protocol.FS_TYPE: fs_type})
+                        | {option_keys.FS_TYPE: fs_type})
     return VolumeRequest(
         pv_name=pv_name,
         volume_id=parsed.volume_id,
@@ -184,7 +184,7 @@ def driver_options(volume_id: str, size: str, mount_options: tuple[str, ...],
     """flexVolume.options; fsType travels as flexVolume.fsType (sent as kubernetes.io/fsType)."""
     options = {VOLUME_ID: volume_id, SIZE: size}
     if allocation:
-        # the volume is made thin or thick at its first mount on the node (volume.ensure_file)
+        # the volume is made thin or thick at its first mount on the node (backing.ensure_file)
         options[ALLOCATION] = allocation
     if mount_options:
         # PV spec.mountOptions are refused for flexVolume (docs/flexvolume.md section 4): options carry them.

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 
-from flexvol import provision, state
-from flexvol.config import Config
-from flexvol.options import check_volume_id
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.options import check_volume_id
+from flexvol.toolkit import lifecycle
 
 
 def delete_volume(config: Config, volume_id: str) -> bool:
@@ -21,4 +22,4 @@ def delete_volume(config: Config, volume_id: str) -> bool:
         return False
     if state.load_record(config, volume_id) is None and not os.path.exists(config.backing_file(volume_id)):
         return False
-    return bool(provision.delete(config, volume_id))
+    return bool(lifecycle.delete(config, volume_id))

@@ -2,8 +2,9 @@
 
 The kubelet runs the driver on the host, with the host's python3: so the package (standard
 library only on the driver's path) is copied to a host directory first, into a directory named
-after its content so a running driver never sees files change under it; then flexvol.installer
-places the driver file as install.sh does (a dot-file renamed into place, docs/flexvolume.md section 1).
+after its content so a running driver never sees files change under it; then
+flexvol.toolkit.plugindir places the driver file as install.sh does (a dot-file renamed into
+place, docs/flexvolume.md section 1).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 import shutil
 
 import flexvol
-from flexvol import installer
-from flexvol.errors import FlexvolError
+from flexvol.core.errors import FlexvolError
+from flexvol.toolkit import plugindir
 
 
 def package_files(source: str) -> list[str]:
@@ -56,9 +57,9 @@ def copy_package(lib_dir: str) -> str:
 
 
 def install_driver(plugin_dir: str, lib_dir: str, data_root: str, *, attach: bool = False,
-                   python: str = installer.DRIVER_PYTHON) -> tuple[str, bool]:
+                   python: str = plugindir.DRIVER_PYTHON) -> tuple[str, bool]:
     """Copy the package under `lib_dir`, then place the driver with the installer install.sh
     uses (atomic, init checked); returns (driver path, changed)."""
     if not os.path.isabs(lib_dir):
         raise FlexvolError(f"{lib_dir} is not an absolute path")
-    return installer.place(plugin_dir, data_root, attach, python=python, site=copy_package(lib_dir))
+    return plugindir.place(plugin_dir, data_root, attach, python=python, site=copy_package(lib_dir))

@@ -18,9 +18,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from flexvol import budget, inventory, journal, volumeio
-from flexvol.config import Config
-from flexvol.errors import FlexvolError
+from flexvol.core import budget, journal
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError
+from flexvol.toolkit import inventory, volumeio
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 

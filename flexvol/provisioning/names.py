@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flexvol.config import DRIVER_NAME
+from flexvol.core.config import DRIVER_NAME
 
 PROVISIONER_NAME = DRIVER_NAME
 # Kubernetes 1.20 sets only the beta name; later releases add the GA one. Both are read.

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 
-from flexvol import state
-from flexvol.config import Config
-from flexvol.errors import FlexvolError, InvalidInput
-from flexvol.options import check_volume_id
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError, InvalidInput
+from flexvol.core.options import check_volume_id
 from flexvol.provisioning import claims, placement
 
 # Fields of the volume record (state.py) written for provisioned volumes.

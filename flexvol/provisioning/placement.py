@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flexvol.errors import InvalidInput
-from flexvol.options import SIZE_ALIGNMENT
+from flexvol.core.errors import InvalidInput
+from flexvol.core.options import SIZE_ALIGNMENT
+from flexvol.core.quantity import human_bytes, parse_quantity
 from flexvol.provisioning import claims
-from flexvol.quantity import human_bytes, parse_quantity
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from flexvol import faults
+from flexvol.core import faults
 from flexvol.provisioning import claims, names, ownership, placement
 from flexvol.provisioning.cluster import (
     AlreadyExists,

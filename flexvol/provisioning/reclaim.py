@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flexvol.errors import InvalidInput
-from flexvol.options import check_volume_id
+from flexvol.core.errors import InvalidInput
+from flexvol.core.options import check_volume_id
 from flexvol.provisioning import claims
 
 IGNORE = "ignore"   # not ours, or not Released

@@ -7,7 +7,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
-from flexvol.errors import FlexvolError
+from flexvol.core.errors import FlexvolError
 from flexvol.sanity.caller import Caller
 from flexvol.sanity.kubelet import Kubelet, Volume
 from flexvol.sanity.node import Node
@@ -59,7 +59,7 @@ class Context:
 
     def fixed_size(self) -> int | None:
         """The size the user's options fix for every volume (no placeholder), if readable."""
-        from flexvol.quantity import parse_quantity
+        from flexvol.core.quantity import parse_quantity
 
         text = self.options.get(SIZE_KEY, "")
         if not text or SIZE_PLACEHOLDER in text:

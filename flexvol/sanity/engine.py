@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from flexvol.errors import FlexvolError, InvalidInput
+from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.sanity.caller import Call, Caller
 from flexvol.sanity.checks import ALL_VERBS, CHECK_NAMES, CHECKS, Check
 from flexvol.sanity.context import DEFAULT_OPTIONS, Context

@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 
-from flexvol import kernel
+from flexvol.core import kernel
 
 COMMAND_TIMEOUT = 60
 

@@ -54,7 +54,7 @@ def expand_fs_type(ctx: Context) -> tuple[str, int]:
     """The filesystem and size the expandfs check uses: the options' fsType if they pin one,
     else ext4 where it grows online (CAP_SYS_RESOURCE, ext4_resize_begin) and xfs where not;
     the size at least the filesystem's minimum (xfsprogs refuses below about 300 MB)."""
-    from flexvol.filesystems import FILESYSTEMS
+    from flexvol.core.filesystems import FILESYSTEMS
 
     fs_type = ctx.pinned_fs_type()
     if not fs_type:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flexvol.errors import FlexvolError
+from flexvol.core.errors import FlexvolError
 from flexvol.simulate.manifests import Manifests, name_of, namespace_of, quantity, spec_of
 
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"

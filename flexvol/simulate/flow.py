@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flexvol import kernel
-from flexvol.callrun import DEFAULT_PLUGIN_DIR
-from flexvol.errors import InvalidInput
+from flexvol.core import kernel
+from flexvol.core.errors import InvalidInput
 from flexvol.sanity.caller import Call, Caller
 from flexvol.sanity.kubelet import CheckFailed, Kubelet, Volume
 from flexvol.sanity.node import Leftovers, Node
 from flexvol.simulate.plan import PodPlan, PodVolume, driver_path, mount_options
+from flexvol.toolkit.callrun import DEFAULT_PLUGIN_DIR
 
 CONTROLLER_VERBS = ("attach", "isattached", "detach", "expandvolume")
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from flexvol.errors import InvalidInput
-from flexvol.quantity import parse_quantity
+from flexvol.core.errors import InvalidInput
+from flexvol.core.quantity import parse_quantity
 
 KINDS = ("Pod", "PersistentVolume", "PersistentVolumeClaim", "StorageClass", "Secret")
 

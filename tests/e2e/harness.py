@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flexvol import guard, kernel
-from flexvol.errors import FlexvolError
+from flexvol.core import guard, kernel
+from flexvol.core.errors import FlexvolError
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "e2e-build.sh"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flexvol.quantity import format_bytes, parse_quantity
+from flexvol.core.quantity import format_bytes, parse_quantity
 from tests.e2e.claims import (
     DF_SCRIPT,
     describe,

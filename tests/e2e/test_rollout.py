@@ -145,7 +145,7 @@ def test_daemonset_rolls_out_the_driver_and_a_claim_runs_on_it(bare_cluster: Clu
     phase("DaemonSet deleted")
     assert driver.is_file(), "deleting the DaemonSet must leave the driver for the volumes in use"
     # The node's own python3 and the copied package, as README says, with no flexvol installed.
-    removal = subprocess.run(["/usr/bin/python3", "-m", "flexvol.installer", "remove", "--plugin-dir",
+    removal = subprocess.run(["/usr/bin/python3", "-m", "flexvol.toolkit.plugindir", "remove", "--plugin-dir",
                               str(cluster.plugin_dir)], capture_output=True, text=True,
                              env={"PYTHONPATH": str(site)}, cwd=cluster.base, check=False)
     assert removal.returncode == 0, removal

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flexvol import kernel
+from flexvol.core import kernel
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = REPO / "bin" / "flexvol-loop"

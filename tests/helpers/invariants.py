@@ -14,8 +14,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from flexvol import kernel
-from flexvol.guard import is_guarded
+from flexvol.core import kernel
+from flexvol.core.guard import is_guarded
 
 
 def violations(base: Path, root: Path) -> list[str]:

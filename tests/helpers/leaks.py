@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flexvol import kernel
+from flexvol.core import kernel
 
 
 def leaked_loops(marker: str) -> list[str]:

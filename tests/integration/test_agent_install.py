@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flexvol.cli.main import load_commands
-from flexvol.errors import FlexvolError
+from flexvol.core.errors import FlexvolError
 from flexvol.provisioning.install import install_driver
 from tests.conftest import TEST_PREFIX
 from tests.helpers.driver import MINIMAL_PATH
@@ -44,7 +44,7 @@ def test_installs_package_and_driver_once(base: Path) -> None:
     assert path == str(plugins / "flexvol~loop" / "loop")
     assert os.stat(path).st_mode & 0o777 == 0o755
     [site] = list(lib.iterdir())
-    assert (site / "flexvol" / "verbs.py").is_file()
+    assert (site / "flexvol" / "flex" / "verbs.py").is_file()
     script = Path(path).read_text()
     assert script.startswith("#!/usr/bin/python3 -ISB\n")
     assert repr(str(site)) in script and repr(str(root)) in script

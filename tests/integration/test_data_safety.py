@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from flexvol import kernel
+from flexvol.core import kernel
 from tests.helpers.driver import Driver, is_mount_point, options
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import kernel, loopdev, run, volume
+from flexvol.core import kernel, loop, loopdev, runner
 from tests.conftest import TEST_PREFIX
 
 
@@ -31,13 +31,13 @@ def backing() -> Iterator[Path]:
 
 
 def test_attach_binds_the_file_with_direct_io_and_detach_releases_it(backing: Path) -> None:
-    run.history.clear()
+    runner.history.clear()
     recorded: list[tuple[str | None, str | None]] = []
 
     def record(chosen: str | None) -> None:
         recorded.append((chosen, chosen and kernel.loop_backing_file(chosen)))
 
-    device = volume._attach_loop(str(backing), record)
+    device = loop._attach_loop(str(backing), record)
     # The device is recorded while it is still unbound, so a call killed after the bind finds it.
     assert recorded == [(device, None)]
     assert kernel.loop_backing_file(device) == str(backing)
@@ -45,34 +45,34 @@ def test_attach_binds_the_file_with_direct_io_and_detach_releases_it(backing: Pa
     listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE,DIO", device],
                             capture_output=True, text=True, check=True).stdout.split()
     assert listed == [str(backing), "1"]
-    assert run.history[-1][0] == f"ioctl LOOP_CONFIGURE {device} {backing}"
+    assert runner.history[-1][0] == f"ioctl LOOP_CONFIGURE {device} {backing}"
 
-    volume.detach_loop(device)
+    loop.detach_loop(device)
     assert kernel.loop_backing_file(device) is None
     assert kernel.loops_of_file(str(backing)) == []
-    assert run.history[-1][0] == f"ioctl LOOP_CLR_FD {device}"
+    assert runner.history[-1][0] == f"ioctl LOOP_CLR_FD {device}"
 
 
 def test_each_caller_gets_its_own_device(backing: Path) -> None:
     # The same free number can be handed to two callers; LOOP_CONFIGURE lets only one bind it.
-    devices = [volume._attach_loop(str(backing), lambda _d: None) for _ in range(3)]
+    devices = [loop._attach_loop(str(backing), lambda _d: None) for _ in range(3)]
     try:
         assert len(set(devices)) == 3
         assert all(kernel.loop_backing_file(d) == str(backing) for d in devices)
     finally:
         for device in devices:
-            volume.detach_loop(device)
+            loop.detach_loop(device)
     assert kernel.loops_of_file(str(backing)) == []
 
 
 def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loopdev, "LOOP_CONTROL", str(backing.parent / "no-loop-control"))
-    run.history.clear()
+    runner.history.clear()
     recorded: list[str | None] = []
-    device = volume._attach_loop(str(backing), recorded.append)
+    device = loop._attach_loop(str(backing), recorded.append)
     assert kernel.loop_backing_file(device) == str(backing)
-    assert run.history[-1][0].startswith("losetup --find --show --direct-io=on")
+    assert runner.history[-1][0].startswith("losetup --find --show --direct-io=on")
     # losetup picks the device itself: "attaching" is recorded before it, the device after.
     assert recorded == [None, device]
 
@@ -80,19 +80,19 @@ def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
         raise loopdev.Unavailable(f"{device} has no device node")
 
     monkeypatch.setattr(loopdev, "detach", no_node)
-    volume.detach_loop(device)
+    loop.detach_loop(device)
     assert kernel.loop_backing_file(device) is None
-    assert run.history[-1][0] == f"losetup --detach {device}"
+    assert runner.history[-1][0] == f"losetup --detach {device}"
 
 
 def test_set_capacity_makes_the_device_take_the_grown_file(backing: Path) -> None:
-    device = volume._attach_loop(str(backing), lambda _d: None)
+    device = loop._attach_loop(str(backing), lambda _d: None)
     try:
         assert kernel.block_size_bytes(device) == 64 << 20
         os.truncate(backing, 96 << 20)
-        run.history.clear()
-        volume._set_loop_capacity(device)
+        runner.history.clear()
+        loop.set_loop_capacity(device)
         assert kernel.block_size_bytes(device) == 96 << 20
-        assert run.history[-1][0] == f"ioctl LOOP_SET_CAPACITY {device}"
+        assert runner.history[-1][0] == f"ioctl LOOP_SET_CAPACITY {device}"
     finally:
-        volume.detach_loop(device)
+        loop.detach_loop(device)

@@ -9,6 +9,7 @@ and loop devices first), so "other data" is a plain file beside the volumes.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import doctor
-from flexvol.config import Config
+from flexvol.core.config import Config
+from flexvol.toolkit import doctor
 from tests.helpers.cli import flexvol, flexvol_json
 from tests.helpers.driver import Driver, options
 
@@ -164,19 +165,21 @@ def test_a_thick_volume_whose_reservation_fails_is_rolled_back(
         driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pool filled between the up-front check and fallocate (another writer): the mount
     fails with the figures and leaves no file, record, loop device or mount behind."""
-    from flexvol import verbs, volume
-    from flexvol.errors import Refused
-    from flexvol.journal import CallInfo
+    from flexvol.core import backing, operations
+    from flexvol.core.errors import Refused
+    from flexvol.core.journal import CallInfo
+    from flexvol.core.options import parse_spec
 
     def pool_filled_meanwhile(path: str, size: int, progress: object = None) -> None:
         raise Refused(f"reserving the blocks of {path} failed: No space left on device",
                       "free space on the pool filesystem, or make the volume thin")
 
-    monkeypatch.setattr(volume, "reserve_blocks", pool_filled_meanwhile)
+    monkeypatch.setattr(backing, "reserve_blocks", pool_filled_meanwhile)
     target = driver.dir("pod")
     call = CallInfo("mount")
     with pytest.raises(Refused, match="No space left"):
-        verbs.dispatch(Config(str(driver.root)), ["mount", target, options("t", size="32Mi")], call)
+        operations.mount(Config(str(driver.root)), target, parse_spec(json.loads(options("t", size="32Mi"))),
+                         call)
     assert not driver.backing_file("t").exists()
     assert not (driver.root / "records" / "t.json").exists()
     assert driver.loops() == [] and driver.mounts() == []

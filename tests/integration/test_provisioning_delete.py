@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from flexvol.config import Config
-from flexvol.errors import Refused
+from flexvol.core.config import Config
+from flexvol.core.errors import Refused
 from flexvol.provisioning.deletion import delete_volume
 from tests.helpers.driver import Driver, options
 

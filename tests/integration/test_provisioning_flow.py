@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from flexvol.config import Config
+from flexvol.core.config import Config
 from flexvol.provisioning.agent import Agent
 from flexvol.provisioning.cluster import EventRecorder
 from flexvol.provisioning.provisioner import Provisioner

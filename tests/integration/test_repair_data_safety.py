@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import kernel, repair, state, verbs, volume
-from flexvol.config import Config
-from flexvol.errors import CommandFailed, FlexvolError
-from flexvol.journal import CallInfo
+from flexvol.core import kernel, mounting, operations, state
+from flexvol.core.config import Config
+from flexvol.core.errors import CommandFailed, FlexvolError
+from flexvol.core.journal import CallInfo
+from flexvol.core.options import parse_spec
+from flexvol.toolkit import repair, repair_apply
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import Driver, is_mount_point, options
 from tests.integration.test_toolkit_repair import (
@@ -95,13 +97,13 @@ def test_defect6_rollback_reports_a_detach_the_kernel_did_not_do(driver: Driver,
         held.append(os.open(device, os.O_RDONLY))  # someone else holds the device open
         raise CommandFailed("mount failed on purpose")
 
-    monkeypatch.setattr(volume, "ensure_mounted", fail_after_opening)
+    monkeypatch.setattr(mounting, "ensure_mounted", fail_after_opening)
     config = Config(str(driver.root))
     call = CallInfo("mount")
     target = driver.dir("pod")
     try:
         with pytest.raises(FlexvolError):
-            verbs.dispatch(config, ["mount", target, options("v1")], call)
+            operations.mount(config, target, parse_spec(json.loads(options("v1"))), call)
         device = driver.loops()[0]
         assert kernel.loop_backing_file(device), "held open: still attached"
         assert f"rolled back: detach {device}" not in call.notes, call.notes
@@ -136,7 +138,7 @@ def test_defect7_repair_never_remounts_a_pod_dir_the_kubelet_let_go(driver: Driv
     results = []
     for item in found:
         try:
-            results.append(repair.apply(config, item))
+            results.append(repair_apply.apply(config, item))
         except FlexvolError as error:
             results.append(f"failed: {error}")
     assert not driver.mounts(), results

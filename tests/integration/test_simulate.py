@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flexvol import config, installer, kernel
 from flexvol.cli import common
 from flexvol.cli.main import load_commands
+from flexvol.core import config, kernel
+from flexvol.toolkit import plugindir
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import DRIVER, REPO, Driver, is_mount_point, options
 
@@ -103,7 +104,7 @@ def baked_driver(base: Path, data_root: Path) -> Path:
     """The driver as install.sh places it: its own data root `data_root` baked in."""
     path = base / "plugins" / "flexvol~loop" / "loop"
     path.parent.mkdir(parents=True)
-    path.write_text(installer.driver_script(str(data_root), False, site=str(REPO)))
+    path.write_text(plugindir.driver_script(str(data_root), False, site=str(REPO)))
     path.chmod(0o755)
     return path
 

@@ -7,8 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from flexvol.config import TOOL_PATH
-from flexvol.doctor import REQUIRED_TOOLS, find_tool
+from flexvol.core.config import TOOL_PATH
+from flexvol.toolkit.doctor import REQUIRED_TOOLS, find_tool
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import DRIVER, Driver
 

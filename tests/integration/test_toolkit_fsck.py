@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import fsck, kernel, state
-from flexvol.config import Config
+from flexvol.core import kernel, state
+from flexvol.core.config import Config
+from flexvol.toolkit import fsck
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import Driver, options
 

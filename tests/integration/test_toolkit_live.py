@@ -14,8 +14,8 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from flexvol import state
-from flexvol.config import Config
+from flexvol.core import state
+from flexvol.core.config import Config
 from flexvol.provisioning.metrics import registry_for
 from tests.helpers.cli import ENV, flexvol, flexvol_json
 from tests.helpers.driver import Driver, options

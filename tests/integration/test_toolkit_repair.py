@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import kernel, state
-from flexvol.config import Config
-from flexvol.provision import wait_detached
+from flexvol.core import kernel, state
+from flexvol.core.config import Config
+from flexvol.toolkit.lifecycle import wait_detached
 from tests.helpers.cli import flexvol, flexvol_json
 from tests.helpers.driver import Driver, is_mount_point, options
 
@@ -208,7 +208,7 @@ def test_attach_mode_global_and_pod_mounts_are_not_findings(attach_driver: Drive
 def test_empty_pod_dir_left_by_a_clean_unmount_is_the_kubelets_to_remove(driver: Driver) -> None:
     """Defect 7: an empty, unguarded pod dir a clean unmount left (the kubelet removes it next)
     was reported as "needs a person" with exit code 3."""
-    from flexvol import guard
+    from flexvol.core import guard
 
     target = str(Path(kubelet_root(driver), "pods", "uid-1", "volumes", "flexvol~loop", "data"))
     driver.ok("mount", target, options("v1"))

@@ -7,8 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from flexvol import kernel, state
-from flexvol.config import Config
+from flexvol.core import kernel, state
+from flexvol.core.config import Config
 from tests.helpers.cli import flexvol, flexvol_json
 from tests.helpers.driver import DRIVER, Driver, options
 

@@ -4,7 +4,7 @@ made or changed on disk. Plus the decisions for garbage input, one test each.
 
 Never sent: unmount/unmountdevice of `/` or of any path resolving outside the test's own dir
 (a defective driver would detach the machine's root); a path is sent to mount only after the
-in-process path check has refused it. `/` itself is tested on volume.check_target alone.
+in-process path check has refused it. `/` itself is tested on mounting.check_target alone.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import volume
-from flexvol.config import Config
-from flexvol.errors import FlexvolError
+from flexvol.core import mounting
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError
 from tests.helpers.driver import options
 from tests.reliability.harness import FIGURES, Harness, journal_tracebacks, scale, settled_loops
 
@@ -79,7 +79,7 @@ class Fuzzer:
                               "relative/dir", "mnt", "./x", "", "~/x", "x" * 5000]
         for path in self.refused_paths:
             with pytest.raises(FlexvolError):
-                volume.check_target(path, self.config)
+                mounting.check_target(path, self.config)
         # Paths unmount may be sent: inside the test's dir, never a mount of ours.
         self.unmount_paths = [harness.dir("never"), harness.dir("a b"), harness.dir("ü"),
                               str(base / "a-file"),
@@ -277,7 +277,7 @@ def test_dangerous_targets_are_refused_by_the_path_check(harness: Harness) -> No
     for path in ["/", "//", "/.", "/tmp/..", str(harness.base / "to-root"), str(harness.root),
                  str(harness.root / "volumes"), str(harness.base / "to-data") + "/log", str(harness.base)]:
         with pytest.raises(FlexvolError):
-            volume.check_target(path, config)
+            mounting.check_target(path, config)
 
 
 def test_not_supported_never_depends_on_the_arguments(harness: Harness) -> None:

@@ -1,7 +1,7 @@
 """Scenario 2, a kill at every step: SIGKILL the driver at every step boundary of every verb that
 changes state, then retry the same verb and check the invariants.
 
-Driven by the test-only hooks of flexvol/faults.py: one traced run per verb learns the steps it
+Driven by the test-only hooks of flexvol/core/faults.py: one traced run per verb learns the steps it
 passes (FLEXVOL_TEST_TRACE), then one run per step is killed there (FLEXVOL_TEST_KILL_AT).
 The quick sample kills at the first, a middle and the last step of each verb.
 """

@@ -28,8 +28,9 @@ import threading
 import time
 from pathlib import Path
 
-from flexvol import budget, doctor
-from flexvol.config import Config
+from flexvol.core import budget
+from flexvol.core.config import Config
+from flexvol.toolkit import doctor
 from tests.helpers.driver import options
 from tests.reliability.harness import (
     FIGURES,

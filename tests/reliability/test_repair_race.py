@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import repair
-from flexvol.config import Config
+from flexvol.core.config import Config
+from flexvol.toolkit import repair
 from tests.helpers.cli import flexvol
 from tests.helpers.driver import options
 from tests.reliability.harness import FIGURES, Harness, journal_tracebacks, leaks, scale, settled_loops

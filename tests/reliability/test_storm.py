@@ -136,7 +136,7 @@ def test_storm_of_callers_converges_to_the_last_call_of_each_pod(harness: Harnes
 
 
 def _loops(harness: Harness) -> dict[str, str]:
-    from flexvol import kernel
+    from flexvol.core import kernel
 
     return {device: backing for device, backing in kernel.loop_devices().items()
             if backing.startswith(str(harness.root))}

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from flexvol import kernel
+from flexvol.core import kernel
 from tests.helpers.driver import options
 from tests.reliability.harness import FIGURES, Harness, is_immutable, scale
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flexvol import run as run_module
+from flexvol.core import runner as run_module
 
 
 @pytest.fixture(autouse=True)

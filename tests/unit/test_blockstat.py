@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from flexvol.blockstat import BlockStat, parse_stat, rates, read_stat, volume_stat
+from flexvol.core.blockstat import BlockStat, parse_stat, rates, read_stat, volume_stat
 from flexvol.provisioning.metrics import io_metrics
-from flexvol.volumeio import Sample, VolumeIO, between
+from flexvol.toolkit.volumeio import Sample, VolumeIO, between
 
 # Captured from /sys/block/loop0/stat on kernel 6.1 (17 fields: discard and flush too).
 CAPTURED = ("  220966     2247  9792318    39026    90587   172801 37033583    55820        0    55076"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import budget, state
-from flexvol.budget import Pool
-from flexvol.config import Config
-from flexvol.errors import InvalidInput, Refused
-from flexvol.options import parse_spec
-from flexvol.quantity import human_bytes
+from flexvol.core import budget, state
+from flexvol.core.budget import Pool
+from flexvol.core.config import Config
+from flexvol.core.errors import InvalidInput, Refused
+from flexvol.core.options import parse_spec
+from flexvol.core.quantity import human_bytes
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -164,20 +164,20 @@ def reservation_record(config: Config, volume_id: str, allocation: str, size: in
 
 
 def test_a_thick_volume_is_reserved_once_and_a_thin_one_never(config: Config) -> None:
-    from flexvol import volume
+    from flexvol.core import backing
 
     thin = reservation_record(config, "thin", "thin")
-    assert volume.ensure_reserved(config, thin) == []
+    assert backing.ensure_reserved(config, thin) == []
     assert os.stat(config.backing_file("thin")).st_blocks == 0
     thick = reservation_record(config, "thick", "thick")
-    assert volume.ensure_reserved(config, thick) == []
+    assert backing.ensure_reserved(config, thick) == []
     assert os.stat(config.backing_file("thick")).st_blocks * 512 >= 8 * MiB
     assert state.load_record(config, "thick")["reserved"] is True
 
 
 def test_a_reserved_volume_that_lost_blocks_is_mounted_anyway_with_a_note(
         config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flexvol import volume
+    from flexvol.core import backing
 
     record = reservation_record(config, "thick", "thick")
     record["reserved"] = True  # reserved once; a discard mount gave blocks back since
@@ -185,9 +185,9 @@ def test_a_reserved_volume_that_lost_blocks_is_mounted_anyway_with_a_note(
     def full(path: str, size: int, progress: object = None) -> None:
         raise Refused("reserving the blocks failed: No space left on device", "free space")
 
-    monkeypatch.setattr(volume, "reserve_blocks", full)
-    notes = volume.ensure_reserved(config, record)
+    monkeypatch.setattr(backing, "reserve_blocks", full)
+    notes = backing.ensure_reserved(config, record)
     assert notes and "thick volume thick is not fully reserved" in notes[0]
     # never reserved yet (new, or a call killed before it finished): refused
     with pytest.raises(Refused):
-        volume.ensure_reserved(config, reservation_record(config, "new", "thick"))
+        backing.ensure_reserved(config, reservation_record(config, "new", "thick"))

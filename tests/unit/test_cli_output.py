@@ -13,12 +13,12 @@ import pytest
 import yaml
 from rich.console import Console
 
-from flexvol import inventory
 from flexvol.cli.render import volumes_table
-from flexvol.config import Config
-from flexvol.errors import InvalidInput
-from flexvol.options import parse_spec
-from flexvol.quantity import human_bytes, parse_quantity
+from flexvol.core.config import Config
+from flexvol.core.errors import InvalidInput
+from flexvol.core.options import parse_spec
+from flexvol.core.quantity import human_bytes, parse_quantity
+from flexvol.toolkit import inventory
 from tests.helpers.cli import flexvol
 
 LONG_MOUNT = ("/var/lib/kubelet/pods/0e0c5b8a-4b4f-4c5e-9d7e-2f1a3b4c5d6e/volumes/flexvol~loop/"
@@ -146,7 +146,7 @@ def test_a_narrow_terminal_folds_paths_not_headers_nor_states() -> None:
 def test_create_echoes_the_size_ls_shows(monkeypatch: pytest.MonkeyPatch, two_volumes: list,
                                          tmp_path: Path) -> None:
     """Defect 5: `create -s 1G` echoed 976564Ki while `ls` said 954Mi: one figure, no Ki."""
-    from flexvol import provision
+    from flexvol.toolkit import lifecycle
 
     made = []
 
@@ -154,7 +154,7 @@ def test_create_echoes_the_size_ls_shows(monkeypatch: pytest.MonkeyPatch, two_vo
         made.append(size)
         return {"size_bytes": 1000001536, "allocation": "thick", "formatted": {"fs_type": "ext4"}}
 
-    monkeypatch.setattr(provision, "create", create)
+    monkeypatch.setattr(lifecycle, "create", create)
     echoed = narrow("create", "v2", "-s", "1G", root=tmp_path)
     assert made == ["1G"]
     assert "created v2: 953.7Mi ext4" in echoed and "Ki" not in echoed
@@ -178,11 +178,11 @@ def test_an_empty_volume_argument_is_named_as_the_cli_names_it(args: tuple[str, 
 def test_an_empty_size_is_an_error_not_1gi(args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
     """Defect 5: `--size ""` silently made a 1Gi volume."""
-    from flexvol import provision
+    from flexvol.toolkit import lifecycle
 
     called = []
-    monkeypatch.setattr(provision, "create", lambda *a, **k: called.append(a) or {})
-    monkeypatch.setattr(provision, "resize", lambda *a, **k: called.append(a) or 0)
+    monkeypatch.setattr(lifecycle, "create", lambda *a, **k: called.append(a) or {})
+    monkeypatch.setattr(lifecycle, "resize", lambda *a, **k: called.append(a) or 0)
     result = flexvol(*args, root=str(tmp_path))
     assert result.exit_code == 1 and not called, result.output
     assert ("--size" if args[0] == "create" else "SIZE") in result.output
@@ -193,7 +193,7 @@ def test_an_empty_size_is_an_error_not_1gi(args: tuple[str, ...], monkeypatch: p
 def test_a_json_error_does_not_nest_itself(text: str) -> None:
     """Defect 5: 'not valid JSON (not valid JSON (truncated or malformed))'. Run as the driver
     runs, without the json module (it changes how the C scanner reports errors)."""
-    code = ("import sys\nfrom flexvol import protocol\nassert 'json' not in sys.modules\n"
+    code = ("import sys\nfrom flexvol.flex import protocol\nassert 'json' not in sys.modules\n"
             "try:\n    protocol.parse_options(sys.argv[1])\n"
             "except Exception as error:\n    print(error.message)\n")
     done = subprocess.run([sys.executable, "-c", code, text], capture_output=True, text=True, check=True)

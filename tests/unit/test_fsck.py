@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flexvol import fsck
+from flexvol.toolkit import fsck
 from tests.helpers.driver import REPO
 
 # What `e2fsck -f -n -C 0` wrote on a 64Mi volume: its progress bar sits between \x01 and \x02.
@@ -79,9 +79,12 @@ def test_the_driver_path_never_imports_sh() -> None:
     """The toolkit's runner (sh) must not reach the driver's per-call path (latency)."""
     code = (
         "import sys\n"
-        "from flexvol import verbs, volume, state, kernel, loopdev, mountdir, options, quantity, "
-        "undo, guard, filesystems, superblock, budget, journal, run\n"
-        "heavy = sorted({'sh', 'rich', 'typer', 'psutil', 'subprocess', 'flexvol.fsck'} & set(sys.modules))\n"
+        "from flexvol.flex import verbs\n"
+        "from flexvol.core import backing, loop, formatting, mounting, operations, state, kernel, "
+        "loopdev, mountdir, options, quantity, undo, guard, filesystems, superblock, budget, journal, "
+        "runner\n"
+        "heavy = {'sh', 'rich', 'typer', 'psutil', 'subprocess', 'flexvol.toolkit.fsck'}\n"
+        "heavy = sorted(heavy & set(sys.modules))\n"
         "print(','.join(heavy))\n"
     )
     # -I without -S: site-packages stay visible, so an `import sh` would succeed and show here.

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flexvol import kernel
-from flexvol.config import Config
+from flexvol.core import kernel
+from flexvol.core.config import Config
 
 DATA = Path(__file__).parent / "data"
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from flexvol import options
-from flexvol.errors import InvalidInput
+from flexvol.core import options
+from flexvol.core.errors import InvalidInput
 
 
 def spec(**values: str) -> options.VolumeSpec:

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from flexvol import protocol, wirejson
-from flexvol.errors import InvalidInput
+from flexvol.core import wirejson
+from flexvol.core.errors import InvalidInput
+from flexvol.flex import protocol
 
 
 def test_reply_render_is_one_json_object() -> None:

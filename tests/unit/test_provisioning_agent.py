@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import budget, state
-from flexvol.budget import Pool
-from flexvol.config import Config
-from flexvol.errors import FlexvolError, Refused
+from flexvol.core import budget, state
+from flexvol.core.budget import Pool
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError, Refused
 from flexvol.provisioning import ownership, reclaim
 from flexvol.provisioning.agent import RETRY_SECONDS, Agent, repair_check
 from flexvol.provisioning.cluster import ApiError, EventRecorder
@@ -205,7 +205,7 @@ def test_the_agent_records_the_owning_pv_in_the_volume_record(cluster: FakeClust
     assert not os.path.exists(config.backing_file(VOLUME))  # the driver's first mount makes it
     assert node_agent.record_owner(pv) is False               # once
     # Not a leftover: `flexvol ls` says provisioned and repair leaves it alone.
-    from flexvol import inventory, repair
+    from flexvol.toolkit import inventory, repair
 
     assert inventory.view(config, VOLUME).state == "provisioned"
     assert [f for f in repair.findings(config, str(config.data_root) + "/kubelet")

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from flexvol import protocol
-from flexvol.options import parse_spec
+from flexvol.core import options as option_keys
+from flexvol.core.options import parse_spec
 from flexvol.provisioning import claims, names
 from tests.helpers.fakekube import fixture
 
@@ -201,8 +201,8 @@ def test_the_driver_accepts_what_the_pv_will_send() -> None:
     decision = decide(claim, fixture("sc-immediate-retain-xfs"))
     assert decision.request is not None
     flex = claims.build_pv(decision.request, claim, "worker-2", "worker-2", ME)["spec"]["flexVolume"]
-    spec = parse_spec(flex["options"] | {protocol.FS_TYPE: flex["fsType"],
-                                         protocol.PV_OR_VOLUME_NAME: f"pvc-{claim['metadata']['uid']}"})
+    spec = parse_spec(flex["options"] | {option_keys.FS_TYPE: flex["fsType"],
+                                         option_keys.PV_OR_VOLUME_NAME: f"pvc-{claim['metadata']['uid']}"})
     assert claim["metadata"]["uid"] in spec.volume_id
     assert (spec.size_bytes, spec.fs_type, spec.mount_options) == (3 << 30, "xfs", ("noatime", "discard"))
 
@@ -215,7 +215,7 @@ def test_allocation_parameter_reaches_the_driver_and_nothing_else_is_accepted() 
     assert decision.request is not None
     flex = claims.build_pv(decision.request, claim, "worker-2", "worker-2", ME)["spec"]["flexVolume"]
     assert flex["options"]["allocation"] == "thick"
-    assert parse_spec(flex["options"] | {protocol.FS_TYPE: flex["fsType"]}).allocation == "thick"
+    assert parse_spec(flex["options"] | {option_keys.FS_TYPE: flex["fsType"]}).allocation == "thick"
     storage_class["parameters"]["allocation"] = "sparse"
     refused = decide(claim, storage_class)
     assert refused.action == claims.REFUSE

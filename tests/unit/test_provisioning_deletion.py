@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import state
-from flexvol.config import Config
-from flexvol.errors import InvalidInput, Refused
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.errors import InvalidInput, Refused
 from flexvol.provisioning.deletion import delete_volume
 
 

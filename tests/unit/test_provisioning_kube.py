@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kubernetes import client
 
-from flexvol.config import Config
+from flexvol.core.config import Config
 from flexvol.provisioning import claims
 from flexvol.provisioning.agent import Agent
 from flexvol.provisioning.cluster import AlreadyExists, ApiError, Conflict, EventRecorder, Gone

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from flexvol import state
-from flexvol.config import Config
-from flexvol.journal import Follower as JournalFollower
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.journal import Follower as JournalFollower
 from flexvol.provisioning.metrics import registry_for
 
 MiB = 1 << 20
@@ -91,7 +91,7 @@ def test_the_toolkits_actions_are_not_counted_as_driver_calls(config: Config) ->
 def test_pool_gauges_warn_before_the_pool_runs_out(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression, "the capacity budget counts the pool's size, not its free space": no figure
     showed a pool running out under its thin volumes."""
-    from flexvol import budget
+    from flexvol.core import budget
 
     monkeypatch.setattr(budget, "measure", lambda config: budget.Pool(
         "/p", 100 * MiB, 20 * MiB, 1.0, {"thin": (50 * MiB, 10 * MiB)}))

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from flexvol import faults
+from flexvol.core import faults
 from flexvol.provisioning import claims, names
 from flexvol.provisioning.cluster import ApiError, Conflict, EventRecorder, Gone
 from flexvol.provisioning.leader import LeaderElector

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from flexvol.errors import InvalidInput
-from flexvol.quantity import format_bytes, parse_quantity
+from flexvol.core.errors import InvalidInput
+from flexvol.core.quantity import format_bytes, parse_quantity
 
 
 @pytest.mark.parametrize(("text", "expected"), [

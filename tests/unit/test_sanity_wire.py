@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flexvol.errors import InvalidInput
+from flexvol.core.errors import InvalidInput
 from flexvol.sanity.caller import judge
 from flexvol.sanity.engine import selected_checks
 from flexvol.sanity.node import Node, driver_name_of

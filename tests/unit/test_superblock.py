@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flexvol.superblock import identify
+from flexvol.core.superblock import identify
 
 
 def ext_head(compat: int, incompat: int) -> bytes:

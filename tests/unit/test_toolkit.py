@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import doctor, inventory
 from flexvol.cli.calls import percentile, redact, verb_stats
 from flexvol.cli.render import size, volumes_table
+from flexvol.toolkit import doctor, inventory
 from tests.helpers.cli import flexvol
 
 COMMANDS = ("ls", "show", "create", "delete", "resize", "capacity", "calls", "call", "repair", "doctor",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flexvol.doctor import PASS, WARN, check_online_growth, effective_capabilities
+from flexvol.toolkit.doctor import PASS, WARN, check_online_growth, effective_capabilities
 
 WITHOUT = "Name:\tpython3\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\nCapEff:\t000001fffeffffff\n"
 WITH = "Name:\tpython3\nCapEff:\t000001ffffffffff\n"

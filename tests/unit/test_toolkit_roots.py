@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flexvol import budget
-from flexvol.config import Config
-from flexvol.errors import FlexvolError
+from flexvol.core import budget
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError
 from tests.helpers.cli import flexvol
 
 READERS = (("ls",), ("ls", "--json"), ("capacity",), ("capacity", "--json"), ("calls",),
@@ -68,7 +68,7 @@ def test_overcommit_file_read_when_valid_default_when_absent(tmp_path: Path) -> 
 def test_doctor_fails_a_missing_root_and_a_garbage_overcommit_file(tmp_path: Path) -> None:
     """Defect 4: doctor names a missing data root and a garbage overcommit file as FAILs with
     their fix, and measures no pool through a root it cannot read."""
-    from flexvol import doctor
+    from flexvol.toolkit import doctor
 
     missing = Config(str(tmp_path / "missing"))
     [check] = doctor.check_data_root(missing)

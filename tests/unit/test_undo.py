@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flexvol.undo import Undo
+from flexvol.core.undo import Undo
 
 
 def test_defect6_step_whose_check_fails_is_reported_as_not_rolled_back(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import os
 import select
 import time
 
-from flexvol.config import TOOL_PATH
-from flexvol.errors import CommandFailed, CommandTimedOut
+from flexvol.core.config import TOOL_PATH
+from flexvol.core.errors import CommandFailed, CommandTimedOut
 
 # signal.SIGKILL without importing `signal`, which pulls in `enum`.
 SIGKILL = 9

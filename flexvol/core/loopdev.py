@@ -5,7 +5,7 @@ what is three system calls: LOOP_CTL_GET_FREE on /dev/loop-control picks a free 
 LOOP_CONFIGURE (Linux 5.8+) binds the file with its flags in one step, so no half-configured
 device is ever visible. `losetup --detach` is one LOOP_CLR_FD. Where this path is not available
 (an older kernel, a /dev without the device nodes) `Unavailable` tells the caller to run losetup.
-Each step is added to run.history, so the call journal still says what was done.
+Each step is added to runner.history, so the call journal still says what was done.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from flexvol import run
+from flexvol.core import runner
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class Unavailable(Exception):
     """The ioctl path cannot be used on this machine; use losetup instead."""
 
 
-class Busy(Exception):
+class RaceLost(Exception):
     """Every free device we were handed was taken by another caller first."""
 
 
@@ -103,7 +103,7 @@ def attach(path: str, before_bind: Callable[[str], None], attempts: int = 64) ->
             os.close(backing)
     finally:
         os.close(control)
-    raise Busy(f"no free loop device after {attempts} attempts: other callers took each one first")
+    raise RaceLost(f"no free loop device after {attempts} attempts: other callers took each one first")
 
 
 def detach(device: str) -> None:
@@ -139,4 +139,4 @@ def _open_node(device: str, mode: int) -> int:
 
 
 def _journal(line: str, started: float) -> None:
-    run.history.append((line, 0, round((time.monotonic() - started) * 1000, 1)))
+    runner.history.append((line, 0, round((time.monotonic() - started) * 1000, 1)))

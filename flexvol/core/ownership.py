@@ -4,9 +4,9 @@ the provisioner records the claim's namespace when it makes the volume."""
 
 from __future__ import annotations
 
-from flexvol import state
-from flexvol.config import Config
-from flexvol.errors import Refused
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.errors import Refused
 
 
 def set_shareable(config: Config, volume_id: str, shareable: bool) -> dict:

@@ -5,11 +5,22 @@ Every refusal names the option and says what would be accepted; nothing here tou
 
 from __future__ import annotations
 
-from flexvol import protocol
-from flexvol.errors import InvalidInput
-from flexvol.filesystems import ALLOWED_MOUNT_OPTIONS, DEFAULT_FS_TYPE, FILESYSTEMS
-from flexvol.quantity import human_bytes, parse_quantity
+from flexvol.core.errors import InvalidInput
+from flexvol.core.filesystems import ALLOWED_MOUNT_OPTIONS, DEFAULT_FS_TYPE, FILESYSTEMS
+from flexvol.core.quantity import human_bytes, parse_quantity
 
+# Keys of the options the kubelet passes (docs/flexvolume.md section 4) and a PV's spec carries.
+FS_TYPE = "kubernetes.io/fsType"
+READ_WRITE = "kubernetes.io/readwrite"
+PV_OR_VOLUME_NAME = "kubernetes.io/pvOrVolumeName"
+POD_NAME = "kubernetes.io/pod.name"
+POD_NAMESPACE = "kubernetes.io/pod.namespace"
+POD_UID = "kubernetes.io/pod.uid"
+SERVICE_ACCOUNT = "kubernetes.io/serviceAccount.name"
+FS_GROUP = "kubernetes.io/mounterArgs.FsGroup"
+# The key before Kubernetes 1.15 (commit 5b97b2860d9b); still read, docs/flexvolume.md section 8.6.
+FS_GROUP_LEGACY = "kubernetes.io/fsGroup"
+SECRET_PREFIX = "kubernetes.io/secret/"
 VOLUME_ID = "volumeID"
 SIZE = "size"
 MOUNT_OPTIONS = "mountOptions"
@@ -81,7 +92,7 @@ def parse_spec(options: dict[str, str]) -> VolumeSpec:
     size_text = options.get(SIZE, "")
     size_given = bool(size_text)
     size_bytes = parse_size(size_text) if size_given else DEFAULT_SIZE
-    fs_type = check_fs_type(options.get(protocol.FS_TYPE, ""))
+    fs_type = check_fs_type(options.get(FS_TYPE, ""))
     filesystem = FILESYSTEMS[fs_type]
     if size_bytes < filesystem.min_bytes:
         raise InvalidInput(
@@ -93,13 +104,13 @@ def parse_spec(options: dict[str, str]) -> VolumeSpec:
         size_bytes=size_bytes,
         size_given=size_given,
         fs_type=fs_type,
-        read_only=check_read_write(options.get(protocol.READ_WRITE, "")),
+        read_only=check_read_write(options.get(READ_WRITE, "")),
         mount_options=check_mount_options(options.get(MOUNT_OPTIONS, "")),
         fs_group=check_fs_group(options),
-        pv_name=options.get(protocol.PV_OR_VOLUME_NAME, ""),
-        pod_uid=options.get(protocol.POD_UID, ""),
-        pod_name=options.get(protocol.POD_NAME, ""),
-        pod_namespace=options.get(protocol.POD_NAMESPACE, ""),
+        pv_name=options.get(PV_OR_VOLUME_NAME, ""),
+        pod_uid=options.get(POD_UID, ""),
+        pod_name=options.get(POD_NAME, ""),
+        pod_namespace=options.get(POD_NAMESPACE, ""),
         secrets=decode_secrets(options),
         allocation=check_allocation(options.get(ALLOCATION, "")),
     )
@@ -150,7 +161,7 @@ def check_read_write(value: str) -> bool:
         return False
     if value == "ro":
         return True
-    raise InvalidInput(f"option {protocol.READ_WRITE!r} must be 'ro' or 'rw', got {value[:40]!r}")
+    raise InvalidInput(f"option {READ_WRITE!r} must be 'ro' or 'rw', got {value[:40]!r}")
 
 
 def check_mount_options(value: str) -> tuple[str, ...]:
@@ -171,7 +182,7 @@ def check_mount_options(value: str) -> tuple[str, ...]:
 
 
 def check_fs_group(options: dict[str, str]) -> int | None:
-    for key in (protocol.FS_GROUP, protocol.FS_GROUP_LEGACY):
+    for key in (FS_GROUP, FS_GROUP_LEGACY):
         value = options.get(key, "")
         if value:
             if not value.isascii() or not value.isdigit() or int(value) > 0xFFFFFFFE:
@@ -184,8 +195,8 @@ def decode_secrets(options: dict[str, str]) -> dict[str, bytes]:
     """Base64-decode `kubernetes.io/secret/*` values (docs/flexvolume.md section 4.5); keys only in errors."""
     secrets: dict[str, bytes] = {}
     for key, value in options.items():
-        if key.startswith(protocol.SECRET_PREFIX):
-            name = key[len(protocol.SECRET_PREFIX):]
+        if key.startswith(SECRET_PREFIX):
+            name = key[len(SECRET_PREFIX):]
             import binascii  # only for calls that carry secrets
 
             try:
@@ -199,7 +210,7 @@ def decode_secrets(options: dict[str, str]) -> dict[str, bytes]:
 def check_pv_name(value: str) -> str:
     """PV names key the attach records; they are DNS subdomain names or pod volume names."""
     if not value:
-        raise InvalidInput(f"option {protocol.PV_OR_VOLUME_NAME!r} is missing",
+        raise InvalidInput(f"option {PV_OR_VOLUME_NAME!r} is missing",
                            "the kubelet always sends it; pass the PV name")
     if len(value) > 253 or value[0] == "." or any(char not in PV_NAME_CHARS for char in value):
         raise InvalidInput(f"PV name {value[:80]!r} is invalid",

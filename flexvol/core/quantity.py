@@ -7,7 +7,7 @@ as Quantity.Value() does. Anything else is refused rather than guessed at.
 
 from __future__ import annotations
 
-from flexvol.errors import InvalidInput
+from flexvol.core.errors import InvalidInput
 
 _BINARY = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
 # Decimal suffixes as (numerator, denominator); m, u, n are thousandths and smaller.

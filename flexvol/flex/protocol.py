@@ -1,4 +1,4 @@
-"""The FlexVolume wire: option keys, status words and the one reply a call prints.
+"""The FlexVolume wire: status words, the options argument and the one reply a call prints.
 
 See docs/flexvolume.md sections 2 to 4. This module is the only writer of a reply.
 """
@@ -7,24 +7,14 @@ from __future__ import annotations
 
 import os
 
-from flexvol import wirejson
-from flexvol.errors import InvalidInput
+from flexvol.core import wirejson
+from flexvol.core.errors import InvalidInput
 
 SUCCESS = "Success"
 FAILURE = "Failure"
 NOT_SUPPORTED = "Not supported"
 
-FS_TYPE = "kubernetes.io/fsType"
-READ_WRITE = "kubernetes.io/readwrite"
-PV_OR_VOLUME_NAME = "kubernetes.io/pvOrVolumeName"
-POD_NAME = "kubernetes.io/pod.name"
-POD_NAMESPACE = "kubernetes.io/pod.namespace"
-POD_UID = "kubernetes.io/pod.uid"
-SERVICE_ACCOUNT = "kubernetes.io/serviceAccount.name"
-FS_GROUP = "kubernetes.io/mounterArgs.FsGroup"
-# The key before Kubernetes 1.15 (commit 5b97b2860d9b); still read, docs/flexvolume.md section 8.6.
-FS_GROUP_LEGACY = "kubernetes.io/fsGroup"
-SECRET_PREFIX = "kubernetes.io/secret/"
+# The option keys the kubelet sends are core/options.py's: the core parses them.
 
 
 class Reply:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from flexvol.run import run
+from flexvol.core.runner import run
 
 MOUNTINFO = "/proc/self/mountinfo"
 SYS_BLOCK = "/sys/block"
@@ -203,7 +203,7 @@ def probe(device: str, timeout: float = 30) -> Probe:
     blkid exits 2 both for "nothing found" and for "cannot open or read" (util-linux
     misc-utils/blkid.c): only exit 2 with an empty stderr counts as blank.
     """
-    from flexvol.errors import ProbeFailed
+    from flexvol.core.errors import ProbeFailed
 
     done = run(["blkid", "-p", "-o", "export", device], timeout=timeout, ok=(0, 2), what="blkid")
     if done.code == 2:

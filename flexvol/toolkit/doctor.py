@@ -9,9 +9,9 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from flexvol.callrun import DEFAULT_PLUGIN_DIR, call_driver, installed_driver
-from flexvol.config import TOOL_PATH, Config
-from flexvol.filesystems import FILESYSTEMS
+from flexvol.core.config import TOOL_PATH, Config
+from flexvol.core.filesystems import FILESYSTEMS
+from flexvol.toolkit.callrun import DEFAULT_PLUGIN_DIR, call_driver, installed_driver
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 DEFAULT_KUBELET_CONFIG_KEY = "volumePluginDir:"
@@ -181,7 +181,7 @@ def check_privileges() -> list[Check]:
 
 
 def check_data_root(config: Config) -> list[Check]:
-    from flexvol import dataroot
+    from flexvol.toolkit import dataroot
 
     found = dataroot.problem(config)
     if found is not None:
@@ -192,9 +192,9 @@ def check_data_root(config: Config) -> list[Check]:
 def check_space(config: Config) -> list[Check]:
     """The pool as the driver counts it (budget.py): FAIL when thin volumes were promised more
     than is free (their writes fail once it fills), WARN when it runs low."""
-    from flexvol import budget
-    from flexvol.errors import FlexvolError
-    from flexvol.quantity import human_bytes
+    from flexvol.core import budget
+    from flexvol.core.errors import FlexvolError
+    from flexvol.core.quantity import human_bytes
 
     try:
         pool = budget.measure(config)

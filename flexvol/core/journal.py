@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import time
 
-from flexvol import wirejson
-from flexvol.config import Config
+from flexvol.core import wirejson
+from flexvol.core.config import Config
 
 MAX_BYTES = 16 << 20
 

@@ -4,7 +4,7 @@ Toolkit only: the driver never imports this module (nor `sh`, which runs the che
 that its progress can be streamed to a person; docs/design.md section 10).
 
 Under the volume's lock, and only while nothing mounts or attaches the volume, the volume's
-file gets a loop device with the driver's own step (`volume.ensure_loop`, recorded before the
+file gets a loop device with the driver's own step (`loop.ensure_loop`, recorded before the
 bind, so a killed fsck leaves a device the driver reuses and `flexvol repair` frees), the
 checker runs on it, and the device is detached again by the same undo that a failed mount
 uses: "detached" is said only once sysfs shows it gone. The checker inherits the lock's
@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flexvol import kernel, provision, run, state, volume
-from flexvol.config import Config
-from flexvol.errors import CommandFailed, Refused
-from flexvol.options import check_volume_id
-from flexvol.undo import Undo
+from flexvol.core import kernel, loop, runner, state
+from flexvol.core.config import Config
+from flexvol.core.errors import CommandFailed, Refused
+from flexvol.core.options import check_volume_id
+from flexvol.core.undo import Undo
+from flexvol.toolkit import lifecycle
 
 # A person watches and can interrupt; the bound only ends a checker stuck on hung I/O.
 FSCK_TIMEOUT = 6 * 3600
@@ -53,7 +54,7 @@ class Run:
     output: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {"argv": run.shell_line(self.argv), "exit_code": self.code, "outcome": self.outcome}
+        return {"argv": runner.shell_line(self.argv), "exit_code": self.code, "outcome": self.outcome}
 
 
 @dataclass
@@ -234,9 +235,9 @@ def run_checker(argv: list[str], *, on_line: Lines, on_fraction: Fraction,
     """
     import sh
 
-    executable = run.which(argv[0])
+    executable = runner.which(argv[0])
     if executable is None:
-        raise CommandFailed(f"{argv[0]} is not installed (looked in {run.ENVIRONMENT['PATH']})",
+        raise CommandFailed(f"{argv[0]} is not installed (looked in {runner.ENVIRONMENT['PATH']})",
                             f"install the package that provides {argv[0]}", argv=argv)
     out = Stream(on_line, on_fraction, progress)
     err = Stream(on_line, on_fraction, progress)
@@ -247,7 +248,7 @@ def run_checker(argv: list[str], *, on_line: Lines, on_fraction: Fraction,
     try:
         process = sh.Command(executable)(
             *argv[1:], _out=out.feed, _err=err.feed, _out_bufsize=0, _err_bufsize=0,
-            _tty_out=False, _in=devnull, _env=dict(run.ENVIRONMENT), _bg=True,
+            _tty_out=False, _in=devnull, _env=dict(runner.ENVIRONMENT), _bg=True,
             _bg_exc=False, _pass_fds=set(keep_fds), _timeout=timeout, _decode_errors="replace",
             # Every exit code is an answer to judge, not an exception.
             _ok_code=list(range(-64, 256)))
@@ -265,7 +266,7 @@ def run_checker(argv: list[str], *, on_line: Lines, on_fraction: Fraction,
         code = process.exit_code
     except sh.TimeoutException:
         raise CommandFailed(f"{argv[0]} did not finish within {timeout:g}s and was killed: "
-                            f"{run.shell_line(argv)}", "check the node for hung I/O on the data root",
+                            f"{runner.shell_line(argv)}", "check the node for hung I/O on the data root",
                             argv=argv) from None
     finally:
         devnull.close()
@@ -273,7 +274,7 @@ def run_checker(argv: list[str], *, on_line: Lines, on_fraction: Fraction,
             os.set_inheritable(fd, False)
     out.close()
     err.close()
-    run.history.append((run.shell_line(argv), code, round((time.monotonic() - started) * 1000, 1)))
+    runner.history.append((runner.shell_line(argv), code, round((time.monotonic() - started) * 1000, 1)))
     return code, out.lines + err.lines
 
 
@@ -291,7 +292,7 @@ def _idle_record(config: Config, volume_id: str) -> dict:
     if not os.path.exists(path):
         raise Refused(f"the backing file of volume {volume_id} ({path}) is missing",
                       "see 'flexvol repair'")
-    reasons = provision.in_use(config, volume_id)
+    reasons = lifecycle.in_use(config, volume_id)
     if reasons:
         leaked = all(reason.startswith("attached as ") for reason in reasons)
         raise Refused(f"volume {volume_id} is in use: {'; '.join(reasons)}; its filesystem is "
@@ -328,7 +329,7 @@ def fsck(config: Config, volume_id: str, *, repair: bool = False, on_line: Lines
         fs_type = ""
         notes: list[str] = []
         try:
-            device = volume.ensure_loop(config, record, undo)
+            device = loop.ensure_loop(config, record, undo)
             fs_type = _fs_type(record, device)
             checker = CHECKERS.get(fs_type)
             if checker is None:

@@ -12,10 +12,10 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from flexvol import kernel, state
-from flexvol.budget import Pool, measure
-from flexvol.config import Config
-from flexvol.errors import StateCorrupt
+from flexvol.core import kernel, state
+from flexvol.core.budget import Pool, measure
+from flexvol.core.config import Config
+from flexvol.core.errors import StateCorrupt
 
 DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
 # The kubelet's directory name for a FlexVolume driver "flexvol/loop" inside a pod dir.
@@ -24,7 +24,7 @@ POD_VOLUME_DIR = "flexvol~loop"
 
 def readable_bytes(value: int | None) -> str:
     """Bytes for people, by the toolkit's one rule (quantity.human_bytes); "-" when unknown."""
-    from flexvol.quantity import human_bytes
+    from flexvol.core.quantity import human_bytes
 
     return "-" if value is None else human_bytes(value)
 
@@ -226,7 +226,7 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
 
 
 def _growth_pending(record: dict | None, file_size: int | None) -> dict | None:
-    from flexvol.volume import growth_pending
+    from flexvol.core.backing import growth_pending
 
     return growth_pending(record, file_size)
 

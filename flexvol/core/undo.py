@@ -31,7 +31,7 @@ def path_gone(path: str) -> Check:
 
 def unmounted(target: str) -> Check:
     def check() -> str:
-        from flexvol import kernel
+        from flexvol.core import kernel
 
         here = kernel.mounts_at(target)
         return f"still mounted from {here[-1].source}" if here else ""
@@ -40,7 +40,7 @@ def unmounted(target: str) -> Check:
 
 def loop_detached(device: str) -> Check:
     def check() -> str:
-        from flexvol import kernel
+        from flexvol.core import kernel
 
         backing = kernel.loop_backing_file(device)
         return f"still attached to {backing}" if backing is not None else ""
@@ -49,7 +49,7 @@ def loop_detached(device: str) -> Check:
 
 def guard_lifted(target: str) -> Check:
     def check() -> str:
-        from flexvol import guard
+        from flexvol.core import guard
 
         return "still immutable" if guard.is_guarded(target) else ""
     return check

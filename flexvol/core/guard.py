@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from flexvol import kernel
-from flexvol.errors import FlexvolError
+from flexvol.core import kernel
+from flexvol.core.errors import FlexvolError
 
 # FS_IOC_GETFLAGS / FS_IOC_SETFLAGS and FS_IMMUTABLE_FL from linux/fs.h (ioctl_iflags(2)).
 FS_IOC_GETFLAGS = 0x80086601
@@ -27,7 +27,7 @@ def _immutable(path: str, wanted: bool) -> bool:
     dir a symlink points to. False also where the filesystem has no such attribute (the guard
     is best effort there).
     """
-    from flexvol import mountdir
+    from flexvol.core import mountdir
 
     try:
         opened = mountdir.open_dir(mountdir.check_path(path))

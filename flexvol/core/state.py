@@ -11,9 +11,9 @@ import errno
 import os
 import time
 
-from flexvol import run, wirejson
-from flexvol.config import Config
-from flexvol.errors import Busy, FlexvolError, StateCorrupt
+from flexvol.core import runner, wirejson
+from flexvol.core.config import Config
+from flexvol.core.errors import Busy, FlexvolError, StateCorrupt
 
 SCHEMA = 1
 LOCK_WAIT_SECONDS = 90.0
@@ -214,9 +214,16 @@ HOLDER_WIDTH = 10  # pids are at most 7 digits (pid_max is at most 2**22)
 class VolumeLock:
     """An exclusive flock on one volume, with a bounded wait.
 
-    The descriptor is inherited by commands we start (see run.inherited_fds), so a mkfs or
+    The descriptor is inherited by commands we start (see runner.inherited_fds), so a mkfs or
     losetup orphaned by a killed driver keeps the volume locked until it exits.
+
+    Re-entrant in one thread: a caller that holds a volume's lock (repair acting on a finding)
+    may call what takes it again (an operation, a step) without waiting on itself. Another
+    thread or process waits, as before.
     """
+
+    # (lock path, thread id) -> how deep this thread holds it.
+    _held: dict[tuple[str, int], int] = {}  # noqa: RUF012
 
     def __init__(self, config: Config, volume_id: str, wait: float = LOCK_WAIT_SECONDS) -> None:
         self.path = config.lock_path(volume_id)
@@ -224,8 +231,21 @@ class VolumeLock:
         self.volume_id = volume_id
         self.wait = wait
         self.fd: int | None = None
+        self.nested = False
 
     def __enter__(self) -> VolumeLock:
+        import _thread  # built in: costs no file lookup on the driver's path
+
+        key = (self.path, _thread.get_ident())
+        if key in VolumeLock._held:
+            VolumeLock._held[key] += 1
+            self.nested = True
+            return self
+        self._acquire()
+        VolumeLock._held[key] = 1
+        return self
+
+    def _acquire(self) -> None:
         deadline = time.monotonic() + self.wait
         while True:
             fd = self._open()
@@ -245,8 +265,7 @@ class VolumeLock:
         except OSError:
             pass  # the holder's pid only informs a Busy message; a full data root must not fail here
         self.fd = fd
-        run.inherited_fds.add(fd)
-        return self
+        runner.inherited_fds.add(fd)
 
     def _open(self) -> int:
         try:
@@ -276,8 +295,16 @@ class VolumeLock:
                 delay = min(delay * 2, 0.2)
 
     def __exit__(self, *exc: object) -> None:
+        import _thread
+
+        key = (self.path, _thread.get_ident())
+        if key in VolumeLock._held:
+            VolumeLock._held[key] -= 1
+            if VolumeLock._held[key]:
+                return
+            del VolumeLock._held[key]
         if self.fd is not None:
-            run.inherited_fds.discard(self.fd)
+            runner.inherited_fds.discard(self.fd)
             if self.config is not None and not _volume_exists(self.config, self.volume_id):
                 try:
                     os.unlink(self.path)  # still held: a waiter re-checks the path (above)

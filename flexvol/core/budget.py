@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 import os
 
-from flexvol.config import Config
-from flexvol.errors import FlexvolError, InvalidInput, Refused
-from flexvol.quantity import human_bytes
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError, InvalidInput, Refused
+from flexvol.core.quantity import human_bytes
 
 DEFAULT_OVERCOMMIT = 1.0
 # The pool counts as low below this share of its size (agent event, metric, doctor).

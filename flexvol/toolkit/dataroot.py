@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import stat
 
-from flexvol.config import DEFAULT_DATA_ROOT, Config
-from flexvol.errors import FlexvolError
+from flexvol.core.config import DEFAULT_DATA_ROOT, Config
+from flexvol.core.errors import FlexvolError
 
 
 def problem(config: Config) -> FlexvolError | None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from flexvol import blockstat, inventory
-from flexvol.blockstat import BlockStat, Rates
-from flexvol.config import Config
+from flexvol.core import blockstat
+from flexvol.core.blockstat import BlockStat, Rates
+from flexvol.core.config import Config
+from flexvol.toolkit import inventory
 
 
 @dataclass

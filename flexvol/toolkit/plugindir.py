@@ -3,8 +3,8 @@
 The one implementation behind both install.sh and `flexvol install` / `flexvol uninstall`.
 Toolkit only: the driver never imports it.
 
-    python -m flexvol.installer place --plugin-dir DIR --data-root DIR [--attach]
-    python -m flexvol.installer remove --plugin-dir DIR
+    python -m flexvol.toolkit.plugindir place --plugin-dir DIR --data-root DIR [--attach]
+    python -m flexvol.toolkit.plugindir remove --plugin-dir DIR
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import compileall
 import os
 import sys
 
-from flexvol.callrun import call_driver, installed_driver
-from flexvol.errors import FlexvolError
+from flexvol.core.errors import FlexvolError
+from flexvol.toolkit.callrun import call_driver, installed_driver
 
 # The kubelet runs the driver with its own environment: name the interpreter by absolute path.
 DRIVER_PYTHON = "/usr/bin/python3"
@@ -23,7 +23,9 @@ DRIVER_PYTHON = "/usr/bin/python3"
 
 def package_parent() -> str:
     """The directory that holds this flexvol package (a venv's site-packages or a checkout)."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import flexvol
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(flexvol.__file__)))
 
 
 def driver_script(data_root: str, attach: bool, *, python: str = DRIVER_PYTHON,
@@ -34,7 +36,7 @@ def driver_script(data_root: str, attach: bool, *, python: str = DRIVER_PYTHON,
         "# -I -S -B: ignore the caller's environment and site, never write bytecode here.\n"
         "import sys\n"
         f"sys.path.insert(0, {site or package_parent()!r})\n"
-        "from flexvol.verbs import main_and_exit\n"
+        "from flexvol.flex.verbs import main_and_exit\n"
         f"main_and_exit(sys.argv[1:], data_root={data_root!r}, attach={attach!r})\n"
     )
 
@@ -98,7 +100,7 @@ def remove(plugin_dir: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flexvol.installer")
+    parser = argparse.ArgumentParser(prog="python -m flexvol.toolkit.plugindir")
     parser.add_argument("action", choices=("place", "remove"))
     parser.add_argument("--plugin-dir", required=True)
     parser.add_argument("--data-root", default="/var/lib/flexvol")

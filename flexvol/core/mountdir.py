@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-from flexvol.errors import FlexvolError, InvalidInput, Refused
+from flexvol.core.errors import FlexvolError, InvalidInput, Refused
 
 NAME_MAX = 255
 PATH_LIMIT = 4000
@@ -34,8 +34,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flexvol.config import Config
-    from flexvol.undo import Undo
+    from flexvol.core.config import Config
+    from flexvol.core.undo import Undo
 
 
 def check_path(path: str, *, what: str = "mount dir") -> str:
