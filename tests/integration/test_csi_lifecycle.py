@@ -1,0 +1,278 @@
+"""`flexvol csi` as the kubelet and the external-provisioner drive it, on real loop devices:
+the plugin runs as its own process on a temp socket and data root, a grpc client calls it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from flexvol import kernel, state
+from flexvol.config import Config
+from flexvol.csi.proto import csi_pb2
+from tests.helpers.csi import Client, Mode, mount_capability, status_of
+from tests.helpers.driver import Driver, options
+
+Code = grpc.StatusCode
+FLEXVOL = Path(sys.executable).parent / "flexvol"
+NODE = "node-a"
+MiB = 1 << 20
+
+
+class Plugin:
+    """One `flexvol csi` process on the driver fixture's data root; stopped by `stop`."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.socket = driver.base / "csi.sock"
+        self.endpoint = f"unix://{self.socket}"
+        self.process: subprocess.Popen | None = None
+        self.client: Client | None = None
+        self.log = driver.base / "csi.log"
+
+    def start(self) -> Client:
+        env = {**os.environ, "FLEXVOL_ROOT": str(self.driver.root)}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(FLEXVOL), "csi", "--endpoint", self.endpoint, "--node-id", NODE, "-v"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        self.client = Client(self.endpoint)
+        try:
+            self.client.wait_ready()
+        except grpc.FutureTimeoutError:
+            raise AssertionError(f"flexvol csi did not come up: {self.log.read_text()}") from None
+        return self.client
+
+    def stop(self) -> int | None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        code, self.process = self.process.returncode, None
+        return code
+
+
+@pytest.fixture
+def plugin(driver: Driver) -> Iterator[Plugin]:
+    # Stopped before the driver fixture's cleanup unmounts and detaches what is left.
+    plugin = Plugin(driver)
+    try:
+        yield plugin
+    finally:
+        plugin.stop()
+
+
+@pytest.fixture
+def csi(plugin: Plugin) -> Client:
+    return plugin.start()
+
+
+def create(client: Client, name: str, size: int = 64 * MiB, **parameters: str) -> csi_pb2.Volume:
+    parameters.setdefault("allocation", "thin")
+    return client.controller.CreateVolume(csi_pb2.CreateVolumeRequest(
+        name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+        volume_capabilities=[mount_capability()], parameters=parameters), timeout=120).volume
+
+
+def stage_request(volume_id: str, staging: str) -> csi_pb2.NodeStageVolumeRequest:
+    return csi_pb2.NodeStageVolumeRequest(volume_id=volume_id, staging_target_path=staging,
+                                          volume_capability=mount_capability())
+
+
+def publish_request(volume_id: str, staging: str, target: str, *, readonly: bool = False,
+                    mode: int = Mode.SINGLE_NODE_WRITER) -> csi_pb2.NodePublishVolumeRequest:
+    return csi_pb2.NodePublishVolumeRequest(volume_id=volume_id, staging_target_path=staging,
+                                            target_path=target, readonly=readonly,
+                                            volume_capability=mount_capability(mode))
+
+
+def stage(client: Client, volume_id: str, staging: str) -> None:
+    client.node.NodeStageVolume(stage_request(volume_id, staging), timeout=120)
+
+
+def publish(client: Client, volume_id: str, staging: str, target: str, **kwargs: object) -> None:
+    client.node.NodePublishVolume(publish_request(volume_id, staging, target, **kwargs), timeout=120)
+
+
+def unpublish(client: Client, volume_id: str, target: str) -> None:
+    client.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id,
+                                                                       target_path=target), timeout=120)
+
+
+def unstage(client: Client, volume_id: str, staging: str) -> None:
+    client.node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(volume_id=volume_id,
+                                                                   staging_target_path=staging), timeout=120)
+
+
+def delete(client: Client, volume_id: str) -> None:
+    client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id), timeout=120)
+
+
+def mounted(path: str) -> list[kernel.Mount]:
+    return kernel.mounts_at(path)
+
+
+def test_lifecycle_keeps_data_across_restage(csi: Client, driver: Driver) -> None:
+    """create -> stage -> publish -> write -> unpublish -> unstage -> stage again: the data is
+    there, the volume was formatted once; then delete leaves no file, record, mount or loop."""
+    volume = create(csi, "pvc-lifecycle")
+    volume_id = volume.volume_id
+    assert volume_id == "pvc-lifecycle" and volume.capacity_bytes == 64 * MiB
+    record = driver.record(volume_id)
+    assert record["csi_name"] == "pvc-lifecycle" and record["formatted"]["fs_type"] == "ext4"
+    assert driver.loops() == [], "CreateVolume releases the loop device it formatted through"
+    staging, target = driver.dir("staging"), driver.dir("pod/volume")
+
+    stage(csi, volume_id, staging)
+    stage(csi, volume_id, staging)  # idempotent
+    here = mounted(staging)
+    assert len(here) == 1 and kernel.loop_backing_file(here[0].source) == str(driver.backing_file(volume_id))
+    publish(csi, volume_id, staging, target)
+    publish(csi, volume_id, staging, target)  # idempotent
+    assert mounted(target)[-1].source == here[0].source and not mounted(target)[-1].read_only
+    Path(target, "data.txt").write_text("kept")
+
+    unpublish(csi, volume_id, target)
+    assert not mounted(target) and not os.path.exists(target), "the target dir is removed"
+    unpublish(csi, volume_id, target)  # idempotent
+    unstage(csi, volume_id, staging)
+    unstage(csi, volume_id, staging)  # idempotent
+    assert not mounted(staging) and driver.loops() == []
+
+    stage(csi, volume_id, staging)
+    publish(csi, volume_id, staging, target)
+    assert Path(target, "data.txt").read_text() == "kept"
+    assert driver.record(volume_id)["formatted"]["uuid"] == record["formatted"]["uuid"]
+    unpublish(csi, volume_id, target)
+    unstage(csi, volume_id, staging)
+
+    delete(csi, volume_id)
+    delete(csi, volume_id)  # idempotent
+    assert not driver.backing_file(volume_id).exists()
+    assert not (driver.root / "records" / f"{volume_id}.json").exists()
+    assert driver.loops() == [] and driver.mounts() == []
+
+
+def test_read_only_publish_refuses_writes(csi: Client, driver: Driver) -> None:
+    """readonly=true (or a read-only access mode) gives a read-only bind of a read-write stage."""
+    volume_id = create(csi, "pvc-ro").volume_id
+    staging, target, reader = driver.dir("staging"), driver.dir("rw"), driver.dir("ro")
+    stage(csi, volume_id, staging)
+    publish(csi, volume_id, staging, target)
+    Path(target, "file").write_text("x")
+    publish(csi, volume_id, staging, reader, readonly=True)
+    publish(csi, volume_id, staging, driver.dir("ro-mode"), mode=Mode.SINGLE_NODE_READER_ONLY)
+    for path in (reader, driver.dir("ro-mode")):
+        assert mounted(path)[-1].read_only
+        assert "nosuid" in mounted(path)[-1].options and "nodev" in mounted(path)[-1].options
+        assert Path(path, "file").read_text() == "x"
+        with pytest.raises(OSError) as caught:
+            Path(path, "new").write_text("y")
+        assert caught.value.errno == errno.EROFS
+    assert status_of(csi.node.NodePublishVolume, publish_request(volume_id, staging, reader)) == \
+        Code.ALREADY_EXISTS, "a read-write publish over a read-only one is incompatible"
+    for path in (target, reader, driver.dir("ro-mode")):
+        unpublish(csi, volume_id, path)
+    unstage(csi, volume_id, staging)
+    assert driver.mounts() == [] and driver.loops() == []
+
+
+def test_error_cases_over_the_wire(csi: Client, driver: Driver) -> None:
+    """The status codes the spec names, from the running plugin."""
+    volume_id = create(csi, "pvc-errors").volume_id
+    staging, target = driver.dir("staging"), driver.dir("target")
+    node, controller = csi.node, csi.controller
+    assert status_of(node.NodePublishVolume, publish_request(volume_id, staging, target)) == \
+        Code.FAILED_PRECONDITION, "publish before stage"
+    assert status_of(node.NodeStageVolume, stage_request("pvc-unknown", staging)) == Code.NOT_FOUND
+    stage(csi, volume_id, staging)
+    assert status_of(controller.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id=volume_id)) == \
+        Code.FAILED_PRECONDITION, "delete while staged"
+    assert driver.backing_file(volume_id).exists()
+    bigger = csi_pb2.CreateVolumeRequest(
+        name="pvc-errors", capacity_range=csi_pb2.CapacityRange(required_bytes=128 * MiB),
+        volume_capabilities=[mount_capability()], parameters={"allocation": "thin"})
+    assert status_of(controller.CreateVolume, bigger) == Code.ALREADY_EXISTS
+    other = create(csi, "pvc-other").volume_id
+    assert status_of(node.NodeStageVolume, stage_request(other, staging)) == Code.FAILED_PRECONDITION, \
+        "a staging path holding another volume"
+    unstage(csi, volume_id, staging)
+    delete(csi, volume_id)
+    delete(csi, other)
+    assert driver.mounts() == [] and driver.loops() == []
+
+
+def test_a_locked_volume_answers_aborted(csi: Client, driver: Driver) -> None:
+    """A call on a volume whose lock another call holds ends ABORTED quickly (the CO retries)."""
+    volume_id = create(csi, "pvc-busy").volume_id
+    staging = driver.dir("staging")
+    with state.VolumeLock(Config(str(driver.root)), volume_id):
+        assert status_of(csi.node.NodeStageVolume, stage_request(volume_id, staging)) == Code.ABORTED
+    assert not mounted(staging)
+    stage(csi, volume_id, staging)
+    unstage(csi, volume_id, staging)
+    delete(csi, volume_id)
+
+
+def test_thick_volume_is_reserved_at_create(csi: Client, driver: Driver) -> None:
+    """allocation=thick (the default) reserves every block when CreateVolume makes the volume."""
+    volume_id = create(csi, "pvc-thick", 32 * MiB, allocation="thick", fsType="ext4").volume_id
+    info = os.stat(driver.backing_file(volume_id))
+    assert info.st_blocks * 512 >= info.st_size
+    assert driver.record(volume_id)["allocation"] == "thick"
+    delete(csi, volume_id)
+
+
+def test_csi_never_deletes_a_flexvolume_volume(csi: Client, driver: Driver) -> None:
+    """A volume the FlexVolume driver made is one volume: CSI refuses to delete it, and a
+    CreateVolume of its name does not take it over."""
+    target = driver.dir("flex")
+    driver.ok("mount", target, options("data-1", allocation="thin"))
+    driver.ok("unmount", target)
+    assert status_of(csi.controller.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id="data-1")) == \
+        Code.FAILED_PRECONDITION
+    request = csi_pb2.CreateVolumeRequest(name="data-1", volume_capabilities=[mount_capability()],
+                                          capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MiB),
+                                          parameters={"allocation": "thin"})
+    assert status_of(csi.controller.CreateVolume, request) == Code.ALREADY_EXISTS
+    assert driver.backing_file("data-1").exists()
+
+
+def test_restart_removes_the_stale_socket_and_serves_staged_volumes(plugin: Plugin, driver: Driver) -> None:
+    """A plugin killed without cleanup leaves its socket; the next one removes it and serves
+    the volumes the first one staged."""
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(plugin.socket))
+    stale.close()
+    client = plugin.start()
+    volume_id = create(client, "pvc-restart").volume_id
+    staging, target = driver.dir("staging"), driver.dir("target")
+    stage(client, volume_id, staging)
+    assert plugin.process is not None
+    plugin.process.kill()
+    plugin.process.wait(10)
+    assert plugin.socket.exists(), "SIGKILL leaves the socket"
+    plugin.stop()
+    client = plugin.start()
+    publish(client, volume_id, staging, target)
+    unpublish(client, volume_id, target)
+    unstage(client, volume_id, staging)
+    delete(client, volume_id)
+    assert plugin.stop() == 0
+    assert not plugin.socket.exists(), "SIGTERM removes the socket"
