@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 
+from google.protobuf import wrappers_pb2
+
 from flexvol import budget, state, volume
 from flexvol.config import Config
 from flexvol.csi import capability, names, records
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
-from flexvol.errors import InvalidInput, Refused
+from flexvol.errors import FlexvolError, InvalidInput, Refused
 from flexvol.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
 from flexvol.options import ALLOCATION, DEFAULT_SIZE, SIZE_ALIGNMENT, THICK, VolumeSpec, check_allocation
 from flexvol.provision import in_use
@@ -30,6 +32,8 @@ PARAMETERS = (FS_TYPE_PARAMETER, ALLOCATION)
 CO_PREFIX = "csi.storage.k8s.io/"
 
 RPC = csi_pb2.ControllerServiceCapability.RPC
+# ListVolumes page tokens: this prefix and the first volume id of the next page.
+TOKEN_PREFIX = "from:"
 
 
 def parse_parameters(parameters: dict[str, str]) -> tuple[str, str]:
@@ -235,10 +239,70 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         return csi_pb2.ValidateVolumeCapabilitiesResponse(confirmed=confirmed)
 
     @rpc
+    def GetCapacity(self, request: csi_pb2.GetCapacityRequest,
+                    context: object) -> csi_pb2.GetCapacityResponse:
+        """What a new volume may take from this node's pool: the budget's published figure
+        (budget.Pool.available_bytes, the same the driver enforces); 0 for a capability or a
+        topology this plugin cannot serve."""
+        fs_parameter, _allocation = parse_parameters(dict(request.parameters))
+        capabilities = list(request.volume_capabilities)
+        segments = dict(request.accessible_topology.segments)
+        if any(capability.unsupported(item) for item in capabilities) or (
+                segments and segments != {names.TOPOLOGY_KEY: self.node_id}):
+            return csi_pb2.GetCapacityResponse(available_capacity=0)
+        fs_type = choose_fs_type(fs_parameter, capabilities)
+        available = budget.measure(self.config).available_bytes
+        return csi_pb2.GetCapacityResponse(
+            available_capacity=available,
+            maximum_volume_size=wrappers_pb2.Int64Value(value=available),
+            minimum_volume_size=wrappers_pb2.Int64Value(value=FILESYSTEMS[fs_type].min_bytes))
+
+    @rpc
+    def ListVolumes(self, request: csi_pb2.ListVolumesRequest,
+                    context: object) -> csi_pb2.ListVolumesResponse:
+        """The volumes made through CSI, by volume id. A token names the first id of the next
+        page, so a volume deleted between pages never shifts the ones after it."""
+        if request.max_entries < 0:
+            raise invalid("max_entries must not be negative")
+        start = ""
+        if request.starting_token:
+            start = request.starting_token.removeprefix(TOKEN_PREFIX)
+            if not request.starting_token.startswith(TOKEN_PREFIX) or not names.is_volume_id(start):
+                raise CsiError(Code.ABORTED, f"starting_token {request.starting_token[:80]!r} is not "
+                               "one this plugin gave out")
+        found = [record for record in _csi_records(self.config) if record["volume_id"] >= start]
+        limit = request.max_entries or len(found)
+        page, rest = found[:limit], found[limit:]
+        return csi_pb2.ListVolumesResponse(
+            entries=[csi_pb2.ListVolumesResponse.Entry(volume=self._volume(record)) for record in page],
+            next_token=TOKEN_PREFIX + rest[0]["volume_id"] if rest else "")
+
+    @rpc
     def ControllerGetCapabilities(self, request: csi_pb2.ControllerGetCapabilitiesRequest,
                                   context: object) -> csi_pb2.ControllerGetCapabilitiesResponse:
         return csi_pb2.ControllerGetCapabilitiesResponse(capabilities=[
-            csi_pb2.ControllerServiceCapability(rpc=RPC(type=RPC.CREATE_DELETE_VOLUME))])
+            csi_pb2.ControllerServiceCapability(rpc=RPC(type=kind))
+            for kind in (RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY)])
+
+
+def _csi_records(config: Config) -> list[dict]:
+    """The records of the volumes made through CSI, sorted by volume id; unreadable ones skipped
+    (the toolkit's doctor reports them)."""
+    try:
+        entries = sorted(os.listdir(config.records_dir))
+    except OSError:
+        return []
+    found = []
+    for name in entries:
+        if not name.endswith(".json"):
+            continue
+        try:
+            record = state.read_json(os.path.join(config.records_dir, name))
+        except FlexvolError:
+            continue
+        if record and record.get(names.RECORD_NAME) and record.get("volume_id") == name[:-len(".json")]:
+            found.append(record)
+    return found
 
 
 def _forget_targets(config: Config, volume_id: str) -> None:

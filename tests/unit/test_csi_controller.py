@@ -235,8 +235,59 @@ def test_validate_confirms_only_what_is_served(service: Controller, config: Conf
 
 def test_controller_capabilities(service: Controller) -> None:
     reply = service.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest(), FakeContext())
+    RPC = csi_pb2.ControllerServiceCapability.RPC
     assert [cap.rpc.type for cap in reply.capabilities] == \
-        [csi_pb2.ControllerServiceCapability.RPC.CREATE_DELETE_VOLUME]
+        [RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY]
+
+
+# ---- GetCapacity, ListVolumes ----------------------------------------------------------------
+
+def test_capacity_is_the_budgets_available_figure(service: Controller, config: Config) -> None:
+    from flexvol import budget
+
+    made(config, "pvc-1")
+    reply = service.GetCapacity(csi_pb2.GetCapacityRequest(), FakeContext())
+    # Others write to the same filesystem meanwhile: the two readings agree only roughly.
+    assert reply.available_capacity > 0
+    assert abs(reply.available_capacity - budget.measure(config).available_bytes) < 256 * MiB
+    assert reply.maximum_volume_size.value == reply.available_capacity
+    assert reply.minimum_volume_size.value == MiB  # ext4, the default
+    xfs = service.GetCapacity(csi_pb2.GetCapacityRequest(parameters={"fsType": "xfs"}), FakeContext())
+    assert xfs.minimum_volume_size.value == 300 * MiB
+
+
+def test_capacity_elsewhere_or_for_unserved_capabilities_is_zero(service: Controller) -> None:
+    other_node = csi_pb2.GetCapacityRequest(
+        accessible_topology=csi_pb2.Topology(segments={names.TOPOLOGY_KEY: "node-b"}))
+    block = csi_pb2.GetCapacityRequest(volume_capabilities=[block_capability()])
+    for request in (other_node, block):
+        assert service.GetCapacity(request, FakeContext()).available_capacity == 0
+    assert code(service.GetCapacity, csi_pb2.GetCapacityRequest(parameters={"colour": "blue"})) == \
+        Code.INVALID_ARGUMENT
+
+
+def listed(service: Controller, max_entries: int = 0, token: str = "") -> tuple[list[str], str]:
+    reply = service.ListVolumes(csi_pb2.ListVolumesRequest(max_entries=max_entries, starting_token=token),
+                                FakeContext())
+    return [entry.volume.volume_id for entry in reply.entries], reply.next_token
+
+
+def test_list_pages_through_the_csi_volumes_only(service: Controller, config: Config) -> None:
+    for name in ("pvc-c", "pvc-a", "pvc-b"):
+        made(config, name)
+    made(config, "data-1", csi=False)
+    assert listed(service) == (["pvc-a", "pvc-b", "pvc-c"], "")
+    first, token = listed(service, 2)
+    assert first == ["pvc-a", "pvc-b"] and token
+    # A volume deleted between pages does not shift the next page.
+    assert code(service.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id="pvc-a")) == Code.OK
+    assert listed(service, 2, token) == (["pvc-c"], "")
+
+
+def test_list_refuses_bad_paging(service: Controller) -> None:
+    request = csi_pb2.ListVolumesRequest(starting_token="invalid-token")
+    assert code(service.ListVolumes, request) == Code.ABORTED
+    assert code(service.ListVolumes, csi_pb2.ListVolumesRequest(max_entries=-1)) == Code.INVALID_ARGUMENT
 
 
 def test_an_unexpected_error_is_internal_with_its_message(service: Controller,

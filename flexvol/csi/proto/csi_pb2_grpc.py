@@ -213,6 +213,16 @@ class ControllerStub:
                 request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ValidateVolumeCapabilitiesRequest.SerializeToString,
                 response_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ValidateVolumeCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.ListVolumes = channel.unary_unary(
+                '/csi.v1.Controller/ListVolumes',
+                request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ListVolumesRequest.SerializeToString,
+                response_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ListVolumesResponse.FromString,
+                _registered_method=True)
+        self.GetCapacity = channel.unary_unary(
+                '/csi.v1.Controller/GetCapacity',
+                request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.GetCapacityRequest.SerializeToString,
+                response_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.GetCapacityResponse.FromString,
+                _registered_method=True)
         self.ControllerGetCapabilities = channel.unary_unary(
                 '/csi.v1.Controller/ControllerGetCapabilities',
                 request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerGetCapabilitiesRequest.SerializeToString,
@@ -241,6 +251,18 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListVolumes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCapacity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ControllerGetCapabilities(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -264,6 +286,16 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.ValidateVolumeCapabilities,
                     request_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ValidateVolumeCapabilitiesRequest.FromString,
                     response_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ValidateVolumeCapabilitiesResponse.SerializeToString,
+            ),
+            'ListVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumes,
+                    request_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ListVolumesRequest.FromString,
+                    response_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ListVolumesResponse.SerializeToString,
+            ),
+            'GetCapacity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapacity,
+                    request_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.GetCapacityRequest.FromString,
+                    response_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.GetCapacityResponse.SerializeToString,
             ),
             'ControllerGetCapabilities': grpc.unary_unary_rpc_method_handler(
                     servicer.ControllerGetCapabilities,
@@ -352,6 +384,60 @@ class Controller:
             '/csi.v1.Controller/ValidateVolumeCapabilities',
             flexvol_dot_csi_dot_proto_dot_csi__pb2.ValidateVolumeCapabilitiesRequest.SerializeToString,
             flexvol_dot_csi_dot_proto_dot_csi__pb2.ValidateVolumeCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/csi.v1.Controller/ListVolumes',
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.ListVolumesRequest.SerializeToString,
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.ListVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapacity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/csi.v1.Controller/GetCapacity',
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.GetCapacityRequest.SerializeToString,
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.GetCapacityResponse.FromString,
             options,
             channel_credentials,
             insecure,
