@@ -276,3 +276,30 @@ def test_restart_removes_the_stale_socket_and_serves_staged_volumes(plugin: Plug
     delete(client, volume_id)
     assert plugin.stop() == 0
     assert not plugin.socket.exists(), "SIGTERM removes the socket"
+
+
+def test_concurrent_calls_on_one_volume_are_serialised_or_aborted(csi: Client, driver: Driver) -> None:
+    """Parallel CreateVolume of one name, then parallel NodeStageVolume of it, each end OK or
+    ABORTED: one volume, formatted once, mounted once at the staging path."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    request = csi_pb2.CreateVolumeRequest(
+        name="pvc-race", capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MiB),
+        volume_capabilities=[mount_capability()], parameters={"allocation": "thin"})
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: status_of(csi.controller.CreateVolume, request), range(4)))
+    assert set(codes) <= {Code.OK, Code.ABORTED} and Code.OK in codes, codes
+    if Code.ABORTED in codes:
+        assert status_of(csi.controller.CreateVolume, request) == Code.OK  # the CO's retry
+    record = driver.record("pvc-race")
+    staging = driver.dir("staging")
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: status_of(csi.node.NodeStageVolume,
+                                                  stage_request("pvc-race", staging)), range(4)))
+    assert set(codes) <= {Code.OK, Code.ABORTED} and Code.OK in codes, codes
+    assert len(mounted(staging)) == 1
+    assert driver.record("pvc-race")["formatted"] == record["formatted"], "formatted once"
+    assert len(driver.loops()) == 1
+    unstage(csi, "pvc-race", staging)
+    delete(csi, "pvc-race")
+    assert driver.mounts() == [] and driver.loops() == []
