@@ -13,7 +13,7 @@ import os
 
 from flexvol import guard, kernel, mountdir, state, volume
 from flexvol.config import Config
-from flexvol.csi import capability, names, records
+from flexvol.csi import capability, names, records, stats
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
 from flexvol.errors import CommandFailed, Refused
@@ -184,13 +184,29 @@ class Node(csi_pb2_grpc.NodeServicer):
             pass
         return csi_pb2.NodeUnpublishVolumeResponse()
 
+    # ---- stats ---------------------------------------------------------------------------
+
+    @rpc
+    def NodeGetVolumeStats(self, request: csi_pb2.NodeGetVolumeStatsRequest,
+                           context: object) -> csi_pb2.NodeGetVolumeStatsResponse:
+        volume_id = require(request.volume_id, "volume id")
+        path = require(request.volume_path, "volume path")
+        config = self.config
+        record = records.known(config, volume_id)
+        here = kernel.mounts_at(path)
+        if not here or volume.volume_of_mount(config, here[-1]) != volume_id:
+            raise CsiError(Code.NOT_FOUND, f"volume {volume_id} is not mounted at {path}")
+        return csi_pb2.NodeGetVolumeStatsResponse(
+            usage=stats.usage(path), volume_condition=stats.condition(config, record, here[-1].source))
+
     # ---- about the node ------------------------------------------------------------------
 
     @rpc
     def NodeGetCapabilities(self, request: csi_pb2.NodeGetCapabilitiesRequest,
                             context: object) -> csi_pb2.NodeGetCapabilitiesResponse:
         return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[
-            csi_pb2.NodeServiceCapability(rpc=RPC(type=RPC.STAGE_UNSTAGE_VOLUME))])
+            csi_pb2.NodeServiceCapability(rpc=RPC(type=kind))
+            for kind in (RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION)])
 
     @rpc
     def NodeGetInfo(self, request: csi_pb2.NodeGetInfoRequest,

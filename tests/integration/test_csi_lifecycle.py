@@ -303,3 +303,52 @@ def test_concurrent_calls_on_one_volume_are_serialised_or_aborted(csi: Client, d
     unstage(csi, "pvc-race", staging)
     delete(csi, "pvc-race")
     assert driver.mounts() == [] and driver.loops() == []
+
+
+def stats(client: Client, volume_id: str, path: str) -> csi_pb2.NodeGetVolumeStatsResponse:
+    return client.node.NodeGetVolumeStats(csi_pb2.NodeGetVolumeStatsRequest(volume_id=volume_id,
+                                                                            volume_path=path), timeout=60)
+
+
+def test_volume_stats_report_usage_and_an_abnormal_condition(csi: Client, driver: Driver) -> None:
+    """Bytes and inodes as statvfs sees them; the condition turns abnormal, with the reason,
+    when the backing file is truncated or deleted under the mounted volume."""
+    volume_id = create(csi, "pvc-stats").volume_id
+    staging, target = driver.dir("staging"), driver.dir("target")
+    stage(csi, volume_id, staging)
+    publish(csi, volume_id, staging, target)
+    Path(target, "blob").write_bytes(os.urandom(4 * MiB))
+    os.sync()
+    reply = stats(csi, volume_id, target)
+    usage = {item.unit: item for item in reply.usage}
+    found = os.statvfs(target)
+    in_bytes = usage[csi_pb2.VolumeUsage.BYTES]
+    assert in_bytes.total == found.f_blocks * found.f_frsize
+    assert in_bytes.used >= 4 * MiB and in_bytes.available > 0
+    assert usage[csi_pb2.VolumeUsage.INODES].total == found.f_files
+    assert not reply.volume_condition.abnormal
+    assert status_of(csi.node.NodeGetVolumeStats, csi_pb2.NodeGetVolumeStatsRequest(
+        volume_id=volume_id, volume_path=driver.dir("elsewhere"))) == Code.NOT_FOUND
+
+    backing = driver.backing_file(volume_id)
+    size = backing.stat().st_size
+    os.truncate(backing, size - MiB)
+    reply = stats(csi, volume_id, target)
+    assert reply.volume_condition.abnormal and "truncated" in reply.volume_condition.message
+    os.truncate(backing, size)
+    assert not stats(csi, volume_id, target).volume_condition.abnormal
+
+    # Deleted while attached: a second name keeps the inode, so the file can be linked back.
+    kept = driver.base / "kept.img"
+    os.link(backing, kept)
+    backing.unlink()
+    try:
+        reply = stats(csi, volume_id, target)
+        assert reply.volume_condition.abnormal and "gone" in reply.volume_condition.message
+    finally:
+        os.link(kept, backing)
+        kept.unlink()
+    unpublish(csi, volume_id, target)
+    unstage(csi, volume_id, staging)
+    delete(csi, volume_id)
+    assert driver.mounts() == [] and driver.loops() == []

@@ -114,8 +114,19 @@ def test_node_info_pins_volumes_to_the_node(service: Node) -> None:
     assert info.node_id == NODE
     assert dict(info.accessible_topology.segments) == {names.TOPOLOGY_KEY: NODE}
     caps = service.NodeGetCapabilities(csi_pb2.NodeGetCapabilitiesRequest(), FakeContext())
+    RPC = csi_pb2.NodeServiceCapability.RPC
     assert [cap.rpc.type for cap in caps.capabilities] == \
-        [csi_pb2.NodeServiceCapability.RPC.STAGE_UNSTAGE_VOLUME]
+        [RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION]
+
+
+def test_volume_stats_status_codes(service: Node, config: Config) -> None:
+    stats = service.NodeGetVolumeStats
+    request = csi_pb2.NodeGetVolumeStatsRequest
+    assert code(stats, request(volume_path="/tmp/x")) == Code.INVALID_ARGUMENT
+    assert code(stats, request(volume_id="pvc-1")) == Code.INVALID_ARGUMENT
+    assert code(stats, request(volume_id="nope", volume_path="/tmp")) == Code.NOT_FOUND
+    state.save_record(config, state.new_record("pvc-1", 1 << 26, "ext4"))
+    assert code(stats, request(volume_id="pvc-1", volume_path="/tmp/flexvol-never")) == Code.NOT_FOUND
 
 
 # ---- the socket ----------------------------------------------------------------------------
