@@ -19,10 +19,11 @@ from flexvol.csi import capability, names, records
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
 from flexvol.errors import FlexvolError, InvalidInput, Refused
+from flexvol.faults import checkpoint
 from flexvol.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
 from flexvol.options import ALLOCATION, DEFAULT_SIZE, SIZE_ALIGNMENT, THICK, VolumeSpec, check_allocation
 from flexvol.provision import in_use
-from flexvol.undo import Undo
+from flexvol.undo import Undo, path_gone
 
 # A CSI call waits this long for a volume's lock, then answers ABORTED and the CO retries.
 LOCK_WAIT = 2.0
@@ -128,7 +129,11 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             if record is not None or os.path.exists(config.backing_file(volume_id)):
                 self._check_same(record, name, request.capacity_range, fs_type, allocation)
                 assert record is not None
-                if record.get("formatted") and (allocation != THICK or record.get("reserved")):
+                finished = record.get("formatted") and (allocation != THICK or record.get("reserved"))
+                if finished and os.path.exists(config.backing_file(volume_id)):
+                    # A create killed after formatting left its loop device: free it unless a
+                    # mount uses it (one sysfs read when nothing is attached).
+                    volume.release_loop(config, volume_id)
                     return csi_pb2.CreateVolumeResponse(volume=self._volume(record))
                 # A create killed half-way: the same steps finish it (each is idempotent).
                 size = int(record.get("size_bytes") or size)
@@ -168,15 +173,25 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             raise CsiError(Code.RESOURCE_EXHAUSTED, str(error)) from None
 
     def _make(self, spec: VolumeSpec, name: str) -> dict:
-        """File, record (with the CSI name), loop, format once, reserve; the loop is released."""
+        """Record (with the CSI name), file, loop, format once, reserve; the loop is released.
+
+        The record naming the CSI name is written before anything else: a plugin killed at any
+        later step leaves a volume the retry of the same CreateVolume recognises as its own and
+        finishes, never one it refuses as somebody else's.
+        """
         config = self.config
         undo = Undo()
         try:
-            record = volume.ensure_file(config, spec, undo, may_create=True)
-            if record.get(names.RECORD_NAME) != name:
-                record[names.RECORD_NAME] = name
-                record["created_by"] = names.CREATED_BY
+            if state.load_record(config, spec.volume_id) is None:
+                record = state.new_record(spec.volume_id, spec.size_bytes, spec.fs_type)
+                record.update({names.RECORD_NAME: name, "created_by": names.CREATED_BY,
+                               "allocation": spec.allocation})
                 state.save_record(config, record)
+                record_path = config.record_path(spec.volume_id)
+                undo.push(f"remove new record of {spec.volume_id}", lambda: state.remove(record_path),
+                          path_gone(record_path))
+                checkpoint("csi-record-saved")
+            record = volume.ensure_file(config, spec, undo, may_create=True)
             device = volume.ensure_loop(config, record, undo)
             volume.ensure_filesystem(config, record, device, spec)
             volume.ensure_reserved(config, record, strict=True)

@@ -37,9 +37,10 @@ class Plugin:
         self.process: subprocess.Popen | None = None
         self.client: Client | None = None
         self.log = driver.base / "csi.log"
+        self.env: dict[str, str] = {}
 
     def start(self) -> Client:
-        env = {**os.environ, "FLEXVOL_ROOT": str(self.driver.root)}
+        env = {**os.environ, "FLEXVOL_ROOT": str(self.driver.root), **self.env}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [str(FLEXVOL), "csi", "--endpoint", self.endpoint, "--node-id", NODE, "-v"],
@@ -352,3 +353,42 @@ def test_volume_stats_report_usage_and_an_abnormal_condition(csi: Client, driver
     unstage(csi, volume_id, staging)
     delete(csi, volume_id)
     assert driver.mounts() == [] and driver.loops() == []
+
+
+def test_create_killed_at_every_step_converges_on_retry(plugin: Plugin, driver: Driver) -> None:
+    """A plugin SIGKILLed at any step of CreateVolume, restarted, and the CreateVolume retried
+    (as the external-provisioner does) ends with the one volume, formatted, no loop device left.
+
+    Guards two defects: a kill between the new record and the CSI name written into it left a
+    record the retry refused as another volume's (ALREADY_EXISTS for ever); and a kill after
+    formatting left the loop device attached, which the retry (finding the volume made) kept."""
+    trace = driver.base / "trace"
+    plugin.env = {"FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_TRACE": str(trace)}
+    create(plugin.start(), "pvc-probe")
+    plugin.stop()
+    steps = list(dict.fromkeys(trace.read_text().split()))
+    assert "csi-record-saved" in steps and "loop-attached" in steps, steps
+    delete(plugin.start(), "pvc-probe")
+    plugin.stop()
+    for number, step in enumerate(steps):
+        name = f"pvc-kill-{number}"
+        plugin.env = {"FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_KILL_AT": step}
+        client = plugin.start()
+        request = csi_pb2.CreateVolumeRequest(
+            name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MiB),
+            volume_capabilities=[mount_capability()], parameters={"allocation": "thin"})
+        assert status_of(client.controller.CreateVolume, request) == Code.UNAVAILABLE, step
+        assert plugin.process is not None and plugin.process.wait(10) == -signal.SIGKILL
+        plugin.stop()
+        plugin.env = {}
+        client = plugin.start()
+        assert status_of(client.controller.CreateVolume, request) == Code.OK, f"retry after a kill at {step}"
+        record = driver.record(name)
+        assert record["csi_name"] == name and record["formatted"]["fs_type"] == "ext4", step
+        assert driver.loops() == [], f"a loop device left after a kill at {step}"
+        staging = driver.dir(f"staging-{number}")
+        stage(client, name, staging)
+        unstage(client, name, staging)
+        delete(client, name)
+        assert not driver.backing_file(name).exists()
+        plugin.stop()
