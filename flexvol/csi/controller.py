@@ -225,7 +225,10 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                                f"volume {volume_id} is in use: {'; '.join(reasons)}; unpublish and "
                                "unstage it first")
             _forget_targets(config, volume_id)
+            # The file first, the record (which a retry finds) last: a kill between the two
+            # leaves a record the retried DeleteVolume removes.
             state.remove(config.backing_file(volume_id), durable=True)
+            checkpoint("backing-file-removed")
             state.remove(config.record_path(volume_id), durable=True)
         return csi_pb2.DeleteVolumeResponse()
 

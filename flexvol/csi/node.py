@@ -163,6 +163,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                     state.save_target(config, target, volume_id)
                     undo.push("forget target path", lambda: state.remove_target(config, target),
                               undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
                 bind(config, staging, target, staged[-1].source, volume_id, read_only, undo)
             except BaseException:
                 undo.rollback()
@@ -233,6 +234,7 @@ def bind(config: Config, staging: str, target: str, device: str, volume_id: str,
             undo.push(f"lift write guard of {target}",
                       lambda: guard.set_immutable(opened.fd, target, False),
                       lambda: "still immutable" if guard.is_immutable_fd(opened.fd) else "")
+            checkpoint("guard-set")
         # Pushed first: a mount command that fails after binding (a failed remount) leaves
         # the bind in place, and the rollback must remove it.
         undo.push(f"unmount {target}", lambda: volume.release_mount_dir(opened),

@@ -392,3 +392,88 @@ def test_create_killed_at_every_step_converges_on_retry(plugin: Plugin, driver: 
         delete(client, name)
         assert not driver.backing_file(name).exists()
         plugin.stop()
+
+
+def _node_calls(kind: str, client: Client, driver: Driver) -> None:
+    """The call under test: stage, publish or delete of volume pvc-k (already set up)."""
+    if kind == "stage":
+        stage(client, "pvc-k", driver.dir("staging"))
+    elif kind == "publish":
+        publish(client, "pvc-k", driver.dir("staging"), driver.dir("target"))
+    elif kind == "unpublish":
+        unpublish(client, "pvc-k", driver.dir("target"))
+    elif kind == "unstage":
+        unstage(client, "pvc-k", driver.dir("staging"))
+    else:
+        delete(client, "pvc-k")
+
+
+def _set_up(kind: str, client: Client, driver: Driver) -> None:
+    create(client, "pvc-k")
+    if kind in ("publish", "unpublish", "unstage"):
+        stage(client, "pvc-k", driver.dir("staging"))
+    if kind == "unpublish":
+        publish(client, "pvc-k", driver.dir("staging"), driver.dir("target"))
+
+
+def _check_and_undo(kind: str, client: Client, driver: Driver, step: str) -> None:
+    """After the retry: exactly the state the call promises, then back to nothing."""
+    staging, target = driver.dir("staging"), driver.dir("target")
+    if kind == "delete":
+        assert not driver.backing_file("pvc-k").exists(), step
+        assert not (driver.root / "records" / "pvc-k.json").exists(), step
+        return
+    if kind == "unstage":
+        assert not mounted(staging) and driver.loops() == [], f"unstage after a kill at {step}"
+        delete(client, "pvc-k")
+        return
+    if kind == "unpublish":
+        assert not mounted(target) and not os.path.exists(target), f"unpublish after a kill at {step}"
+        assert len(mounted(staging)) == 1, step
+        unstage(client, "pvc-k", staging)
+        delete(client, "pvc-k")
+        return
+    assert len(mounted(staging)) == 1, f"{kind} after a kill at {step}: {mounted(staging)}"
+    if kind == "publish":
+        assert len(mounted(target)) == 1 and mounted(target)[0].source == mounted(staging)[0].source, step
+        unpublish(client, "pvc-k", target)
+    assert len(driver.loops()) == 1, f"{kind} after a kill at {step}: {driver.loops()}"
+    unstage(client, "pvc-k", staging)
+    delete(client, "pvc-k")
+
+
+@pytest.mark.parametrize("kind", ["stage", "publish", "unpublish", "unstage", "delete"])
+def test_calls_killed_at_every_step_converge_on_retry(plugin: Plugin, driver: Driver, kind: str) -> None:
+    """A plugin SIGKILLed at any step of NodeStageVolume, NodePublishVolume, their inverses or
+    DeleteVolume, restarted and retried (as the kubelet and the provisioner do) ends in the state
+    the call promises (one mount and loop device, none, or the volume gone); nothing leaked."""
+    trace = driver.base / "trace"
+    client = plugin.start()
+    _set_up(kind, client, driver)
+    plugin.stop()
+    plugin.env = {"FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_TRACE": str(trace)}
+    client = plugin.start()
+    _node_calls(kind, client, driver)
+    plugin.stop()
+    steps = list(dict.fromkeys(trace.read_text().split()))
+    assert steps, "the call reached no step"
+    plugin.env = {}
+    _check_and_undo(kind, plugin.start(), driver, "no kill")
+    plugin.stop()
+    for step in steps:
+        plugin.env = {}
+        _set_up(kind, plugin.start(), driver)
+        plugin.stop()
+        plugin.env = {"FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_KILL_AT": step}
+        client = plugin.start()
+        with pytest.raises(grpc.RpcError) as caught:
+            _node_calls(kind, client, driver)
+        assert caught.value.code() == Code.UNAVAILABLE, step  # type: ignore[attr-defined]
+        assert plugin.process is not None and plugin.process.wait(10) == -signal.SIGKILL
+        plugin.stop()
+        plugin.env = {}
+        client = plugin.start()
+        _node_calls(kind, client, driver)
+        _check_and_undo(kind, client, driver, step)
+        assert driver.mounts() == [] and driver.loops() == [], f"leaked after a kill at {step}"
+        plugin.stop()
