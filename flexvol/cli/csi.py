@@ -22,6 +22,11 @@ def csi(endpoint: Annotated[str, typer.Option(
             "--node-id", envvar="NODE_ID", show_envvar=True, metavar="NODE",
             help="This node's name: NodeGetInfo's node id and the value of the topology key "
                  "topology.flexvol.io/node that pins each volume to its node.")],
+        registration_dir: Annotated[str, typer.Option(
+            "--registration-dir", envvar="FLEXVOL_CSI_REGISTRATION_DIR", show_envvar=True, metavar="DIR",
+            help="The kubelet's plugin registration dir (e.g. /var/lib/kubelet/plugins_registry): the "
+                 "plugin registers itself there, so no node-driver-registrar is needed. Leave unset "
+                 "when that sidecar runs beside the plugin.")] = "",
         workers: Annotated[int, typer.Option(
             "--workers", min=1, max=64, metavar="N",
             help="RPCs served at once (calls on one volume still take turns on its lock).")] = 4,
@@ -43,4 +48,4 @@ def csi(endpoint: Annotated[str, typer.Option(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("flexvol.csi").setLevel(logging.INFO)
-    server.serve(load_config(root), endpoint, node_id, workers=workers)
+    server.serve(load_config(root), endpoint, node_id, workers=workers, registration_dir=registration_dir)

@@ -15,10 +15,11 @@ import grpc
 
 from flexvol import state
 from flexvol.config import Config
+from flexvol.csi import registration
 from flexvol.csi.controller import Controller
 from flexvol.csi.identity import Identity
 from flexvol.csi.node import Node
-from flexvol.csi.proto import csi_pb2_grpc
+from flexvol.csi.proto import csi_pb2_grpc, registration_pb2_grpc
 from flexvol.errors import FlexvolError, InvalidInput
 
 log = logging.getLogger("flexvol.csi")
@@ -73,33 +74,57 @@ def build(config: Config, node_id: str, workers: int) -> grpc.Server:
     return server
 
 
+def listen(server: grpc.Server, path: str) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+    clear_stale_socket(path)
+    if server.add_insecure_port(f"{UNIX_SCHEME}{path}") == 0:
+        raise FlexvolError(f"cannot listen on {path}")
+
+
 def serve(config: Config, endpoint: str, node_id: str, *, workers: int = 4,
-          ready: threading.Event | None = None, stop: threading.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop` is set); the socket is removed on the way out."""
+          registration_dir: str = "", ready: threading.Event | None = None,
+          stop: threading.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop` is set); the sockets are removed on the way out.
+
+    With `registration_dir` (the kubelet's plugins_registry) the plugin also registers itself
+    with the kubelet there (registration.py), after the CSI socket is up.
+    """
     if not node_id:
         raise InvalidInput("the node id is empty", "pass --node-id (the Kubernetes node name)")
     path = socket_path(endpoint)
     state.ensure_dirs(config)
-    os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
-    clear_stale_socket(path)
     server = build(config, node_id, workers)
-    if server.add_insecure_port(f"{UNIX_SCHEME}{path}") == 0:
-        raise FlexvolError(f"cannot listen on {path}")
+    listen(server, path)
+    sockets = [path]
+    servers = [server]
+    if registration_dir:
+        registrar = grpc.server(futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="reg"))
+        registration_pb2_grpc.add_RegistrationServicer_to_server(registration.Registration(path), registrar)
+        reg_path = registration.socket_path(registration_dir)
+        listen(registrar, reg_path)
+        sockets.append(reg_path)
+        servers.append(registrar)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-    server.start()
+    # The CSI socket first: the kubelet calls it as soon as it sees the registration socket.
+    for each in servers:
+        each.start()
     log.info("serving CSI on %s for node %s (data root %s)", path, node_id, config.data_root)
+    if registration_dir:
+        log.info("registering with the kubelet through %s", sockets[-1])
     if ready is not None:
         ready.set()
     try:
         while not stop.wait(1.0):
             pass
     finally:
-        server.stop(STOP_GRACE_SECONDS).wait()
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        # The registration socket first: its removal tells the kubelet the plugin is going.
+        for each, each_path in reversed(list(zip(servers, sockets, strict=True))):
+            each.stop(STOP_GRACE_SECONDS).wait()
+            try:
+                os.unlink(each_path)
+            except OSError:
+                pass
         log.info("stopped")

@@ -196,3 +196,35 @@ def test_the_server_answers_on_its_socket_and_removes_it(short_dir: Path) -> Non
         thread.join(30)
     assert not thread.is_alive()
     assert not path.exists()
+
+
+def test_the_plugin_registers_itself_with_the_kubelet(short_dir: Path) -> None:
+    """With a registration dir, the kubelet's GetInfo on <dir>/loop.flexvol.io-reg.sock names the
+    driver and its CSI socket; both sockets go when the plugin stops (the kubelet deregisters)."""
+    from flexvol.csi.proto import registration_pb2, registration_pb2_grpc
+
+    path = short_dir / "csi.sock"
+    registry = short_dir / "plugins_registry"
+    reg_socket = registry / "loop.flexvol.io-reg.sock"
+    ready, stop = threading.Event(), threading.Event()
+    config = Config(str(short_dir / "root"))
+    thread = threading.Thread(target=server.serve, args=(config, f"unix://{path}", NODE),
+                              kwargs={"ready": ready, "stop": stop, "registration_dir": str(registry)},
+                              daemon=True)
+    thread.start()
+    channel = grpc.insecure_channel(f"unix://{reg_socket}")
+    try:
+        assert ready.wait(20)
+        grpc.channel_ready_future(channel).result(timeout=20)
+        kubelet = registration_pb2_grpc.RegistrationStub(channel)
+        info = kubelet.GetInfo(registration_pb2.InfoRequest(), timeout=10)
+        assert (info.type, info.name, info.endpoint) == ("CSIPlugin", names.DRIVER_NAME, str(path))
+        assert list(info.supported_versions) == ["1.0.0"]
+        kubelet.NotifyRegistrationStatus(registration_pb2.RegistrationStatus(plugin_registered=True),
+                                         timeout=10)
+    finally:
+        channel.close()
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert not path.exists() and not reg_socket.exists()

@@ -16,7 +16,7 @@ import pytest
 from flexvol.csi.proto import csi_pb2
 
 REPO = Path(__file__).resolve().parents[2]
-GENERATED = ("csi_pb2.py", "csi_pb2_grpc.py")
+GENERATED = ("csi_pb2.py", "csi_pb2_grpc.py", "registration_pb2.py", "registration_pb2_grpc.py")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("grpc_tools") is None, reason="grpcio-tools not installed")
@@ -55,6 +55,15 @@ def test_field_numbers_are_the_specs() -> None:
     assert _numbers(csi_pb2.VolumeCapability) == {"block": 1, "mount": 2, "access_mode": 3}
     services = {service.full_name for service in csi_pb2.DESCRIPTOR.services_by_name.values()}
     assert services == {"csi.v1.Identity", "csi.v1.Controller", "csi.v1.Node"}
+
+
+def test_registration_field_numbers_are_the_kubelets() -> None:
+    from flexvol.csi.proto import registration_pb2
+
+    assert registration_pb2.DESCRIPTOR.package == "pluginregistration"
+    assert _numbers(registration_pb2.PluginInfo) == {"type": 1, "name": 2, "endpoint": 3,
+                                                     "supported_versions": 4}
+    assert _numbers(registration_pb2.RegistrationStatus) == {"plugin_registered": 1, "error": 2}
 
 
 DRIVER_PATH = """
