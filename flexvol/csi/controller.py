@@ -15,15 +15,14 @@ from google.protobuf import wrappers_pb2
 
 from flexvol import budget, state, volume
 from flexvol.config import Config
-from flexvol.csi import capability, names, records
+from flexvol.csi import capability, names, records, store
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
 from flexvol.errors import FlexvolError, InvalidInput, Refused
-from flexvol.faults import checkpoint
 from flexvol.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
 from flexvol.options import ALLOCATION, DEFAULT_SIZE, SIZE_ALIGNMENT, THICK, VolumeSpec, check_allocation
 from flexvol.provision import in_use
-from flexvol.undo import Undo, path_gone
+from flexvol.undo import Undo
 
 # A CSI call waits this long for a volume's lock, then answers ABORTED and the CO retries.
 LOCK_WAIT = 2.0
@@ -173,28 +172,11 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             raise CsiError(Code.RESOURCE_EXHAUSTED, str(error)) from None
 
     def _make(self, spec: VolumeSpec, name: str) -> dict:
-        """Record (with the CSI name), file, loop, format once, reserve; the loop is released.
-
-        The record naming the CSI name is written before anything else: a plugin killed at any
-        later step leaves a volume the retry of the same CreateVolume recognises as its own and
-        finishes, never one it refuses as somebody else's.
-        """
+        """The volume made (store.make), its loop device released."""
         config = self.config
         undo = Undo()
         try:
-            if state.load_record(config, spec.volume_id) is None:
-                record = state.new_record(spec.volume_id, spec.size_bytes, spec.fs_type)
-                record.update({names.RECORD_NAME: name, "created_by": names.CREATED_BY,
-                               "allocation": spec.allocation})
-                state.save_record(config, record)
-                record_path = config.record_path(spec.volume_id)
-                undo.push(f"remove new record of {spec.volume_id}", lambda: state.remove(record_path),
-                          path_gone(record_path))
-                checkpoint("csi-record-saved")
-            record = volume.ensure_file(config, spec, undo, may_create=True)
-            device = volume.ensure_loop(config, record, undo)
-            volume.ensure_filesystem(config, record, device, spec)
-            volume.ensure_reserved(config, record, strict=True)
+            record, _device = store.make(config, spec, name, undo)
         except BaseException:
             undo.rollback()
             raise
@@ -224,12 +206,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 raise CsiError(Code.FAILED_PRECONDITION,
                                f"volume {volume_id} is in use: {'; '.join(reasons)}; unpublish and "
                                "unstage it first")
-            _forget_targets(config, volume_id)
-            # The file first, the record (which a retry finds) last: a kill between the two
-            # leaves a record the retried DeleteVolume removes.
-            state.remove(config.backing_file(volume_id), durable=True)
-            checkpoint("backing-file-removed")
-            state.remove(config.record_path(volume_id), durable=True)
+            store.remove(config, volume_id)
         return csi_pb2.DeleteVolumeResponse()
 
     @rpc
@@ -321,15 +298,3 @@ def _csi_records(config: Config) -> list[dict]:
         if record and record.get(names.RECORD_NAME) and record.get("volume_id") == name[:-len(".json")]:
             found.append(record)
     return found
-
-
-def _forget_targets(config: Config, volume_id: str) -> None:
-    """Remove the mount-dir entries a deleted volume leaves (what 'flexvol delete' does)."""
-    try:
-        entries = sorted(os.listdir(config.targets_dir))
-    except OSError:
-        return
-    for name in entries:
-        path = os.path.join(config.targets_dir, name)
-        if name.endswith(".json") and (state.read_json(path) or {}).get("volume_id") == volume_id:
-            state.remove(path)

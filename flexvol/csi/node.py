@@ -13,13 +13,14 @@ import os
 
 from flexvol import guard, kernel, mountdir, state, volume
 from flexvol.config import Config
-from flexvol.csi import capability, names, records, stats
+from flexvol.csi import capability, ephemeral, names, records, stats, store
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
 from flexvol.errors import CommandFailed, Refused
 from flexvol.faults import checkpoint
 from flexvol.filesystems import BASE_MOUNT_OPTIONS
 from flexvol.options import DEFAULT_ALLOCATION, VolumeSpec
+from flexvol.provision import in_use
 from flexvol.run import run
 from flexvol.undo import Undo
 
@@ -37,7 +38,7 @@ class Node(csi_pb2_grpc.NodeServicer):
     @rpc
     def NodeStageVolume(self, request: csi_pb2.NodeStageVolumeRequest,
                         context: object) -> csi_pb2.NodeStageVolumeResponse:
-        volume_id = require(request.volume_id, "volume id")
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
         path = require(request.staging_target_path, "staging target path")
         if not request.HasField("volume_capability"):
             raise invalid("volume capability is missing")
@@ -100,19 +101,23 @@ class Node(csi_pb2_grpc.NodeServicer):
     @rpc
     def NodeUnstageVolume(self, request: csi_pb2.NodeUnstageVolumeRequest,
                           context: object) -> csi_pb2.NodeUnstageVolumeResponse:
-        volume_id = require(request.volume_id, "volume id")
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
         path = require(request.staging_target_path, "staging target path")
         self._release(volume_id, path, "staging path")
         return csi_pb2.NodeUnstageVolumeResponse()
 
-    def _release(self, volume_id: str, path: str, what: str) -> None:
+    def _release(self, volume_id: str, path: str, what: str, *, gone_ok: bool = False) -> None:
         """Unmount the volume at `path`, lift the write guard, detach a loop device nothing
-        mounts any more, forget the path. Idempotent; NOT_FOUND for a volume never heard of."""
+        mounts any more, forget the path, and delete an inline volume. Idempotent; for a volume
+        never heard of (or deleted already, `gone_ok`) with nothing at `path`: NOT_FOUND, or
+        nothing to do."""
         config = self.config
         target = volume.check_target(path, config, what=what)
         if not names.is_volume_id(volume_id) or not records.exists(config, volume_id):
             if kernel.mounts_at(target) or state.load_target(config, target):
                 raise CsiError(Code.FAILED_PRECONDITION, f"{target} does not hold volume {volume_id}")
+            if gone_ok:
+                return
             raise CsiError(Code.NOT_FOUND, f"volume {volume_id[:80]!r} does not exist in this node's pool")
         with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
             here = kernel.mounts_at(target)
@@ -128,17 +133,24 @@ class Node(csi_pb2_grpc.NodeServicer):
             volume.release_loop(config, volume_id, also=sources)
             state.remove_target(config, target)
             checkpoint("target-removed")
+            record = state.load_record(config, volume_id)
+            if record is not None and record.get(ephemeral.RECORD_FLAG) and not in_use(config, volume_id):
+                # An inline volume lives as long as its pod's mount.
+                store.remove(config, volume_id)
 
     # ---- publish -------------------------------------------------------------------------
 
     @rpc
     def NodePublishVolume(self, request: csi_pb2.NodePublishVolumeRequest,
                           context: object) -> csi_pb2.NodePublishVolumeResponse:
-        volume_id = require(request.volume_id, "volume id")
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
         path = require(request.target_path, "target path")
         if not request.HasField("volume_capability"):
             raise invalid("volume capability is missing")
         capability.check(request.volume_capability)
+        if request.volume_context.get(ephemeral.MARKER) == "true":
+            self._publish_ephemeral(request, volume_id, path)
+            return csi_pb2.NodePublishVolumeResponse()
         if not request.staging_target_path:
             raise CsiError(Code.FAILED_PRECONDITION, "staging target path is missing: flexvol "
                            "stages every volume (NodeStageVolume) before publishing it")
@@ -171,12 +183,51 @@ class Node(csi_pb2_grpc.NodeServicer):
             undo.commit()
         return csi_pb2.NodePublishVolumeResponse()
 
+    def _publish_ephemeral(self, request: csi_pb2.NodePublishVolumeRequest, volume_id: str,
+                           path: str) -> None:
+        """An inline volume of a pod: made, formatted and mounted at the target path in one call
+        (the kubelet does not stage it); NodeUnpublishVolume deletes it."""
+        config = self.config
+        size, fs_type, allocation = ephemeral.attributes(dict(request.volume_context),
+                                                         request.volume_capability.mount.fs_type)
+        target = volume.check_target(path, config, what="target path")
+        spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=fs_type,
+                          read_only=request.readonly, allocation=allocation,
+                          mount_options=capability.mount_flags(request.volume_capability))
+        state.ensure_dirs(config)
+        with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
+            record = state.load_record(config, volume_id)
+            if record is not None and (record.get(names.RECORD_NAME) != request.volume_id
+                                       or not record.get(ephemeral.RECORD_FLAG)):
+                raise CsiError(Code.ALREADY_EXISTS, f"volume id {volume_id} is taken by a volume "
+                               f"that is not the inline volume {request.volume_id!r}")
+            if self._already_mounted(target, volume_id, spec.read_only):
+                return
+            undo = Undo()
+            try:
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=fs_type,
+                                      mount_options=spec.mount_options)
+                    undo.push("forget target path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
+                record, device = store.make(config, spec, request.volume_id, undo,
+                                            **{ephemeral.RECORD_FLAG: True})
+                volume.finish_growth(config, record, device)
+                volume.ensure_mounted(device, target, spec, undo, config=config)
+            except BaseException:
+                undo.rollback()
+                raise
+            undo.commit()
+
     @rpc
     def NodeUnpublishVolume(self, request: csi_pb2.NodeUnpublishVolumeRequest,
                             context: object) -> csi_pb2.NodeUnpublishVolumeResponse:
-        volume_id = require(request.volume_id, "volume id")
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
         path = require(request.target_path, "target path")
-        self._release(volume_id, path, "target path")
+        # An inline volume is deleted with its last unpublish: a retry of that unpublish (its
+        # reply lost) finds no volume, and must succeed for the pod to go.
+        self._release(volume_id, path, "target path", gone_ok=True)
         # The plugin made the target dir (bind), so it removes it (CSI spec, NodeUnpublishVolume);
         # rmdir takes only an empty dir, never a pod's data.
         try:
@@ -190,7 +241,7 @@ class Node(csi_pb2_grpc.NodeServicer):
     @rpc
     def NodeGetVolumeStats(self, request: csi_pb2.NodeGetVolumeStatsRequest,
                            context: object) -> csi_pb2.NodeGetVolumeStatsResponse:
-        volume_id = require(request.volume_id, "volume id")
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
         path = require(request.volume_path, "volume path")
         config = self.config
         record = records.known(config, volume_id)

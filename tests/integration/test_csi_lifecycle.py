@@ -394,6 +394,43 @@ def test_create_killed_at_every_step_converges_on_retry(plugin: Plugin, driver: 
         plugin.stop()
 
 
+# The kubelet names an inline volume csi-<sha256 of pod uid and volume name>: not a flexvol id.
+INLINE_ID = "csi-" + "5e" * 32
+
+
+def inline_request(volume_id: str, target: str, **attributes: str) -> csi_pb2.NodePublishVolumeRequest:
+    context = {"csi.storage.k8s.io/ephemeral": "true", "csi.storage.k8s.io/pod.name": "web-0",
+               "csi.storage.k8s.io/pod.namespace": "default", "size": "64Mi", "allocation": "thin",
+               **attributes}
+    return csi_pb2.NodePublishVolumeRequest(volume_id=volume_id, target_path=target,
+                                            volume_capability=mount_capability(), volume_context=context)
+
+
+def test_inline_volume_lives_and_dies_with_the_pod(csi: Client, driver: Driver) -> None:
+    """NodePublishVolume of an inline volume makes, formats and mounts it at the target path;
+    NodeUnpublishVolume unmounts and deletes it, and a retry of that unpublish succeeds."""
+    target = driver.dir("pod/inline")
+    csi.node.NodePublishVolume(inline_request(INLINE_ID, target), timeout=120)
+    csi.node.NodePublishVolume(inline_request(INLINE_ID, target), timeout=120)  # idempotent
+    [volume_id] = [name[:-len(".json")] for name in os.listdir(driver.root / "records")]
+    record = driver.record(volume_id)
+    assert record["csi_name"] == INLINE_ID and record["ephemeral"] is True
+    assert record["formatted"]["fs_type"] == "ext4" and record["allocation"] == "thin"
+    assert driver.backing_file(volume_id).stat().st_size == 64 * MiB
+    here = mounted(target)
+    assert len(here) == 1 and kernel.loop_backing_file(here[0].source) == str(driver.backing_file(volume_id))
+    Path(target, "scratch").write_text("x")
+    usage = stats(csi, INLINE_ID, target)
+    assert usage.usage and not usage.volume_condition.abnormal
+    assert status_of(csi.controller.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id=volume_id)) == \
+        Code.FAILED_PRECONDITION, "an inline volume in use is not deleted"
+    unpublish(csi, INLINE_ID, target)
+    assert not mounted(target) and not os.path.exists(target)
+    assert not driver.backing_file(volume_id).exists() and not os.listdir(driver.root / "records")
+    assert driver.loops() == []
+    unpublish(csi, INLINE_ID, target)  # the kubelet's retry after a lost reply
+
+
 def _node_calls(kind: str, client: Client, driver: Driver) -> None:
     """The call under test: stage, publish or delete of volume pvc-k (already set up)."""
     if kind == "stage":
@@ -404,11 +441,20 @@ def _node_calls(kind: str, client: Client, driver: Driver) -> None:
         unpublish(client, "pvc-k", driver.dir("target"))
     elif kind == "unstage":
         unstage(client, "pvc-k", driver.dir("staging"))
+    elif kind == "inline-publish":
+        client.node.NodePublishVolume(inline_request(INLINE_ID, driver.dir("inline")), timeout=120)
+    elif kind == "inline-unpublish":
+        unpublish(client, INLINE_ID, driver.dir("inline"))
     else:
         delete(client, "pvc-k")
 
 
 def _set_up(kind: str, client: Client, driver: Driver) -> None:
+    if kind == "inline-publish":
+        return
+    if kind == "inline-unpublish":
+        client.node.NodePublishVolume(inline_request(INLINE_ID, driver.dir("inline")), timeout=120)
+        return
     create(client, "pvc-k")
     if kind in ("publish", "unpublish", "unstage"):
         stage(client, "pvc-k", driver.dir("staging"))
@@ -419,6 +465,13 @@ def _set_up(kind: str, client: Client, driver: Driver) -> None:
 def _check_and_undo(kind: str, client: Client, driver: Driver, step: str) -> None:
     """After the retry: exactly the state the call promises, then back to nothing."""
     staging, target = driver.dir("staging"), driver.dir("target")
+    if kind == "inline-publish":
+        assert len(mounted(driver.dir("inline"))) == 1 and len(driver.loops()) == 1, step
+        unpublish(client, INLINE_ID, driver.dir("inline"))
+    if kind.startswith("inline"):
+        assert not os.listdir(driver.root / "volumes") and not os.listdir(driver.root / "records"), step
+        assert not mounted(driver.dir("inline")) and driver.loops() == [], step
+        return
     if kind == "delete":
         assert not driver.backing_file("pvc-k").exists(), step
         assert not (driver.root / "records" / "pvc-k.json").exists(), step
@@ -442,7 +495,8 @@ def _check_and_undo(kind: str, client: Client, driver: Driver, step: str) -> Non
     delete(client, "pvc-k")
 
 
-@pytest.mark.parametrize("kind", ["stage", "publish", "unpublish", "unstage", "delete"])
+@pytest.mark.parametrize("kind", ["stage", "publish", "unpublish", "unstage", "delete",
+                                  "inline-publish", "inline-unpublish"])
 def test_calls_killed_at_every_step_converge_on_retry(plugin: Plugin, driver: Driver, kind: str) -> None:
     """A plugin SIGKILLed at any step of NodeStageVolume, NodePublishVolume, their inverses or
     DeleteVolume, restarted and retried (as the kubelet and the provisioner do) ends in the state

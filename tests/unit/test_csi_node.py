@@ -105,8 +105,25 @@ def test_unstage_and_unpublish_status_codes(service: Node) -> None:
     assert code(unpublish, csi_pb2.NodeUnpublishVolumeRequest(volume_id="pvc-1")) == invalid
     assert code(unstage, csi_pb2.NodeUnstageVolumeRequest(
         volume_id="nope", staging_target_path="/tmp/flexvol-never/stage")) == Code.NOT_FOUND
+    # Unpublish of a volume that is gone succeeds: an inline volume is deleted by its unpublish,
+    # whose retry must not fail.
     assert code(unpublish, csi_pb2.NodeUnpublishVolumeRequest(
-        volume_id="nope", target_path="/tmp/flexvol-never/target")) == Code.NOT_FOUND
+        volume_id="nope", target_path="/tmp/flexvol-never/target")) == Code.OK
+
+
+@pytest.mark.parametrize(("context", "why"), [
+    ({"colour": "blue"}, "unknown attribute"),
+    ({"size": "lots"}, "bad size"),
+    ({"size": "100Mi", "fsType": "xfs"}, "below the filesystem's minimum"),
+    ({"fsType": "ntfs"}, "unknown filesystem"),
+    ({"allocation": "sparse"}, "bad allocation"),
+])
+def test_inline_volumes_refuse_bad_attributes(service: Node, config: Config, context: dict, why: str) -> None:
+    request = publish("csi-" + "a" * 64, staging="", capability=mount_capability())
+    request.volume_context.update({"csi.storage.k8s.io/ephemeral": "true",
+                                   "csi.storage.k8s.io/pod.name": "web-0", **context})
+    assert code(service.NodePublishVolume, request) == Code.INVALID_ARGUMENT, why
+    assert not any(Path(config.volumes_dir).iterdir())
 
 
 def test_node_info_pins_volumes_to_the_node(service: Node) -> None:
