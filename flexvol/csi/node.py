@@ -1,0 +1,306 @@
+"""The CSI Node service: stage (loop device, format once, mount at the staging path), publish
+(bind the staged filesystem into a pod's target path), and their inverses.
+
+The sequences are those of the FlexVolume driver's mount and unmount (verbs._mount_at,
+verbs.do_unmount) on the same steps (volume.py), under the same volume lock, with the same
+mount-target entries (state.save_target), so the toolkit, repair and the FlexVolume driver see
+a CSI-staged volume as one of theirs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flexvol import guard, kernel, mountdir, state, volume
+from flexvol.config import Config
+from flexvol.csi import capability, ephemeral, names, records, stats, store
+from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
+from flexvol.csi.status import Code, CsiError, invalid, require, rpc
+from flexvol.errors import CommandFailed, Refused
+from flexvol.faults import checkpoint
+from flexvol.filesystems import BASE_MOUNT_OPTIONS
+from flexvol.options import DEFAULT_ALLOCATION, VolumeSpec
+from flexvol.provision import in_use
+from flexvol.run import run
+from flexvol.undo import Undo
+
+LOCK_WAIT = 2.0
+RPC = csi_pb2.NodeServiceCapability.RPC
+
+
+class Node(csi_pb2_grpc.NodeServicer):
+    def __init__(self, config: Config, node_id: str) -> None:
+        self.config = config
+        self.node_id = node_id
+
+    # ---- stage ---------------------------------------------------------------------------
+
+    @rpc
+    def NodeStageVolume(self, request: csi_pb2.NodeStageVolumeRequest,
+                        context: object) -> csi_pb2.NodeStageVolumeResponse:
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
+        path = require(request.staging_target_path, "staging target path")
+        if not request.HasField("volume_capability"):
+            raise invalid("volume capability is missing")
+        wanted = request.volume_capability
+        capability.check(wanted)
+        config = self.config
+        record = records.known(config, volume_id)
+        have = records.fs_type(record)
+        if wanted.mount.fs_type and wanted.mount.fs_type != have:
+            raise invalid(f"volume {volume_id} holds {have}, not {wanted.mount.fs_type}; it is never "
+                          "formatted again")
+        target = volume.check_target(path, config, what="staging path")
+        spec = VolumeSpec(volume_id, size_bytes=int(record.get("size_bytes") or 0), fs_type=have,
+                          read_only=capability.read_only(wanted),
+                          mount_options=capability.mount_flags(wanted),
+                          allocation=record.get("allocation") or DEFAULT_ALLOCATION)
+        state.ensure_dirs(config)
+        with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
+            if self._already_mounted(target, volume_id, spec.read_only):
+                return csi_pb2.NodeStageVolumeResponse()
+            undo = Undo()
+            try:
+                # Written first so that unstage (and the FlexVolume unmount) find a half-made mount.
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=have,
+                                      mount_options=spec.mount_options)
+                    undo.push("forget staging path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
+                record = volume.ensure_file(config, spec, undo, may_create=False)
+                device = volume.ensure_loop(config, record, undo)
+                volume.ensure_filesystem(config, record, device, spec)
+                volume.ensure_reserved(config, record)
+                volume.finish_growth(config, record, device)
+                try:
+                    volume.ensure_mounted(device, target, spec, undo, config=config)
+                except CommandFailed as error:
+                    raise volume.explain_mount_failure(record, device, error) from None
+            except BaseException:
+                undo.rollback()
+                raise
+            undo.commit()
+        return csi_pb2.NodeStageVolumeResponse()
+
+    def _already_mounted(self, target: str, volume_id: str, read_only: bool) -> bool:
+        """True if the volume is mounted at target as asked; an error if something else is."""
+        here = kernel.mounts_at(target)
+        if not here:
+            return False
+        owner = volume.volume_of_mount(self.config, here[-1])
+        if owner != volume_id:
+            raise CsiError(Code.FAILED_PRECONDITION, f"{target} is already a mount point of "
+                           f"{here[-1].source}; refusing to mount volume {volume_id} over it")
+        if here[-1].read_only != read_only:
+            have = "read-only" if here[-1].read_only else "read-write"
+            raise CsiError(Code.ALREADY_EXISTS, f"volume {volume_id} is already mounted {have} at "
+                           f"{target}; unmount it before asking for {'ro' if read_only else 'rw'}")
+        return True
+
+    @rpc
+    def NodeUnstageVolume(self, request: csi_pb2.NodeUnstageVolumeRequest,
+                          context: object) -> csi_pb2.NodeUnstageVolumeResponse:
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
+        path = require(request.staging_target_path, "staging target path")
+        self._release(volume_id, path, "staging path")
+        return csi_pb2.NodeUnstageVolumeResponse()
+
+    def _release(self, volume_id: str, path: str, what: str, *, gone_ok: bool = False) -> None:
+        """Unmount the volume at `path`, lift the write guard, detach a loop device nothing
+        mounts any more, forget the path, and delete an inline volume. Idempotent; for a volume
+        never heard of (or deleted already, `gone_ok`) with nothing at `path`: NOT_FOUND, or
+        nothing to do."""
+        config = self.config
+        target = volume.check_target(path, config, what=what)
+        if not names.is_volume_id(volume_id) or not records.exists(config, volume_id):
+            if kernel.mounts_at(target) or state.load_target(config, target):
+                raise CsiError(Code.FAILED_PRECONDITION, f"{target} does not hold volume {volume_id}")
+            if gone_ok:
+                return
+            raise CsiError(Code.NOT_FOUND, f"volume {volume_id[:80]!r} does not exist in this node's pool")
+        with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
+            here = kernel.mounts_at(target)
+            sources: tuple[str, ...] = ()
+            if here:
+                if volume.volume_of_mount(config, here[-1]) != volume_id:
+                    raise CsiError(Code.FAILED_PRECONDITION, f"{target} is mounted from "
+                                   f"{here[-1].source}, not from volume {volume_id}; refusing to unmount it")
+                sources = tuple(mount.source for mount in here)
+                volume.unmount_target(target)
+            if guard.lift_write_guard(target):
+                checkpoint("guard-lifted")
+            volume.release_loop(config, volume_id, also=sources)
+            state.remove_target(config, target)
+            checkpoint("target-removed")
+            record = state.load_record(config, volume_id)
+            if record is not None and record.get(ephemeral.RECORD_FLAG) and not in_use(config, volume_id):
+                # An inline volume lives as long as its pod's mount.
+                store.remove(config, volume_id)
+
+    # ---- publish -------------------------------------------------------------------------
+
+    @rpc
+    def NodePublishVolume(self, request: csi_pb2.NodePublishVolumeRequest,
+                          context: object) -> csi_pb2.NodePublishVolumeResponse:
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
+        path = require(request.target_path, "target path")
+        if not request.HasField("volume_capability"):
+            raise invalid("volume capability is missing")
+        capability.check(request.volume_capability)
+        if request.volume_context.get(ephemeral.MARKER) == "true":
+            self._publish_ephemeral(request, volume_id, path)
+            return csi_pb2.NodePublishVolumeResponse()
+        if not request.staging_target_path:
+            raise CsiError(Code.FAILED_PRECONDITION, "staging target path is missing: flexvol "
+                           "stages every volume (NodeStageVolume) before publishing it")
+        config = self.config
+        records.known(config, volume_id)
+        staging = volume.check_target(request.staging_target_path, config, what="staging path")
+        target = volume.check_target(path, config, what="target path")
+        if target == staging:
+            raise invalid("the target path is the staging path")
+        read_only = request.readonly or capability.read_only(request.volume_capability)
+        state.ensure_dirs(config)
+        with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
+            staged = kernel.mounts_at(staging)
+            if not staged or volume.volume_of_mount(config, staged[-1]) != volume_id:
+                raise CsiError(Code.FAILED_PRECONDITION,
+                               f"volume {volume_id} is not staged at {staging}; stage it first")
+            if self._already_mounted(target, volume_id, read_only):
+                return csi_pb2.NodePublishVolumeResponse()
+            undo = Undo()
+            try:
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id)
+                    undo.push("forget target path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
+                bind(config, staging, target, staged[-1].source, volume_id, read_only, undo)
+            except BaseException:
+                undo.rollback()
+                raise
+            undo.commit()
+        return csi_pb2.NodePublishVolumeResponse()
+
+    def _publish_ephemeral(self, request: csi_pb2.NodePublishVolumeRequest, volume_id: str,
+                           path: str) -> None:
+        """An inline volume of a pod: made, formatted and mounted at the target path in one call
+        (the kubelet does not stage it); NodeUnpublishVolume deletes it."""
+        config = self.config
+        size, fs_type, allocation = ephemeral.attributes(dict(request.volume_context),
+                                                         request.volume_capability.mount.fs_type)
+        target = volume.check_target(path, config, what="target path")
+        spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=fs_type,
+                          read_only=request.readonly, allocation=allocation,
+                          mount_options=capability.mount_flags(request.volume_capability))
+        state.ensure_dirs(config)
+        with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
+            record = state.load_record(config, volume_id)
+            if record is not None and (record.get(names.RECORD_NAME) != request.volume_id
+                                       or not record.get(ephemeral.RECORD_FLAG)):
+                raise CsiError(Code.ALREADY_EXISTS, f"volume id {volume_id} is taken by a volume "
+                               f"that is not the inline volume {request.volume_id!r}")
+            if self._already_mounted(target, volume_id, spec.read_only):
+                return
+            undo = Undo()
+            try:
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=fs_type,
+                                      mount_options=spec.mount_options)
+                    undo.push("forget target path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
+                record, device = store.make(config, spec, request.volume_id, undo,
+                                            **{ephemeral.RECORD_FLAG: True})
+                volume.finish_growth(config, record, device)
+                volume.ensure_mounted(device, target, spec, undo, config=config)
+            except BaseException:
+                undo.rollback()
+                raise
+            undo.commit()
+
+    @rpc
+    def NodeUnpublishVolume(self, request: csi_pb2.NodeUnpublishVolumeRequest,
+                            context: object) -> csi_pb2.NodeUnpublishVolumeResponse:
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
+        path = require(request.target_path, "target path")
+        # An inline volume is deleted with its last unpublish: a retry of that unpublish (its
+        # reply lost) finds no volume, and must succeed for the pod to go.
+        self._release(volume_id, path, "target path", gone_ok=True)
+        # The plugin made the target dir (bind), so it removes it (CSI spec, NodeUnpublishVolume);
+        # rmdir takes only an empty dir, never a pod's data.
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+        return csi_pb2.NodeUnpublishVolumeResponse()
+
+    # ---- stats ---------------------------------------------------------------------------
+
+    @rpc
+    def NodeGetVolumeStats(self, request: csi_pb2.NodeGetVolumeStatsRequest,
+                           context: object) -> csi_pb2.NodeGetVolumeStatsResponse:
+        volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
+        path = require(request.volume_path, "volume path")
+        config = self.config
+        record = records.known(config, volume_id)
+        here = kernel.mounts_at(path)
+        if not here or volume.volume_of_mount(config, here[-1]) != volume_id:
+            raise CsiError(Code.NOT_FOUND, f"volume {volume_id} is not mounted at {path}")
+        return csi_pb2.NodeGetVolumeStatsResponse(
+            usage=stats.usage(path), volume_condition=stats.condition(config, record, here[-1].source))
+
+    # ---- about the node ------------------------------------------------------------------
+
+    @rpc
+    def NodeGetCapabilities(self, request: csi_pb2.NodeGetCapabilitiesRequest,
+                            context: object) -> csi_pb2.NodeGetCapabilitiesResponse:
+        return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[
+            csi_pb2.NodeServiceCapability(rpc=RPC(type=kind))
+            for kind in (RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION)])
+
+    @rpc
+    def NodeGetInfo(self, request: csi_pb2.NodeGetInfoRequest,
+                    context: object) -> csi_pb2.NodeGetInfoResponse:
+        return csi_pb2.NodeGetInfoResponse(
+            node_id=self.node_id,
+            accessible_topology=csi_pb2.Topology(segments={names.TOPOLOGY_KEY: self.node_id}))
+
+
+def bind(config: Config, staging: str, target: str, device: str, volume_id: str, read_only: bool,
+         undo: Undo) -> None:
+    """Bind-mount the filesystem staged at `staging` onto `target` (made if missing), read-only
+    when asked; both dirs are reached without following symlinks (mountdir.open_dir)."""
+    source = mountdir.open_dir(staging, leaf=False)
+    if source is None:
+        raise Refused(f"staging path {staging} is gone")
+    opened = mountdir.open_dir(target, create=True, undo=undo, forbidden=mountdir.data_root_ids(config))
+    if opened is None:
+        raise Refused(f"{target} does not exist")
+    with source:
+        if opened.covered():
+            raise CsiError(Code.FAILED_PRECONDITION, f"{target} is already a mount point")
+        if guard.set_immutable(opened.fd, target, True):
+            undo.push(f"lift write guard of {target}",
+                      lambda: guard.set_immutable(opened.fd, target, False),
+                      lambda: "still immutable" if guard.is_immutable_fd(opened.fd) else "")
+            checkpoint("guard-set")
+        # Pushed first: a mount command that fails after binding (a failed remount) leaves
+        # the bind in place, and the rollback must remove it.
+        undo.push(f"unmount {target}", lambda: volume.release_mount_dir(opened),
+                  lambda: "still mounted" if opened.covered() else "")
+        run(["mount", "-c", "--bind", source.child_proc_path, opened.proc_path],
+            timeout=volume.MOUNT_TIMEOUT, what="mount", pass_fds=(source.parent_fd, opened.fd))
+    if read_only:
+        # Read-only is a flag of the bind itself, set by a remount of what the dir's name shows
+        # now (the bind, not the dir beneath it); the remount replaces every per-mount flag, so
+        # nosuid and nodev are given again.
+        flags = ",".join(("remount", "bind", "ro", *BASE_MOUNT_OPTIONS))
+        run(["mount", "-c", "-o", flags, opened.child_proc_path],
+            timeout=volume.MOUNT_TIMEOUT, what="mount", pass_fds=(opened.parent_fd,))
+    checkpoint("bound")
+    now = kernel.mounts_at(target)
+    if not now or now[-1].source != device or now[-1].read_only != read_only:
+        raise Refused(f"bind mount of volume {volume_id} at {target} did not take effect as "
+                      f"{'ro' if read_only else 'rw'}")
