@@ -15,10 +15,15 @@ access="${1:-mount}"
 shift || true
 
 if [[ ! -x "$SANITY" || "$(cat "$CACHE/bin/.version" 2>/dev/null)" != "$CSI_TEST_VERSION" ]]; then
-    command -v go >/dev/null || { echo "csi-sanity.sh: go is not installed" >&2; exit 1; }
+    # The machine's own Go (/usr/local/go) before a distribution's older one on PATH (the
+    # real-cluster build installs Debian's golang-go, too old for csi-test v5).
+    go="${GO:-}"
+    [[ -n "$go" ]] || { [[ -x /usr/local/go/bin/go ]] && go=/usr/local/go/bin/go; } || true
+    [[ -n "$go" ]] || go="$(command -v go || true)"
+    [[ -n "$go" ]] || { echo "csi-sanity.sh: go is not installed" >&2; exit 1; }
     mkdir -p "$CACHE/bin" "$CACHE/go"
-    GOBIN="$CACHE/bin" GOPATH="$CACHE/go" GOFLAGS=-modcacherw \
-        go install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
+    GOBIN="$CACHE/bin" GOPATH="$CACHE/go" GOFLAGS=-modcacherw GOTOOLCHAIN=local \
+        "$go" install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
     echo "$CSI_TEST_VERSION" > "$CACHE/bin/.version"
 fi
 

@@ -7,11 +7,11 @@ pool, so a mode that spans nodes is refused, never half-served. Raw block comes 
 
 from __future__ import annotations
 
+from flexvol.core.errors import InvalidInput
+from flexvol.core.filesystems import FILESYSTEMS
+from flexvol.core.options import check_mount_options
 from flexvol.csi.proto import csi_pb2
 from flexvol.csi.status import invalid
-from flexvol.errors import InvalidInput
-from flexvol.filesystems import FILESYSTEMS
-from flexvol.options import check_mount_options
 
 Mode = csi_pb2.VolumeCapability.AccessMode
 SINGLE_NODE_MODES = frozenset({Mode.SINGLE_NODE_WRITER, Mode.SINGLE_NODE_READER_ONLY,

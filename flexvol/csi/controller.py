@@ -13,16 +13,16 @@ import os
 
 from google.protobuf import wrappers_pb2
 
-from flexvol import budget, state, volume
-from flexvol.config import Config
+from flexvol.core import budget, loop, state
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError, InvalidInput, Refused
+from flexvol.core.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
+from flexvol.core.operations import in_use
+from flexvol.core.options import ALLOCATION, DEFAULT_SIZE, SIZE_ALIGNMENT, THICK, VolumeSpec, check_allocation
+from flexvol.core.undo import Undo
 from flexvol.csi import capability, names, records, store
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
-from flexvol.errors import FlexvolError, InvalidInput, Refused
-from flexvol.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
-from flexvol.options import ALLOCATION, DEFAULT_SIZE, SIZE_ALIGNMENT, THICK, VolumeSpec, check_allocation
-from flexvol.provision import in_use
-from flexvol.undo import Undo
 
 # A CSI call waits this long for a volume's lock, then answers ABORTED and the CO retries.
 LOCK_WAIT = 2.0
@@ -132,7 +132,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 if finished and os.path.exists(config.backing_file(volume_id)):
                     # A create killed after formatting left its loop device: free it unless a
                     # mount uses it (one sysfs read when nothing is attached).
-                    volume.release_loop(config, volume_id)
+                    loop.release_loop(config, volume_id)
                     return csi_pb2.CreateVolumeResponse(volume=self._volume(record))
                 # A create killed half-way: the same steps finish it (each is idempotent).
                 size = int(record.get("size_bytes") or size)
@@ -181,7 +181,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             undo.rollback()
             raise
         finally:
-            volume.release_loop(config, spec.volume_id)
+            loop.release_loop(config, spec.volume_id)
         undo.commit()
         return state.load_record(config, spec.volume_id) or record
 

@@ -8,10 +8,10 @@ Its volume id is the kubelet's (csi-<64 hex digits>), mapped like any CSI name (
 
 from __future__ import annotations
 
+from flexvol.core.errors import InvalidInput
+from flexvol.core.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
+from flexvol.core.options import ALLOCATION, DEFAULT_SIZE, SIZE, check_allocation, parse_size
 from flexvol.csi.status import invalid
-from flexvol.errors import InvalidInput
-from flexvol.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
-from flexvol.options import ALLOCATION, DEFAULT_SIZE, SIZE, check_allocation, parse_size
 
 MARKER = "csi.storage.k8s.io/ephemeral"
 # The kubelet's own keys (pod name, namespace, uid, service account): information only.

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from hashlib import sha256
 
-from flexvol.errors import InvalidInput
-from flexvol.options import VOLUME_ID_REST, check_volume_id
+from flexvol.core.errors import InvalidInput
+from flexvol.core.options import VOLUME_ID_REST, check_volume_id
 
 DRIVER_NAME = "loop.flexvol.io"
 # The topology segment of the one node whose pool holds a volume (NodeGetInfo, CreateVolume).

@@ -1,8 +1,8 @@
 """The CSI Node service: stage (loop device, format once, mount at the staging path), publish
 (bind the staged filesystem into a pod's target path), and their inverses.
 
-The sequences are those of the FlexVolume driver's mount and unmount (verbs._mount_at,
-verbs.do_unmount) on the same steps (volume.py), under the same volume lock, with the same
+The sequences are those of the core's mount and unmount operations (core/operations.py, the
+FlexVolume front end's path) on the same steps (core/), under the same volume lock, with the same
 mount-target entries (state.save_target), so the toolkit, repair and the FlexVolume driver see
 a CSI-staged volume as one of theirs.
 """
@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import os
 
-from flexvol import guard, kernel, mountdir, state, volume
-from flexvol.config import Config
+from flexvol.core import backing, formatting, growth, guard, kernel, loop, mountdir, mounting, state
+from flexvol.core.config import Config
+from flexvol.core.errors import CommandFailed, Refused
+from flexvol.core.faults import checkpoint
+from flexvol.core.filesystems import BASE_MOUNT_OPTIONS
+from flexvol.core.operations import in_use
+from flexvol.core.options import DEFAULT_ALLOCATION, VolumeSpec
+from flexvol.core.runner import run
+from flexvol.core.undo import Undo
 from flexvol.csi import capability, ephemeral, names, records, stats, store
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
-from flexvol.errors import CommandFailed, Refused
-from flexvol.faults import checkpoint
-from flexvol.filesystems import BASE_MOUNT_OPTIONS
-from flexvol.options import DEFAULT_ALLOCATION, VolumeSpec
-from flexvol.provision import in_use
-from flexvol.run import run
-from flexvol.undo import Undo
 
 LOCK_WAIT = 2.0
 RPC = csi_pb2.NodeServiceCapability.RPC
@@ -50,7 +50,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         if wanted.mount.fs_type and wanted.mount.fs_type != have:
             raise invalid(f"volume {volume_id} holds {have}, not {wanted.mount.fs_type}; it is never "
                           "formatted again")
-        target = volume.check_target(path, config, what="staging path")
+        target = mounting.check_target(path, config, what="staging path")
         spec = VolumeSpec(volume_id, size_bytes=int(record.get("size_bytes") or 0), fs_type=have,
                           read_only=capability.read_only(wanted),
                           mount_options=capability.mount_flags(wanted),
@@ -68,15 +68,15 @@ class Node(csi_pb2_grpc.NodeServicer):
                     undo.push("forget staging path", lambda: state.remove_target(config, target),
                               undo.path_gone(state.target_path(config, target)))
                     checkpoint("target-saved")
-                record = volume.ensure_file(config, spec, undo, may_create=False)
-                device = volume.ensure_loop(config, record, undo)
-                volume.ensure_filesystem(config, record, device, spec)
-                volume.ensure_reserved(config, record)
-                volume.finish_growth(config, record, device)
+                record = backing.ensure_file(config, spec, undo, may_create=False)
+                device = loop.ensure_loop(config, record, undo)
+                formatting.ensure_filesystem(config, record, device, spec)
+                backing.ensure_reserved(config, record)
+                growth.finish_growth(config, record, device)
                 try:
-                    volume.ensure_mounted(device, target, spec, undo, config=config)
+                    mounting.ensure_mounted(device, target, spec, undo, config=config)
                 except CommandFailed as error:
-                    raise volume.explain_mount_failure(record, device, error) from None
+                    raise mounting.explain_mount_failure(record, device, error) from None
             except BaseException:
                 undo.rollback()
                 raise
@@ -88,7 +88,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         here = kernel.mounts_at(target)
         if not here:
             return False
-        owner = volume.volume_of_mount(self.config, here[-1])
+        owner = mounting.volume_of_mount(self.config, here[-1])
         if owner != volume_id:
             raise CsiError(Code.FAILED_PRECONDITION, f"{target} is already a mount point of "
                            f"{here[-1].source}; refusing to mount volume {volume_id} over it")
@@ -112,7 +112,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         never heard of (or deleted already, `gone_ok`) with nothing at `path`: NOT_FOUND, or
         nothing to do."""
         config = self.config
-        target = volume.check_target(path, config, what=what)
+        target = mounting.check_target(path, config, what=what)
         if not names.is_volume_id(volume_id) or not records.exists(config, volume_id):
             if kernel.mounts_at(target) or state.load_target(config, target):
                 raise CsiError(Code.FAILED_PRECONDITION, f"{target} does not hold volume {volume_id}")
@@ -123,14 +123,14 @@ class Node(csi_pb2_grpc.NodeServicer):
             here = kernel.mounts_at(target)
             sources: tuple[str, ...] = ()
             if here:
-                if volume.volume_of_mount(config, here[-1]) != volume_id:
+                if mounting.volume_of_mount(config, here[-1]) != volume_id:
                     raise CsiError(Code.FAILED_PRECONDITION, f"{target} is mounted from "
                                    f"{here[-1].source}, not from volume {volume_id}; refusing to unmount it")
                 sources = tuple(mount.source for mount in here)
-                volume.unmount_target(target)
+                mounting.unmount_target(target)
             if guard.lift_write_guard(target):
                 checkpoint("guard-lifted")
-            volume.release_loop(config, volume_id, also=sources)
+            loop.release_loop(config, volume_id, also=sources)
             state.remove_target(config, target)
             checkpoint("target-removed")
             record = state.load_record(config, volume_id)
@@ -156,15 +156,15 @@ class Node(csi_pb2_grpc.NodeServicer):
                            "stages every volume (NodeStageVolume) before publishing it")
         config = self.config
         records.known(config, volume_id)
-        staging = volume.check_target(request.staging_target_path, config, what="staging path")
-        target = volume.check_target(path, config, what="target path")
+        staging = mounting.check_target(request.staging_target_path, config, what="staging path")
+        target = mounting.check_target(path, config, what="target path")
         if target == staging:
             raise invalid("the target path is the staging path")
         read_only = request.readonly or capability.read_only(request.volume_capability)
         state.ensure_dirs(config)
         with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
             staged = kernel.mounts_at(staging)
-            if not staged or volume.volume_of_mount(config, staged[-1]) != volume_id:
+            if not staged or mounting.volume_of_mount(config, staged[-1]) != volume_id:
                 raise CsiError(Code.FAILED_PRECONDITION,
                                f"volume {volume_id} is not staged at {staging}; stage it first")
             if self._already_mounted(target, volume_id, read_only):
@@ -190,7 +190,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         config = self.config
         size, fs_type, allocation = ephemeral.attributes(dict(request.volume_context),
                                                          request.volume_capability.mount.fs_type)
-        target = volume.check_target(path, config, what="target path")
+        target = mounting.check_target(path, config, what="target path")
         spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=fs_type,
                           read_only=request.readonly, allocation=allocation,
                           mount_options=capability.mount_flags(request.volume_capability))
@@ -213,8 +213,8 @@ class Node(csi_pb2_grpc.NodeServicer):
                     checkpoint("target-saved")
                 record, device = store.make(config, spec, request.volume_id, undo,
                                             **{ephemeral.RECORD_FLAG: True})
-                volume.finish_growth(config, record, device)
-                volume.ensure_mounted(device, target, spec, undo, config=config)
+                growth.finish_growth(config, record, device)
+                mounting.ensure_mounted(device, target, spec, undo, config=config)
             except BaseException:
                 undo.rollback()
                 raise
@@ -246,7 +246,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         config = self.config
         record = records.known(config, volume_id)
         here = kernel.mounts_at(path)
-        if not here or volume.volume_of_mount(config, here[-1]) != volume_id:
+        if not here or mounting.volume_of_mount(config, here[-1]) != volume_id:
             raise CsiError(Code.NOT_FOUND, f"volume {volume_id} is not mounted at {path}")
         return csi_pb2.NodeGetVolumeStatsResponse(
             usage=stats.usage(path), volume_condition=stats.condition(config, record, here[-1].source))
@@ -288,17 +288,17 @@ def bind(config: Config, staging: str, target: str, device: str, volume_id: str,
             checkpoint("guard-set")
         # Pushed first: a mount command that fails after binding (a failed remount) leaves
         # the bind in place, and the rollback must remove it.
-        undo.push(f"unmount {target}", lambda: volume.release_mount_dir(opened),
+        undo.push(f"unmount {target}", lambda: mounting.release_mount_dir(opened),
                   lambda: "still mounted" if opened.covered() else "")
         run(["mount", "-c", "--bind", source.child_proc_path, opened.proc_path],
-            timeout=volume.MOUNT_TIMEOUT, what="mount", pass_fds=(source.parent_fd, opened.fd))
+            timeout=mounting.MOUNT_TIMEOUT, what="mount", pass_fds=(source.parent_fd, opened.fd))
     if read_only:
         # Read-only is a flag of the bind itself, set by a remount of what the dir's name shows
         # now (the bind, not the dir beneath it); the remount replaces every per-mount flag, so
         # nosuid and nodev are given again.
         flags = ",".join(("remount", "bind", "ro", *BASE_MOUNT_OPTIONS))
         run(["mount", "-c", "-o", flags, opened.child_proc_path],
-            timeout=volume.MOUNT_TIMEOUT, what="mount", pass_fds=(opened.parent_fd,))
+            timeout=mounting.MOUNT_TIMEOUT, what="mount", pass_fds=(opened.parent_fd,))
     checkpoint("bound")
     now = kernel.mounts_at(target)
     if not now or now[-1].source != device or now[-1].read_only != read_only:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from flexvol import state
-from flexvol.config import Config
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.filesystems import DEFAULT_FS_TYPE
 from flexvol.csi import names
 from flexvol.csi.status import Code, CsiError
-from flexvol.filesystems import DEFAULT_FS_TYPE
 
 
 def exists(config: Config, volume_id: str) -> bool:

@@ -13,14 +13,14 @@ from concurrent import futures
 
 import grpc
 
-from flexvol import state
-from flexvol.config import Config
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.csi import registration
 from flexvol.csi.controller import Controller
 from flexvol.csi.identity import Identity
 from flexvol.csi.node import Node
 from flexvol.csi.proto import csi_pb2_grpc, registration_pb2_grpc
-from flexvol.errors import FlexvolError, InvalidInput
 
 log = logging.getLogger("flexvol.csi")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from flexvol.config import Config
+from flexvol.core.config import Config
 from flexvol.csi.proto import csi_pb2
 
 Unit = csi_pb2.VolumeUsage.Unit

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from flexvol.errors import Busy, FlexvolError, InvalidInput, Refused
+from flexvol.core.errors import Busy, FlexvolError, InvalidInput, Refused
 
 log = logging.getLogger("flexvol.csi")
 

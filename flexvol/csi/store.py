@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 
-from flexvol import state, volume
-from flexvol.config import Config
+from flexvol.core import backing, formatting, loop, state
+from flexvol.core.config import Config
+from flexvol.core.faults import checkpoint
+from flexvol.core.options import VolumeSpec
+from flexvol.core.undo import Undo, path_gone
 from flexvol.csi import names
-from flexvol.faults import checkpoint
-from flexvol.options import VolumeSpec
-from flexvol.undo import Undo, path_gone
 
 
 def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: object) -> tuple[dict, str]:
@@ -30,10 +30,10 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: obje
         undo.push(f"remove new record of {spec.volume_id}", lambda: state.remove(record_path),
                   path_gone(record_path))
         checkpoint("csi-record-saved")
-    record = volume.ensure_file(config, spec, undo, may_create=True)
-    device = volume.ensure_loop(config, record, undo)
-    volume.ensure_filesystem(config, record, device, spec)
-    volume.ensure_reserved(config, record, strict=True)
+    record = backing.ensure_file(config, spec, undo, may_create=True)
+    device = loop.ensure_loop(config, record, undo)
+    formatting.ensure_filesystem(config, record, device, spec)
+    backing.ensure_reserved(config, record, strict=True)
     return record, device
 
 

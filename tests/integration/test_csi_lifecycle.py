@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from flexvol import kernel, state
-from flexvol.config import Config
+from flexvol.core import kernel, state
+from flexvol.core.config import Config
 from flexvol.csi.proto import csi_pb2
 from tests.helpers.csi import Client, Mode, mount_capability, status_of
 from tests.helpers.driver import Driver, options

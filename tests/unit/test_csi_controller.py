@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from flexvol import state
-from flexvol.config import Config
+from flexvol.core import state
+from flexvol.core.config import Config
 from flexvol.csi import controller, names
 from flexvol.csi.controller import Controller, size_for
 from flexvol.csi.identity import Identity
@@ -202,10 +202,26 @@ def test_delete_of_a_flexvolume_volume_is_refused(service: Controller, config: C
 def test_a_busy_volume_is_aborted(service: Controller, config: Config,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     volume_id = made(config, "pvc-1")
+    import threading
+
     monkeypatch.setattr(controller, "LOCK_WAIT", 0.05)
-    with state.VolumeLock(config, volume_id):
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        # Another thread, as another RPC would be: the lock is re-entrant only in its holder.
+        with state.VolumeLock(config, volume_id):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(5)
         assert code(service.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id=volume_id)) == Code.ABORTED
         assert code(service.CreateVolume, create("pvc-1", allocation="thin")) == Code.ABORTED
+    finally:
+        release.set()
+        thread.join(10)
     assert os.path.exists(config.backing_file(volume_id))
 
 
@@ -243,7 +259,7 @@ def test_controller_capabilities(service: Controller) -> None:
 # ---- GetCapacity, ListVolumes ----------------------------------------------------------------
 
 def test_capacity_is_the_budgets_available_figure(service: Controller, config: Config) -> None:
-    from flexvol import budget
+    from flexvol.core import budget
 
     made(config, "pvc-1")
     reply = service.GetCapacity(csi_pb2.GetCapacityRequest(), FakeContext())

@@ -13,12 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from flexvol import state
-from flexvol.config import Config
+from flexvol.core import state
+from flexvol.core.config import Config
+from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.csi import names, server
 from flexvol.csi.node import Node
 from flexvol.csi.proto import csi_pb2
-from flexvol.errors import FlexvolError, InvalidInput
 from tests.helpers.csi import Aborted, Client, FakeContext, block_capability, mount_capability, status_of
 
 Code = grpc.StatusCode

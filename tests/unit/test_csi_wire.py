@@ -68,10 +68,13 @@ def test_registration_field_numbers_are_the_kubelets() -> None:
 
 DRIVER_PATH = """
 import sys
-from flexvol import config, verbs
-from flexvol.journal import CallInfo
-for name in ("volume", "state", "options", "mountdir", "loopdev", "budget", "undo", "guard",
-             "kernel", "filesystems", "quantity", "protocol", "journal", "run"):
+from flexvol.core import config
+from flexvol.flex import verbs
+from flexvol.core.journal import CallInfo
+for name in ("core.operations", "core.backing", "core.loop", "core.formatting", "core.mounting",
+             "core.growth", "core.state", "core.options", "core.mountdir", "core.loopdev", "core.budget",
+             "core.undo", "core.guard", "core.kernel", "core.filesystems", "core.quantity",
+             "flex.protocol", "core.journal", "core.runner"):
     __import__("flexvol." + name)
 reply = verbs.dispatch(config.Config(sys.argv[1]), ["init"], CallInfo("init"))
 assert reply.status == "Success", reply

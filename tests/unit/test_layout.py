@@ -45,8 +45,10 @@ def test_each_part_imports_only_what_lies_beneath_it(part: str) -> None:
 
 
 def test_no_module_is_over_400_lines() -> None:
+    # Generated wire code (csi/proto, from its .proto) is not written by hand.
     long = {str(path.relative_to(PACKAGE)): count for path in modules()
-            if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+            if "proto" not in path.parts
+            and (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long
 
 
