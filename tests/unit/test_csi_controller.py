@@ -18,7 +18,7 @@ from flexvol.csi import controller, names
 from flexvol.csi.controller import Controller, size_for
 from flexvol.csi.identity import Identity
 from flexvol.csi.proto import csi_pb2
-from tests.helpers.csi import Aborted, FakeContext, Mode, block_capability, mount_capability
+from tests.helpers.csi import Aborted, FakeContext, Mode, block_capability, code, mount_capability
 
 Code = grpc.StatusCode
 NODE = "node-a"
@@ -35,14 +35,6 @@ def config(tmp_path: Path) -> Config:
 @pytest.fixture
 def service(config: Config) -> Controller:
     return Controller(config, NODE)
-
-
-def code(call: object, request: object) -> Code:
-    try:
-        call(request, FakeContext())  # type: ignore[operator]
-    except Aborted as error:
-        return error.code
-    return Code.OK
 
 
 def made(config: Config, name: str, size: int = 64 * MiB, *, fs_type: str = "ext4",

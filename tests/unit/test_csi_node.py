@@ -19,7 +19,14 @@ from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.csi import names, server
 from flexvol.csi.node import Node
 from flexvol.csi.proto import csi_pb2
-from tests.helpers.csi import Aborted, Client, FakeContext, block_capability, mount_capability, status_of
+from tests.helpers.csi import (
+    Client,
+    FakeContext,
+    block_capability,
+    code,
+    mount_capability,
+    status_of,
+)
 
 Code = grpc.StatusCode
 NODE = "node-a"
@@ -35,14 +42,6 @@ def config(tmp_path: Path) -> Config:
 @pytest.fixture
 def service(config: Config) -> Node:
     return Node(config, NODE)
-
-
-def code(call: object, request: object) -> Code:
-    try:
-        call(request, FakeContext())  # type: ignore[operator]
-    except Aborted as error:
-        return error.code
-    return Code.OK
 
 
 def stage(volume_id: str = "pvc-1", path: str = "/tmp/flexvol-never/stage",
