@@ -99,6 +99,7 @@ def facts(item: VolumeView, busy: list[tuple[int, str, str]]) -> list[tuple[str,
         ("Filesystem", (f"{item.fs_type} (UUID {formatted.get('uuid') or '?'})" if item.formatted
                         else f"{item.fs_type or '-'} (not formatted yet)")),
         ("Allocation", str(record.get("allocation") or "-")),
+        ("Front end", ", ".join(item.front_ends) or "-"),
         ("Backing file", item.file_path + ("" if item.file_exists else " (missing)")),
         ("Loop devices", ", ".join(item.loop_devices) or "-"),
         ("PV", ", ".join(item.pvs) or "-"),

@@ -77,6 +77,7 @@ VOLUME_COLUMNS = (
     Column("MOUNTS", _mounts, fold=True),
     Column("PV", lambda row: _pv_claim(row), fold=True),
     Column("STATE", lambda row: _state(row), style=lambda row: STATE_STYLE.get(str(row["state"]), "")),
+    Column("VIA", "front_ends", wide=True),  # the front end(s) it is used through
     Column("FILE", "file", wide=True),
     Column("PROBLEMS", "problems", wide=True, fold=True),
 )

@@ -60,6 +60,8 @@ class VolumeView:
     claim: str = ""
     # set while its filesystem has not caught up with a grown file: {to, since, error}
     growing: dict | None = None
+    # which front end(s) it is used through: "csi", "flexvolume"
+    front_ends: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -80,6 +82,7 @@ class VolumeView:
             "pvs": self.pvs,
             "claim": self.claim,
             "growing": self.growing,
+            "front_ends": self.front_ends,
         }
 
 
@@ -222,7 +225,29 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
         pvs=pvs_of(record),
         claim=str((record or {}).get("claim") or ""),
         growing=_growth_pending(record, info.st_size if info else None),
+        front_ends=front_ends(record, [mount.path for mount in mounts]),
     )
+
+
+# Where the kubelet mounts for each front end: CSI publishes into pods' `kubernetes.io~csi` dirs
+# and stages under `plugins/kubernetes.io/csi/`; FlexVolume mounts `flexvol~loop` pod dirs and,
+# in attach mode, `plugins/kubernetes.io/flexvolume/` global dirs.
+CSI_PATHS = ("/volumes/kubernetes.io~csi/", "/plugins/kubernetes.io/csi/")
+FLEXVOLUME_PATHS = ("/volumes/flexvol~loop/", "/plugins/kubernetes.io/flexvolume/")
+
+
+def front_ends(record: dict | None, mount_paths: list[str]) -> list[str]:
+    """The front ends a volume is used through: from its mounts when it has any, else from who
+    made it (a CSI name in its record)."""
+    found = set()
+    for path in mount_paths:
+        if any(part in path for part in CSI_PATHS):
+            found.add("csi")
+        elif any(part in path for part in FLEXVOLUME_PATHS):
+            found.add("flexvolume")
+    if not found and record is not None:
+        found.add("csi" if record.get("csi_name") else "flexvolume")
+    return sorted(found)
 
 
 def _growth_pending(record: dict | None, file_size: int | None) -> dict | None:
