@@ -14,6 +14,8 @@ from flexvol.cli.main import load_commands
 from flexvol.provisioning import names
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+# The CSI plugin's manifests (deploy/csi/), checked on their own below.
+CSI_DEPLOY = DEPLOY / "csi"
 
 # (API group, resource, verb) for each call of the Cluster interface the side makes; a watch
 # needs "watch" (and the list before it "list").
@@ -49,11 +51,13 @@ def documents(path: Path) -> list[dict]:
 
 
 def everything() -> list[dict]:
-    return [doc for path in sorted(DEPLOY.rglob("*.yaml")) for doc in documents(path)]
+    """The FlexVolume side's manifests (deploy/*.yaml and examples), without deploy/csi/."""
+    return [doc for path in sorted(DEPLOY.rglob("*.yaml")) if CSI_DEPLOY not in path.parents
+            for doc in documents(path)]
 
 
-def granted(account: str) -> set[tuple[str, str, str]]:
-    docs = everything()
+def granted(account: str, docs: list[dict] | None = None) -> set[tuple[str, str, str]]:
+    docs = everything() if docs is None else docs
     roles = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs
              if doc["kind"] in ("Role", "ClusterRole")}
     grants = set()
@@ -152,3 +156,152 @@ def test_the_crd_schema_keeps_every_field_the_agent_publishes() -> None:
     published = capacity_object("n1", "uid-1", 1 << 30, {"v1": 1 << 20})
     assert set(published) <= set(schema["properties"])
     assert set(schema["required"]) <= set(published)
+
+
+# deploy/csi/: the CSI plugin's manifests agree with what `flexvol csi` serves.
+
+# (API group, resource, verb) the node-deployed external-provisioner calls with
+# --node-deployment and --enable-capacity, no leader election, no snapshots, no ControllerPublish
+# (kubernetes-csi/external-provisioner deploy/kubernetes/rbac.yaml, less what this deployment
+# does not use: see deploy/csi/rbac.yaml).
+CSI_PROVISIONER_CALLS = {
+    *{("", "persistentvolumes", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")},
+    *{("", "persistentvolumeclaims", verb) for verb in ("get", "list", "watch", "update")},
+    *{("storage.k8s.io", "storageclasses", verb) for verb in ("get", "list", "watch")},
+    *{("", "events", verb) for verb in ("list", "watch", "create", "update", "patch")},
+}
+# Namespaced: the node's CSIStorageCapacity object and the pod read to find its owner.
+CSI_CAPACITY_CALLS = {
+    *{("storage.k8s.io", "csistoragecapacities", verb)
+      for verb in ("get", "list", "watch", "create", "update", "patch", "delete")},
+    ("", "pods", "get"),
+}
+
+
+def csi_documents() -> list[dict]:
+    return [doc for path in sorted(CSI_DEPLOY.glob("*.yaml")) for doc in documents(path)]
+
+
+def csi_kind(kind: str) -> dict:
+    [doc] = [doc for doc in csi_documents() if doc["kind"] == kind]
+    return doc
+
+
+def csi_pod() -> dict:
+    return csi_kind("DaemonSet")["spec"]["template"]["spec"]
+
+
+def csi_container(name: str) -> dict:
+    [container] = [c for c in csi_pod()["containers"] if c["name"] == name]
+    return container
+
+
+def host_path(container: dict, path: str) -> str:
+    """Where `path` inside the container is on the host, through its hostPath mounts."""
+    volumes = {volume["name"]: volume["hostPath"]["path"] for volume in csi_pod()["volumes"]}
+    mounts = sorted(container["volumeMounts"], key=lambda mount: -len(mount["mountPath"]))
+    for mount in mounts:
+        inside = mount["mountPath"].rstrip("/")
+        if path == inside or path.startswith(inside + "/"):
+            return volumes[mount["name"]] + path[len(inside):]
+    raise AssertionError(f"{path} is not on a host path in {container['name']}")
+
+
+def argument(container: dict, option: str) -> str:
+    args = container["args"]
+    for index, arg in enumerate(args):
+        if arg == option:
+            return args[index + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{container['name']} has no {option}")
+
+
+def test_csi_driver_object_declares_what_the_plugin_serves() -> None:
+    from flexvol.csi import names as csi_names
+
+    driver = csi_kind("CSIDriver")
+    assert driver["metadata"]["name"] == csi_names.DRIVER_NAME
+    spec = driver["spec"]
+    assert spec["attachRequired"] is False      # no ControllerPublish capability
+    assert spec["podInfoOnMount"] is True
+    assert spec["storageCapacity"] is True      # the provisioner runs with --enable-capacity
+    # volume_mount_group is not implemented: the kubelet applies fsGroup itself.
+    assert spec["fsGroupPolicy"] == "File"
+    assert sorted(spec["volumeLifecycleModes"]) == ["Ephemeral", "Persistent"]
+
+
+def test_csi_plugin_and_sidecars_use_the_same_socket() -> None:
+    from flexvol.csi.server import socket_path
+
+    plugin = csi_container("plugin")
+    assert plugin["command"] == ["flexvol", "csi"]
+    flags = {arg.split("=", 1)[0] for arg in plugin["args"] if arg.startswith("--")}
+    assert flags <= command_options("csi"), flags - command_options("csi")
+    socket = socket_path(argument(plugin, "--endpoint"))
+    # The plugin registers itself and tells the kubelet this path: it must be the host's too.
+    assert host_path(plugin, socket) == socket
+    for name in ("csi-provisioner", "liveness-probe"):
+        sidecar = csi_container(name)
+        assert host_path(sidecar, argument(sidecar, "--csi-address")) == socket, name
+
+
+def test_csi_plugin_mounts_what_it_works_on() -> None:
+    plugin = csi_container("plugin")
+    assert plugin["securityContext"]["privileged"] is True
+    assert argument(plugin, "--node-id") == "$(NODE_NAME)"
+    env = {item["name"]: item for item in plugin["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    registration = argument(plugin, "--registration-dir")
+    assert host_path(plugin, registration) == "/var/lib/kubelet/plugins_registry"
+    assert host_path(plugin, "/dev") == "/dev"
+    assert host_path(plugin, argument(plugin, "--root")) == "/var/lib/flexvol"
+    # Stage and publish mounts are made under these and must reach the kubelet.
+    for kubelet_dir in ("/var/lib/kubelet/pods", "/var/lib/kubelet/plugins"):
+        [mount] = [m for m in plugin["volumeMounts"] if m["mountPath"] == kubelet_dir]
+        assert host_path(plugin, kubelet_dir) == kubelet_dir
+        assert mount["mountPropagation"] == "Bidirectional"
+
+
+def test_csi_provisioner_runs_on_each_node_with_capacity() -> None:
+    provisioner = csi_container("csi-provisioner")
+    assert provisioner["image"].startswith("registry.k8s.io/sig-storage/csi-provisioner:v")
+    args = provisioner["args"]
+    assert {"--node-deployment", "--enable-capacity", "--feature-gates=Topology=true"} <= set(args)
+    assert argument(provisioner, "--capacity-ownerref-level") == "1"   # the DaemonSet
+    # Snapshot finalizer sweep off: rbac.yaml grants nothing on VolumeSnapshots.
+    assert argument(provisioner, "--snapshot-orphan-sweep-interval") == "0"
+    assert not any(arg.startswith("--leader-election") for arg in args)
+    env = {item["name"]: item["valueFrom"]["fieldRef"]["fieldPath"] for item in provisioner["env"]}
+    assert env == {"NODE_NAME": "spec.nodeName", "NAMESPACE": "metadata.namespace",
+                   "POD_NAME": "metadata.name"}
+
+
+def test_csi_storage_class_names_the_driver_and_parameters_it_accepts() -> None:
+    from flexvol.csi import names as csi_names
+    from flexvol.csi.controller import parse_parameters
+
+    storage_class = csi_kind("StorageClass")
+    assert storage_class["provisioner"] == csi_names.DRIVER_NAME
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    # Expansion is not served yet.
+    assert storage_class.get("allowVolumeExpansion", False) is False
+    # CreateVolume's own check: a misspelt key or value raises INVALID_ARGUMENT here.
+    assert parse_parameters(storage_class["parameters"]) == ("ext4", "thick")
+
+
+def test_csi_rbac_grants_the_node_provisioner_exactly_what_it_calls() -> None:
+    docs = csi_documents()
+    account = csi_pod()["serviceAccountName"]
+    [service_account] = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
+    assert service_account["metadata"]["name"] == account
+    namespace = service_account["metadata"]["namespace"]
+    cluster = [doc for doc in docs if doc["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    namespaced = [doc for doc in docs if doc["kind"] in ("Role", "RoleBinding")]
+    assert all(doc["metadata"]["namespace"] == namespace for doc in namespaced)
+    assert granted(account, cluster) == CSI_PROVISIONER_CALLS
+    assert granted(account, namespaced) == CSI_CAPACITY_CALLS
+    everything_granted = granted(account, docs)
+    assert not any("*" in part for grant in everything_granted for part in grant)
+    assert not any(grant[1] == "persistentvolumes" and grant[2] == "update"
+                   for grant in everything_granted)
