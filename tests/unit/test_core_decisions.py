@@ -381,10 +381,10 @@ def test_check_path_accepts_a_plain_path_of_255_byte_names() -> None:
     assert mountdir.check_path("/var//lib/kubelet/") in ("/var/lib/kubelet", "/var//lib/kubelet/")
 
 
-@pytest.mark.parametrize("where", ["root", "inside", "volumes", "parent", "dotdot"])
+@pytest.mark.parametrize("where", ["data-root", "inside", "volumes", "parent", "dotdot"])
 def test_check_target_refuses_the_data_root(config: Config, where: str) -> None:
     root = config.data_root
-    path = {"root": root, "inside": root + "/volumes/x", "volumes": config.volumes_dir,
+    path = {"data-root": root, "inside": root + "/volumes/x", "volumes": config.volumes_dir,
             "parent": os.path.dirname(root), "dotdot": root + "/../root"}[where]
     with pytest.raises(FlexvolError):
         mountdir.check_target(path, config)
