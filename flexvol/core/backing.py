@@ -24,8 +24,14 @@ if TYPE_CHECKING:
     from flexvol.core.undo import Undo
 
 
-def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: bool) -> dict:
-    """Leave the volume's sparse backing file and its record in place; return the record."""
+def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
+                may_create: bool) -> tuple[dict, bool]:
+    """Leave the volume's sparse backing file and its record in place; return the record and
+    whether this call created the file (then all holes: ensure_filesystem's `created`).
+
+    That fact belongs to this call only and is never saved in the record: a later call cannot
+    know what happened to the file since.
+    """
     volume_id = spec.volume_id
     path = config.backing_file(volume_id)
     record = state.load_record(config, volume_id)
@@ -47,7 +53,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
             record = state.new_record(volume_id, info.st_size, spec.fs_type)
             record["adopted"] = True
             state.save_record(config, record)
-        return record
+        return record, False
     if record is not None and record.get("formatted"):
         orphans = loop.deleted_loops(config, record, volume_id)
         if orphans:
@@ -81,8 +87,6 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
     record["fs_type"] = spec.fs_type
     # Decided once, here: ensure_reserved reads it on every mount and growth.
     record["allocation"] = spec.allocation
-    # Proven blank for ensure_filesystem: this call made the file and it is all holes.
-    record["created_blank"] = True
     # Not fsynced: until the formatted-once record is durable, a lost record only means the
     # file is adopted (or re-created) by the next call; nothing of value is in it yet.
     state.save_record(config, record, durable=False)
@@ -91,7 +95,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *, may_create: boo
                   lambda: state.remove(config.record_path(volume_id)),
                   undo.path_gone(config.record_path(volume_id)))
     checkpoint("record-saved")
-    return record
+    return record, True
 
 
 def check_namespace(config: Config, record: dict, spec: VolumeSpec) -> None:

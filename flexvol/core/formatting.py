@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 MKFS_TIMEOUT = 600
 
 
-def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpec) -> bool:
+def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpec, *,
+                      created: bool = False) -> bool:
     """Leave the volume formatted as spec.fs_type; format only a device proven blank.
 
-    Returns True when mkfs ran. Never formats a volume that was formatted before, that
+    `created`: this very call created the backing file (ensure_file says so). Returns True
+    when mkfs ran. Never formats a volume that was formatted before, that
     probes as anything, or whose file was written to (docs/design.md section 5).
     """
     volume_id = record["volume_id"]
@@ -36,7 +38,7 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
         return False
     interrupted = record.get("mkfs_started")
     # A file this very call created (O_EXCL, then ftruncate: only holes) needs no probe.
-    fresh = record.pop("created_blank", False) and os.stat(config.backing_file(volume_id)).st_blocks == 0
+    fresh = created and os.stat(config.backing_file(volume_id)).st_blocks == 0
     found = kernel.Probe(blank=True) if fresh else kernel.probe(device)
     if not found.blank:
         if found.fs_type == spec.fs_type and not interrupted:

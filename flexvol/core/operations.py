@@ -62,11 +62,11 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
                 undo.push("forget mount target", lambda: state.remove_target(config, target),
                           undo.path_gone(state.target_path(config, target)))
                 checkpoint("target-saved")
-            record = backing.ensure_file(config, spec, undo, may_create=not spec.read_only)
+            record, created = backing.ensure_file(config, spec, undo, may_create=not spec.read_only)
             backing.check_namespace(config, record, spec)
             backing.remember_pv_name(config, record, spec.pv_name)
             device = loop.ensure_loop(config, record, undo)
-            if formatting.ensure_filesystem(config, record, device, spec):
+            if formatting.ensure_filesystem(config, record, device, spec, created=created):
                 call.notes.append(f"formatted {spec.fs_type}")
             call.notes.extend(backing.ensure_reserved(config, record))
             # A growth whose filesystem step failed (online ext4 without CAP_SYS_RESOURCE)
@@ -240,12 +240,12 @@ def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str 
                           "choose another name, or 'flexvol resize' it")
         undo = Undo()
         try:
-            record = backing.ensure_file(config, spec, undo, may_create=True)
+            record, created = backing.ensure_file(config, spec, undo, may_create=True)
             if created_by:
                 record["created_by"] = created_by
             state.save_record(config, record)
             device = loop.ensure_loop(config, record, undo)
-            if formatting.ensure_filesystem(config, record, device, spec):
+            if formatting.ensure_filesystem(config, record, device, spec, created=created):
                 call.notes.append(f"formatted {spec.fs_type}")
             backing.ensure_reserved(config, record, strict=True, progress=progress)
         except BaseException:

@@ -68,7 +68,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                     undo.push("forget staging path", lambda: state.remove_target(config, target),
                               undo.path_gone(state.target_path(config, target)))
                     checkpoint("target-saved")
-                record = backing.ensure_file(config, spec, undo, may_create=False)
+                record, _created = backing.ensure_file(config, spec, undo, may_create=False)
                 device = loop.ensure_loop(config, record, undo)
                 formatting.ensure_filesystem(config, record, device, spec)
                 backing.ensure_reserved(config, record)

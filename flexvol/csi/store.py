@@ -30,9 +30,9 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: obje
         undo.push(f"remove new record of {spec.volume_id}", lambda: state.remove(record_path),
                   path_gone(record_path))
         checkpoint("csi-record-saved")
-    record = backing.ensure_file(config, spec, undo, may_create=True)
+    record, created = backing.ensure_file(config, spec, undo, may_create=True)
     device = loop.ensure_loop(config, record, undo)
-    formatting.ensure_filesystem(config, record, device, spec)
+    formatting.ensure_filesystem(config, record, device, spec, created=created)
     backing.ensure_reserved(config, record, strict=True)
     return record, device
 

@@ -321,7 +321,7 @@ def _mount_again(config: Config, target: dict, directory: str) -> str:
                       mount_options=tuple(target.get("mount_options") or ()))
     undo = Undo()
     try:
-        record = backing.ensure_file(config, spec, undo, may_create=False)
+        record, _created = backing.ensure_file(config, spec, undo, may_create=False)
         device = loop.ensure_loop(config, record, undo)
         try:
             mounting.ensure_mounted(device, directory, spec, undo, config=config, create=False)

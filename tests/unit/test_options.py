@@ -94,3 +94,25 @@ def test_secrets_decoded_and_errors_never_show_values() -> None:
 def test_bad_pv_names(name: str) -> None:
     with pytest.raises(InvalidInput):
         options.check_pv_name(name)
+
+
+def test_allocation_values() -> None:
+    assert spec().allocation == options.DEFAULT_ALLOCATION
+    assert spec(**{options.ALLOCATION: options.THIN}).allocation == options.THIN
+    assert spec(**{options.ALLOCATION: options.THICK}).allocation == options.THICK
+    for bad in ("Thin", "thick ", "sparse", "thin;x"):
+        with pytest.raises(InvalidInput, match="must be"):
+            spec(**{options.ALLOCATION: bad})
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    ("1", 4096), ("1m", 4096), ("0.0", None), ("0Gi", None), ("4096", 4096), ("4097", 8192),
+])
+def test_tiny_sizes_round_up_to_a_page_or_are_refused(size: str, expected: int | None) -> None:
+    """Zero is refused; any positive size, even a fraction of a byte, becomes whole pages (and
+    then meets the filesystem minimum or is refused for it)."""
+    if expected is None:
+        with pytest.raises(InvalidInput, match="size"):
+            options.parse_size(size)
+    else:
+        assert options.parse_size(size) == expected
