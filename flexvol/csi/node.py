@@ -61,13 +61,8 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return csi_pb2.NodeStageVolumeResponse()
             undo = Undo()
             try:
-                # Written first so that unstage (and the FlexVolume unmount) find a half-made mount.
-                if state.load_target(config, target) is None:
-                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=have,
-                                      mount_options=spec.mount_options)
-                    undo.push("forget staging path", lambda: state.remove_target(config, target),
-                              undo.path_gone(state.target_path(config, target)))
-                    checkpoint("target-saved")
+                mounting.remember_target(config, target, volume_id, undo, mode=spec.mode, fs_type=have,
+                                         mount_options=spec.mount_options)
                 record, _created = backing.ensure_file(config, spec, undo, may_create=False)
                 device = loop.ensure_loop(config, record, undo)
                 formatting.ensure_filesystem(config, record, device, spec)
@@ -171,11 +166,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return csi_pb2.NodePublishVolumeResponse()
             undo = Undo()
             try:
-                if state.load_target(config, target) is None:
-                    state.save_target(config, target, volume_id)
-                    undo.push("forget target path", lambda: state.remove_target(config, target),
-                              undo.path_gone(state.target_path(config, target)))
-                    checkpoint("target-saved")
+                mounting.remember_target(config, target, volume_id, undo)
                 bind(config, staging, target, staged[-1].source, volume_id, read_only, undo)
             except BaseException:
                 undo.rollback()
@@ -205,12 +196,8 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return
             undo = Undo()
             try:
-                if state.load_target(config, target) is None:
-                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=fs_type,
-                                      mount_options=spec.mount_options)
-                    undo.push("forget target path", lambda: state.remove_target(config, target),
-                              undo.path_gone(state.target_path(config, target)))
-                    checkpoint("target-saved")
+                mounting.remember_target(config, target, volume_id, undo, mode=spec.mode, fs_type=fs_type,
+                                         mount_options=spec.mount_options)
                 record, device = store.make(config, spec, request.volume_id, undo,
                                             **{ephemeral.RECORD_FLAG: True})
                 growth.finish_growth(config, record, device)
