@@ -61,8 +61,13 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return csi_pb2.NodeStageVolumeResponse()
             undo = Undo()
             try:
-                mounting.remember_target(config, target, volume_id, undo, mode=spec.mode, fs_type=have,
-                                         mount_options=spec.mount_options)
+                # Written first so that unstage (and the FlexVolume unmount) find a half-made mount.
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=have,
+                                      mount_options=spec.mount_options)
+                    undo.push("forget staging path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
                 record, _created = backing.ensure_file(config, spec, undo, may_create=False)
                 device = loop.ensure_loop(config, record, undo)
                 formatting.ensure_filesystem(config, record, device, spec)
@@ -166,7 +171,11 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return csi_pb2.NodePublishVolumeResponse()
             undo = Undo()
             try:
-                mounting.remember_target(config, target, volume_id, undo)
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id)
+                    undo.push("forget target path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
                 bind(config, staging, target, staged[-1].source, volume_id, read_only, undo)
             except BaseException:
                 undo.rollback()
@@ -196,8 +205,12 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return
             undo = Undo()
             try:
-                mounting.remember_target(config, target, volume_id, undo, mode=spec.mode, fs_type=fs_type,
-                                         mount_options=spec.mount_options)
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=fs_type,
+                                      mount_options=spec.mount_options)
+                    undo.push("forget target path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
                 record, device = store.make(config, spec, request.volume_id, undo,
                                             **{ephemeral.RECORD_FLAG: True})
                 growth.finish_growth(config, record, device)
