@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flexvol.core.quantity import human_bytes
+from flexvol.core.records import Record
 from flexvol.toolkit.inventory import VolumeView, readable_bytes
 
 NORMAL, WARNING = "Normal", "Warning"
@@ -86,27 +87,27 @@ def volume_events(item: VolumeView, calls: list[dict]) -> list[Event]:
 
 
 def facts(item: VolumeView, busy: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
-    record = item.record or {}
-    formatted = record.get("formatted") or {}
+    record = item.record or Record(item.volume_id, 0, "", "")
+    formatted = record.formatted or {}
     rows = [
         ("Name", item.volume_id),
         ("State", item.state + (f", fs growing to {readable_bytes((item.growing or {}).get('to'))}"
                                 if item.growing else "")),
         ("Size", readable_bytes(item.size_bytes) + (
-            f" (filesystem still {readable_bytes(record.get('size_bytes'))})" if item.growing else "")),
+            f" (filesystem still {readable_bytes(record.size_bytes)})" if item.growing else "")),
         ("Allocated", readable_bytes(item.allocated_bytes)),
         ("Used", readable_bytes(item.fs_used_bytes) if item.fs_used_bytes is not None else "- (not mounted)"),
         ("Filesystem", (f"{item.fs_type} (UUID {formatted.get('uuid') or '?'})" if item.formatted
                         else f"{item.fs_type or '-'} (not formatted yet)")),
-        ("Allocation", str(record.get("allocation") or "-")),
+        ("Allocation", str(record.allocation or "-")),
         ("Front end", ", ".join(item.front_ends) or "-"),
         ("Backing file", item.file_path + ("" if item.file_exists else " (missing)")),
         ("Loop devices", ", ".join(item.loop_devices) or "-"),
         ("PV", ", ".join(item.pvs) or "-"),
         ("Claim", item.claim or "-"),
-        ("Namespace", str(record.get("namespace") or "-")),
-        ("Created", str(record.get("created_at") or "-") + (
-            f" by {record['created_by']}" if record.get("created_by") else "")),
+        ("Namespace", str(record.namespace or "-")),
+        ("Created", str(record.created_at or "-") + (
+            f" by {record.created_by}" if record.created_by else "")),
     ]
     if item.growing:
         rows.append(("Growing", f"to {human_bytes(int(item.growing.get('to') or 0))} since "

@@ -26,7 +26,7 @@ def share(volume_id: Annotated[str, typer.Argument(help="The volume id.")],
     # Who opened a volume to other namespaces is worth knowing later: journaled.
     with journaled(config, "share", volume_id, (volume_id, "--off") if off else (volume_id,)) as action:
         record = ownership.set_shareable(config, volume_id, not off)
-        owner = record.get("namespace") or "no namespace yet"
+        owner = record.namespace or "no namespace yet"
         action.message = (f"volume {volume_id}: only its namespace ({owner}) may mount it" if off else
                           f"volume {volume_id}: pods of every namespace may mount it (owner: {owner})")
     console().print(action.message)

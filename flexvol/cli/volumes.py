@@ -129,7 +129,8 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
         from flexvol.cli.describe import volume_events
 
         now = time.time()
-        print_json({**item.as_dict(), "record": item.record, "calls": calls,
+        record = item.record.to_json() if item.record else None
+        print_json({**item.as_dict(), "record": record, "calls": calls,
                     "events": [event.as_dict(now) for event in volume_events(item, calls)],
                     "processes": [{"pid": pid, "name": name, "path": path} for pid, name, path in busy]})
         return
@@ -176,9 +177,9 @@ def create(volume_id: VolumeArgument,
 
             record = lifecycle.create(config, volume_id, size, fs, allocation=THIN if thin else "",
                                       progress=progress)
-        formatted = record.get("formatted") or {}
-        kind = "thick (every block reserved)" if record.get("allocation") == THICK else "thin"
-        action.message = (f"created {volume_id}: {human_bytes(record['size_bytes'])} "
+        formatted = record.formatted or {}
+        kind = "thick (every block reserved)" if record.allocation == THICK else "thin"
+        action.message = (f"created {volume_id}: {human_bytes(record.size_bytes)} "
                           f"{formatted.get('fs_type', fs)} {kind} at {config.backing_file(volume_id)}")
     out.print(action.message)
 

@@ -40,21 +40,21 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
     except FileNotFoundError:
         info = None
     if info is not None:
-        if record is not None and info.st_size < int(record.get("size_bytes") or 0):
+        if record is not None and info.st_size < int(record.size_bytes or 0):
             # Someone truncated the file: the filesystem inside now runs past its end.
             raise Refused(
                 f"the backing file of volume {volume_id} ({path}) is {info.st_size} bytes, smaller "
-                f"than the {record['size_bytes']} it was made or grown to: it was truncated",
-                f"restore it from a backup, or extend it back (truncate -s {record['size_bytes']} "
+                f"than the {record.size_bytes} it was made or grown to: it was truncated",
+                f"restore it from a backup, or extend it back (truncate -s {record.size_bytes} "
                 f"{path}) and check its filesystem before use")
         if record is None:
             # The file outlived its record (a crash between the two writes, or a file put
             # there by hand): adopt it; ensure_filesystem decides from the file itself.
             record = state.new_record(volume_id, info.st_size, spec.fs_type)
-            record["adopted"] = True
+            record.adopted = True
             state.save_record(config, record)
         return record, False
-    if record is not None and record.get("formatted"):
+    if record is not None and record.formatted:
         orphans = loop.deleted_loops(config, record, volume_id)
         if orphans:
             raise Refused(
@@ -64,7 +64,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
                 "then retry")
         raise Refused(
             f"the backing file of volume {volume_id} ({path}) is missing, but its record says it "
-            f"was formatted as {record['formatted'].get('fs_type')}",
+            f"was formatted as {record.formatted.get('fs_type')}",
             "restore the file, or run 'flexvol delete' to forget the volume")
     if not may_create:
         raise Refused(f"volume {volume_id} does not exist yet and a read-only mount never creates "
@@ -83,10 +83,10 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
     checkpoint("file-created")
     created_record = record is None
     record = record or state.new_record(volume_id, spec.size_bytes, spec.fs_type)
-    record["size_bytes"] = spec.size_bytes
-    record["fs_type"] = spec.fs_type
+    record.size_bytes = spec.size_bytes
+    record.fs_type = spec.fs_type
     # Decided once, here: ensure_reserved reads it on every mount and growth.
-    record["allocation"] = spec.allocation
+    record.allocation = spec.allocation
     # Not fsynced: until the formatted-once record is durable, a lost record only means the
     # file is adopted (or re-created) by the next call; nothing of value is in it yet.
     state.save_record(config, record, durable=False)
@@ -98,7 +98,7 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
     return record, True
 
 
-def check_namespace(config: Config, record: dict, spec: VolumeSpec) -> None:
+def check_namespace(config: Config, record: state.Record, spec: VolumeSpec) -> None:
     """Keep a volume to the namespace that first used it (README, Threat model).
 
     The first mount from a pod (or the provisioner, for the claim's namespace) records the
@@ -109,22 +109,22 @@ def check_namespace(config: Config, record: dict, spec: VolumeSpec) -> None:
     namespace = spec.pod_namespace
     if not namespace:
         return
-    owner = record.get("namespace")
+    owner = record.namespace
     if not owner:
-        record["namespace"] = namespace
+        record.namespace = namespace
         loop.save_cache(config, record)
         return
-    if owner != namespace and not record.get("shareable"):
+    if owner != namespace and not record.shareable:
         raise Refused(f"volume {spec.volume_id} belongs to namespace {owner}; refusing to mount it "
                       f"for pod {namespace}/{spec.pod_name or '?'}",
                       f"use a volume of namespace {namespace}, or have an operator run "
                       f"'flexvol share {spec.volume_id}' to let every namespace mount it")
 
 
-def remember_pv_name(config: Config, record: dict, pv_name: str) -> None:
+def remember_pv_name(config: Config, record: state.Record, pv_name: str) -> None:
     """Note which PV (or pod volume) names used this volume, for operators."""
-    if pv_name and pv_name not in record.setdefault("pv_names", []):
-        record["pv_names"].append(pv_name)
+    if pv_name and pv_name not in record.pv_names:
+        record.pv_names.append(pv_name)
         loop.save_cache(config, record)
 
 
@@ -151,7 +151,7 @@ def check_pool_space(config: Config, size: int, volume_id: str) -> None:
     budget.check(config, size, volume_id)
 
 
-def ensure_reserved(config: Config, record: dict, *, strict: bool = False,
+def ensure_reserved(config: Config, record: state.Record, *, strict: bool = False,
                     progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Leave every block of a thick volume allocated in the pool; notes for the journal.
 
@@ -163,15 +163,15 @@ def ensure_reserved(config: Config, record: dict, *, strict: bool = False,
     """
     from flexvol.core.options import THICK
 
-    if record.get("allocation") != THICK:
+    if record.allocation != THICK:
         return []
-    volume_id = record["volume_id"]
+    volume_id = record.volume_id
     path = config.backing_file(volume_id)
     info = os.stat(path)
     missing = info.st_size - info.st_blocks * 512
     if missing <= 0:
         return []
-    strict = strict or not record.get("reserved")
+    strict = strict or not record.reserved
     pool = os.statvfs(path)
     free = pool.f_bavail * pool.f_frsize
     try:
@@ -183,8 +183,8 @@ def ensure_reserved(config: Config, record: dict, *, strict: bool = False,
             raise
         return [f"thick volume {volume_id} is not fully reserved: {error}"]
     checkpoint("blocks-reserved")
-    if not record.get("reserved"):
-        record["reserved"] = True
+    if not record.reserved:
+        record.reserved = True
         state.save_record(config, record, durable=False)
     if strict:
         return []
@@ -229,14 +229,14 @@ def reserve_blocks(path: str, size: int, progress: Callable[[int, int], None] | 
 
 
 
-def growth_pending(record: dict | None, file_size: int | None) -> dict | None:
+def growth_pending(record: state.Record | None, file_size: int | None) -> dict | None:
     """The record's `growing` flag, or one inferred for a formatted volume whose file is bigger
     than the size its record says (grown before the flag existed, or by hand)."""
     if not record:
         return None
-    if record.get("growing"):
-        return record["growing"]
-    recorded = int(record.get("size_bytes") or 0)
-    if record.get("formatted") and file_size and recorded and file_size > recorded:
+    if record.growing:
+        return record.growing
+    recorded = int(record.size_bytes or 0)
+    if record.formatted and file_size and recorded and file_size > recorded:
         return {"to": file_size, "since": "", "error": ""}
     return None

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MKFS_TIMEOUT = 600
 
 
-def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpec, *,
+def ensure_filesystem(config: Config, record: state.Record, device: str, spec: VolumeSpec, *,
                       created: bool = False) -> bool:
     """Leave the volume formatted as spec.fs_type; format only a device proven blank.
 
@@ -30,13 +30,13 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
     when mkfs ran. Never formats a volume that was formatted before, that
     probes as anything, or whose file was written to (docs/design.md section 5).
     """
-    volume_id = record["volume_id"]
-    formatted = record.get("formatted")
+    volume_id = record.volume_id
+    formatted = record.formatted
     if formatted:
         if formatted.get("fs_type") != spec.fs_type:
             raise _wrong_type(volume_id, formatted.get("fs_type", "?"), spec.fs_type)
         return False
-    interrupted = record.get("mkfs_started")
+    interrupted = record.mkfs_started
     # A file this very call created (O_EXCL, then ftruncate: only holes) needs no probe.
     fresh = created and os.stat(config.backing_file(volume_id)).st_blocks == 0
     found = kernel.Probe(blank=True) if fresh else kernel.probe(device)
@@ -56,7 +56,7 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
             f"volume {volume_id} shows no filesystem signature but its backing file {path} holds "
             "written blocks; refusing to format it",
             "inspect the file by hand (blkid -p, file -s); flexvol formats only never-written files")
-    record["mkfs_started"] = {"fs_type": spec.fs_type, "at": state.now()}
+    record.mkfs_started = {"fs_type": spec.fs_type, "at": state.now()}
     # Not fsynced either: if it is lost, nothing was mounted yet, so a retry that formats the
     # file again loses nothing. The formatted record below is the one that must survive.
     state.save_record(config, record, durable=False)
@@ -85,9 +85,9 @@ def ensure_filesystem(config: Config, record: dict, device: str, spec: VolumeSpe
     return True
 
 
-def _remember_formatted(config: Config, record: dict, found: kernel.Probe) -> None:
-    record["formatted"] = {"fs_type": found.fs_type, "uuid": found.uuid, "at": state.now()}
-    record["mkfs_started"] = None
+def _remember_formatted(config: Config, record: state.Record, found: kernel.Probe) -> None:
+    record.formatted = {"fs_type": found.fs_type, "uuid": found.uuid, "at": state.now()}
+    record.mkfs_started = None
     state.save_record(config, record)
 
 

@@ -23,13 +23,13 @@ if TYPE_CHECKING:
 GROW_TIMEOUT = 600
 
 
-def grow(config: Config, record: dict, new_bytes: int, undo: Undo) -> bool:
+def grow(config: Config, record: state.Record, new_bytes: int, undo: Undo) -> bool:
     """Grow the backing file, the loop device and the filesystem to at least new_bytes.
 
     Never shrinks; repeating it is a no-op. Returns True if the file grew.
     """
-    volume_id = record["volume_id"]
-    formatted = record.get("formatted")
+    volume_id = record.volume_id
+    formatted = record.formatted
     if not formatted:
         raise Refused(f"volume {volume_id} has never been formatted, so there is nothing to grow",
                       "mount it once first")
@@ -46,7 +46,7 @@ def grow(config: Config, record: dict, new_bytes: int, undo: Undo) -> bool:
         checkpoint("file-grown")
     # A thick volume's new part is reserved, or the growth fails (and a retry reserves it);
     # blocks lost since (a discard mount) are reserved again where the pool allows.
-    backing.ensure_reserved(config, record, strict=os.stat(path).st_size > int(record.get("size_bytes") or 0))
+    backing.ensure_reserved(config, record, strict=os.stat(path).st_size > int(record.size_bytes or 0))
     device = loop.ensure_loop(config, record, undo)
     if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
         loop.set_loop_capacity(device)
@@ -55,7 +55,7 @@ def grow(config: Config, record: dict, new_bytes: int, undo: Undo) -> bool:
     return grew
 
 
-def grow_filesystem(config: Config, record: dict, device: str, size: int) -> None:
+def grow_filesystem(config: Config, record: state.Record, device: str, size: int) -> None:
     """Grow the volume's filesystem to its device: online when mounted, else offline.
 
     The record says `growing` from before the filesystem step until it succeeds, so that a
@@ -64,10 +64,10 @@ def grow_filesystem(config: Config, record: dict, device: str, size: int) -> Non
     """
     from flexvol.core.filesystems import FILESYSTEMS
 
-    volume_id = record["volume_id"]
-    fs_type = record["formatted"]["fs_type"]
+    volume_id = record.volume_id
+    fs_type = record.formatted["fs_type"]
     filesystem = FILESYSTEMS[fs_type]
-    if record.get("size_bytes") != size or record.get("growing"):
+    if record.size_bytes != size or record.growing:
         mark_growing(config, record, size)
     mounted = kernel.mounts_of_device(device)
     try:
@@ -97,30 +97,30 @@ def grow_filesystem(config: Config, record: dict, device: str, size: int) -> Non
         mark_growing(config, record, size, (lines[-1] if lines else error.message)[-500:])
         raise _growth_failed(record, size, bool(mounted), error) from error
     checkpoint("fs-grown")
-    if record.get("size_bytes") != size or "growing" in record:
-        record["size_bytes"] = size
-        record.pop("growing", None)
+    if record.size_bytes != size or record.growing is not None:
+        record.size_bytes = size
+        record.growing = None
         state.save_record(config, record)
 
 
-def mark_growing(config: Config, record: dict, size: int, error: str = "") -> None:
+def mark_growing(config: Config, record: state.Record, size: int, error: str = "") -> None:
     """Record that the volume's file is (about to be) `size` while its filesystem is not yet."""
-    growing = record.get("growing") or {}
-    record["growing"] = {"to": size, "since": growing.get("since") or state.now(),
-                         "error": error or growing.get("error", "")}
+    growing = record.growing or {}
+    record.growing = {"to": size, "since": growing.get("since") or state.now(),
+                      "error": error or growing.get("error", "")}
     state.save_record(config, record)
 
 
-def _growth_failed(record: dict, size: int, online: bool, error: CommandFailed) -> FlexvolError:
+def _growth_failed(record: state.Record, size: int, online: bool, error: CommandFailed) -> FlexvolError:
     """What happened and what to do, when the file and device grew but the filesystem did not."""
     from flexvol.core.quantity import format_bytes
 
-    volume_id = record["volume_id"]
-    fs_type = record["formatted"]["fs_type"]
-    was = format_bytes(int(record.get("size_bytes") or 0))
+    volume_id = record.volume_id
+    fs_type = record.formatted["fs_type"]
+    was = format_bytes(int(record.size_bytes or 0))
     happened = (f"volume {volume_id}: its backing file and loop device now hold {format_bytes(size)}, "
                 f"but growing its {fs_type} filesystem {'online' if online else 'offline'} failed, so "
-                f"the filesystem is still {was}: {record['growing']['error']}")
+                f"the filesystem is still {was}: {record.growing['error']}")
     if online and fs_type.startswith("ext"):
         hint = ("grow it offline: stop the pods using it (or unmount it), then run "
                 f"'flexvol resize {volume_id} {format_bytes(size)}' (the next mount finishes it too); "
@@ -132,10 +132,10 @@ def _growth_failed(record: dict, size: int, online: bool, error: CommandFailed) 
     return CommandFailed(happened, hint, argv=error.argv, code=error.code, stderr=error.stderr)
 
 
-def finish_growth(config: Config, record: dict, device: str) -> str:
+def finish_growth(config: Config, record: state.Record, device: str) -> str:
     """Before a mount: grow the filesystem of a volume flagged `growing` offline, while nothing
     mounts it. Returns a note for the journal ("" when there was nothing to do)."""
-    size = os.stat(config.backing_file(record["volume_id"])).st_size
+    size = os.stat(config.backing_file(record.volume_id)).st_size
     if not backing.growth_pending(record, size) or kernel.mounts_of_device(device):
         return ""
     try:

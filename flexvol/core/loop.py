@@ -26,7 +26,7 @@ LOSETUP_TIMEOUT = 30
 LOOP_ATTACH_ATTEMPTS = 5
 
 
-def loop_candidates(config: Config, record: dict | None, volume_id: str) -> list[str]:
+def loop_candidates(config: Config, record: state.Record | None, volume_id: str) -> list[str]:
     """The loop devices that may serve the volume's file, without scanning when we can.
 
     Only flexvol attaches a volume's file, always under its lock, and it records the device
@@ -36,8 +36,8 @@ def loop_candidates(config: Config, record: dict | None, volume_id: str) -> list
     scanned by backing file, whatever the record says: one backing file never gets a second
     loop device.
     """
-    if record is not None and not record.get("loop_attaching"):
-        recorded = record.get("loop_device")
+    if record is not None and not record.loop_attaching:
+        recorded = record.loop_device
         if recorded and _serves(recorded, config.backing_file(volume_id)) == "live":
             return [recorded]
     return kernel.loops_of_file(config.backing_file(volume_id))
@@ -55,24 +55,24 @@ def _serves(device: str, path: str) -> str:
     return ""
 
 
-def find_loop(config: Config, record: dict) -> str | None:
+def find_loop(config: Config, record: state.Record) -> str | None:
     """The loop device attached to the volume's file as it is now, if any."""
-    path = config.backing_file(record["volume_id"])
+    path = config.backing_file(record.volume_id)
     # Only a device of the file as it is now: one of a deleted file serves other data.
-    for device in loop_candidates(config, record, record["volume_id"]):
+    for device in loop_candidates(config, record, record.volume_id):
         if _serves(device, path) == "live":
             return device
     return None
 
 
-def deleted_loops(config: Config, record: dict | None, volume_id: str) -> list[str]:
+def deleted_loops(config: Config, record: state.Record | None, volume_id: str) -> list[str]:
     """Loop devices still attached to a deleted file once at the volume's path."""
     path = config.backing_file(volume_id)
     return [device for device in loop_candidates(config, record, volume_id)
             if _serves(device, path) == "deleted"]
 
 
-def save_cache(config: Config, record: dict) -> None:
+def save_cache(config: Config, record: state.Record) -> None:
     # The loop device and PV names in the record only save a scan or inform operators (the
     # kernel is the truth): a full or read-only data root must not fail a call over them.
     try:
@@ -81,11 +81,11 @@ def save_cache(config: Config, record: dict) -> None:
         pass
 
 
-def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
+def ensure_loop(config: Config, record: state.Record, undo: Undo) -> str:
     """Leave exactly one loop device attached to the volume's file; return it."""
-    path = config.backing_file(record["volume_id"])
+    path = config.backing_file(record.volume_id)
     # One look (a sysfs scan when the record names no live device) serves both questions.
-    candidates = loop_candidates(config, record, record["volume_id"])
+    candidates = loop_candidates(config, record, record.volume_id)
     serving = {device: _serves(device, path) for device in candidates}
     device = next((found for found, how in serving.items() if how == "live"), None)
     if device is None:
@@ -93,20 +93,20 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
         if stale:
             users = [mount.mount_point for mount in kernel.mounts_of_device(stale[0])]
             raise Refused(f"{stale[0]} still serves the deleted former backing file of volume "
-                          f"{record['volume_id']} (mounted at {', '.join(users) or 'nothing'}); "
+                          f"{record.volume_id} (mounted at {', '.join(users) or 'nothing'}); "
                           f"refusing to attach the new {path} beside it",
                           "unmount every pod of this volume first")
         device = _attach_loop(path, lambda chosen: _record_loop(config, record, chosen))
         undo.push(f"detach {device}", lambda: detach_loop(device), undo.loop_detached(device))
         checkpoint("loop-attached")
-    if record.get("loop_device") != device or record.get("loop_attaching"):
-        record["loop_device"] = device
-        record.pop("loop_attaching", None)
+    if record.loop_device != device or record.loop_attaching:
+        record.loop_device = device
+        record.loop_attaching = None
         save_cache(config, record)
     return device
 
 
-def _record_loop(config: Config, record: dict, device: str | None) -> None:
+def _record_loop(config: Config, record: state.Record, device: str | None) -> None:
     """Record the device about to serve the volume, or (None) that one is being attached.
 
     Saved before the device is bound, so a call killed at any point leaves a record that leads
@@ -114,10 +114,10 @@ def _record_loop(config: Config, record: dict, device: str | None) -> None:
     attach a second device, which release_loop detaches once nothing mounts it.
     """
     if device is None:
-        record["loop_attaching"] = True
+        record.loop_attaching = True
     else:
-        record["loop_device"] = device
-        record.pop("loop_attaching", None)
+        record.loop_device = device
+        record.loop_attaching = None
     state.save_record(config, record, durable=False)
 
 

@@ -23,6 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from flexvol.core import mountdir
     from flexvol.core.options import VolumeSpec
+    from flexvol.core.records import Record
     from flexvol.core.undo import Undo
 
 MOUNT_TIMEOUT = 120
@@ -119,10 +120,10 @@ def unmount_target(target: str) -> int:
         return release_mount_dir(opened)
 
 
-def explain_mount_failure(record: dict, device: str, error: CommandFailed) -> FlexvolError:
+def explain_mount_failure(record: Record, device: str, error: CommandFailed) -> FlexvolError:
     """Turn a failed mount of a formatted volume into a clear refusal when the device no
     longer holds the filesystem the record remembers (it is never formatted again)."""
-    formatted = record.get("formatted") or {}
+    formatted = record.formatted or {}
     try:
         found = kernel.probe(device)
     except FlexvolError:
@@ -131,7 +132,7 @@ def explain_mount_failure(record: dict, device: str, error: CommandFailed) -> Fl
             formatted.get("uuid") and found.uuid and found.uuid != formatted.get("uuid")):
         now = "blank" if found.blank else f"as {found.fs_type} (UUID {found.uuid or '?'})"
         return Refused(
-            f"volume {record['volume_id']} was formatted as {formatted.get('fs_type')} "
+            f"volume {record.volume_id} was formatted as {formatted.get('fs_type')} "
             f"(UUID {formatted.get('uuid') or '?'}) but now probes {now}; refusing to format or "
             "mount it", f"inspect {device} and the backing file; restore it from a backup")
     return error

@@ -121,7 +121,7 @@ def unmount(config: Config, target: str, call: CallInfo) -> None:
                                   "flexvol volume; refusing to unmount it")
     if not here:
         remembered = state.load_target(config, target)
-        volume_id = remembered["volume_id"] if remembered else None
+        volume_id = remembered.volume_id if remembered else None
     if volume_id is None:
         call.notes.append("nothing mounted")
         # A guard whose mount and record are both gone (a record moved aside) must not stop
@@ -151,7 +151,7 @@ def attach(config: Config, pv_name: str, volume_id: str, node: str, call: CallIn
     state.ensure_dirs(config)
     with state.VolumeLock(config, volume_id):
         known = state.load_pv(config, pv_name)
-        nodes = list(known["nodes"]) if known and known.get("volume_id") == volume_id else []
+        nodes = list(known.nodes) if known and known.volume_id == volume_id else []
         if node not in nodes:
             state.save_pv(config, pv_name, volume_id, [*nodes, node])
             checkpoint("pv-saved")
@@ -159,7 +159,7 @@ def attach(config: Config, pv_name: str, volume_id: str, node: str, call: CallIn
 
 def is_attached(config: Config, pv_name: str, volume_id: str, node: str) -> bool:
     known = state.load_pv(config, pv_name)
-    return bool(known and known.get("volume_id") == volume_id and node in known.get("nodes", []))
+    return bool(known and known.volume_id == volume_id and node in known.nodes)
 
 
 def detach(config: Config, pv_name: str, node: str, call: CallInfo) -> None:
@@ -168,11 +168,11 @@ def detach(config: Config, pv_name: str, node: str, call: CallInfo) -> None:
     if known is None:
         call.notes.append("not attached")
         return
-    volume_id = known["volume_id"]
+    volume_id = known.volume_id
     call.volume_id = volume_id
     with state.VolumeLock(config, volume_id):
-        known = state.load_pv(config, pv_name) or {"nodes": []}
-        nodes = [item for item in known.get("nodes", []) if item != node]
+        known = state.load_pv(config, pv_name)
+        nodes = [item for item in (known.nodes if known else []) if item != node]
         if nodes:
             state.save_pv(config, pv_name, volume_id, nodes)
         else:
@@ -220,7 +220,7 @@ def _release_loop(config: Config, volume_id: str, call: CallInfo, also: tuple[st
 
 
 def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str = "",
-           progress: Callable[[int, int], None] | None = None) -> dict:
+           progress: Callable[[int, int], None] | None = None) -> state.Record:
     """Create and format a new volume ahead of its first mount; return its record.
 
     Formatting happens on the still-sparse file (formatting.ensure_filesystem): the record then
@@ -242,7 +242,7 @@ def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str 
         try:
             record, created = backing.ensure_file(config, spec, undo, may_create=True)
             if created_by:
-                record["created_by"] = created_by
+                record.created_by = created_by
             state.save_record(config, record)
             device = loop.ensure_loop(config, record, undo)
             if formatting.ensure_filesystem(config, record, device, spec, created=created):

@@ -9,15 +9,12 @@ from flexvol.core.config import Config
 from flexvol.core.errors import Refused
 
 
-def set_shareable(config: Config, volume_id: str, shareable: bool) -> dict:
+def set_shareable(config: Config, volume_id: str, shareable: bool) -> state.Record:
     """Let pods of every namespace mount the volume (or only its owner's again); the record."""
     with state.VolumeLock(config, volume_id, wait=10):
         record = state.load_record(config, volume_id)
         if record is None:
             raise Refused(f"volume {volume_id} has no record on this node", "see 'flexvol ls'")
-        if shareable:
-            record["shareable"] = True
-        else:
-            record.pop("shareable", None)
+        record.shareable = True if shareable else None
         state.save_record(config, record)
         return record

@@ -14,8 +14,9 @@ import time
 from flexvol.core import runner, wirejson
 from flexvol.core.config import Config
 from flexvol.core.errors import Busy, FlexvolError, StateCorrupt
+from flexvol.core.records import SCHEMA, Attachment, Record, Target
 
-SCHEMA = 1
+__all__ = ["SCHEMA", "Attachment", "Record", "Target"]
 LOCK_WAIT_SECONDS = 90.0
 
 
@@ -111,31 +112,19 @@ def remove(path: str, *, durable: bool = False) -> bool:
 
 # ---- volume records ------------------------------------------------------------------------
 
-def load_record(config: Config, volume_id: str) -> dict | None:
-    record = read_json(config.record_path(volume_id))
-    if record is not None and record.get("schema") != SCHEMA:
-        raise StateCorrupt(f"record of volume {volume_id} has schema {record.get('schema')!r}, "
-                           f"this flexvol reads schema {SCHEMA}", "upgrade flexvol")
-    return record
+def load_record(config: Config, volume_id: str) -> Record | None:
+    path = config.record_path(volume_id)
+    data = read_json(path)
+    return None if data is None else Record.from_json(data, path)
 
 
-def new_record(volume_id: str, size_bytes: int, fs_type: str) -> dict:
-    return {
-        "schema": SCHEMA,
-        "volume_id": volume_id,
-        "size_bytes": size_bytes,
-        "fs_type": fs_type,
-        "created_at": now(),
-        "formatted": None,
-        "mkfs_started": None,
-        "loop_device": None,
-        "pv_names": [],
-    }
+def new_record(volume_id: str, size_bytes: int, fs_type: str) -> Record:
+    return Record(volume_id, size_bytes, fs_type, now())
 
 
-def save_record(config: Config, record: dict, *, durable: bool = True) -> None:
-    atomic_write(config.record_path(record["volume_id"]),
-                 (wirejson.dumps(record) + "\n").encode(), durable=durable)
+def save_record(config: Config, record: Record, *, durable: bool = True) -> None:
+    atomic_write(config.record_path(record.volume_id),
+                 (wirejson.dumps(record.to_json()) + "\n").encode(), durable=durable)
 
 
 def now() -> str:
@@ -148,14 +137,16 @@ def pv_path(config: Config, pv_name: str) -> str:
     return os.path.join(config.pvs_dir, pv_name + ".json")
 
 
-def load_pv(config: Config, pv_name: str) -> dict | None:
-    return read_json(pv_path(config, pv_name))
+def load_pv(config: Config, pv_name: str) -> Attachment | None:
+    path = pv_path(config, pv_name)
+    data = read_json(path)
+    return None if data is None else Attachment.from_json(data, path)
 
 
 def save_pv(config: Config, pv_name: str, volume_id: str, nodes: list[str]) -> None:
     """Not fsynced: if a power loss drops it, isattached answers false and the controller
     attaches again (attach is idempotent), or detach finds nothing to do."""
-    body = {"schema": SCHEMA, "pv_name": pv_name, "volume_id": volume_id, "nodes": sorted(nodes)}
+    body = Attachment(pv_name, volume_id, nodes).to_json()
     atomic_write(pv_path(config, pv_name), (wirejson.dumps(body) + "\n").encode(), durable=False)
 
 
@@ -177,9 +168,11 @@ def target_path(config: Config, mount_dir: str) -> str:
     return os.path.join(config.targets_dir, target_key(mount_dir) + ".json")
 
 
-def load_target(config: Config, mount_dir: str) -> dict | None:
-    target = read_json(target_path(config, mount_dir))
-    if target is not None and target.get("path") != mount_dir:
+def load_target(config: Config, mount_dir: str) -> Target | None:
+    path = target_path(config, mount_dir)
+    data = read_json(path)
+    target = None if data is None else Target.from_json(data, path)
+    if target is not None and target.path != mount_dir:
         return None
     return target
 
@@ -194,12 +187,13 @@ def save_target(config: Config, mount_dir: str, volume_id: str, pod: str = "", *
     Not fsynced: it only has to outlive a killed call, and a killed process loses nothing in
     the page cache; after a power loss nothing is mounted, so a lost entry asks for no work.
     """
-    body = {"schema": SCHEMA, "path": mount_dir, "volume_id": volume_id}
+    target = Target(mount_dir, volume_id)
     if pod:
-        body["pod"] = pod
+        target.pod = pod
     if mode:
-        body.update(mode=mode, fs_type=fs_type, mount_options=list(mount_options))
-    atomic_write(target_path(config, mount_dir), (wirejson.dumps(body) + "\n").encode(), durable=False)
+        target.mode, target.fs_type, target.mount_options = mode, fs_type, list(mount_options)
+    atomic_write(target_path(config, mount_dir), (wirejson.dumps(target.to_json()) + "\n").encode(),
+                 durable=False)
 
 
 def remove_target(config: Config, mount_dir: str) -> bool:

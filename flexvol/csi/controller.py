@@ -102,9 +102,9 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                            f"this plugin makes volumes on node {self.node_id} only, which the "
                            "requisite topology does not include")
 
-    def _volume(self, record: dict) -> csi_pb2.Volume:
+    def _volume(self, record: state.Record) -> csi_pb2.Volume:
         return csi_pb2.Volume(
-            volume_id=record["volume_id"], capacity_bytes=int(record.get("size_bytes") or 0),
+            volume_id=record.volume_id, capacity_bytes=int(record.size_bytes or 0),
             volume_context={FS_TYPE_PARAMETER: records.fs_type(record)},
             accessible_topology=[self._topology()])
 
@@ -128,14 +128,14 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             if record is not None or os.path.exists(config.backing_file(volume_id)):
                 self._check_same(record, name, request.capacity_range, fs_type, allocation)
                 assert record is not None
-                finished = record.get("formatted") and (allocation != THICK or record.get("reserved"))
+                finished = record.formatted and (allocation != THICK or record.reserved)
                 if finished and os.path.exists(config.backing_file(volume_id)):
                     # A create killed after formatting left its loop device: free it unless a
                     # mount uses it (one sysfs read when nothing is attached).
                     loop.release_loop(config, volume_id)
                     return csi_pb2.CreateVolumeResponse(volume=self._volume(record))
                 # A create killed half-way: the same steps finish it (each is idempotent).
-                size = int(record.get("size_bytes") or size)
+                size = int(record.size_bytes or size)
             else:
                 self._check_budget(size, volume_id)
             spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=fs_type,
@@ -143,22 +143,22 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             record = self._make(spec, name)
         return csi_pb2.CreateVolumeResponse(volume=self._volume(record))
 
-    def _check_same(self, record: dict | None, name: str, capacity: csi_pb2.CapacityRange,
+    def _check_same(self, record: state.Record | None, name: str, capacity: csi_pb2.CapacityRange,
                     fs_type: str, allocation: str) -> None:
         """ALREADY_EXISTS unless the existing volume is this name's and fits the request."""
-        if record is None or record.get(names.RECORD_NAME) != name:
+        if record is None or record.csi_name != name:
             raise CsiError(Code.ALREADY_EXISTS,
                            f"volume id {names.volume_id_for(name)} is taken by a volume not made "
                            f"for CSI name {name!r} (by the FlexVolume driver, 'flexvol create', or "
                            "another CSI name)")
-        size = int(record.get("size_bytes") or 0)
+        size = int(record.size_bytes or 0)
         problems = []
         if size < capacity.required_bytes or (capacity.limit_bytes and size > capacity.limit_bytes):
             problems.append(f"its size is {size} bytes")
         if records.fs_type(record) != fs_type:
             problems.append(f"its filesystem is {records.fs_type(record)}")
-        if record.get("allocation") and record.get("allocation") != allocation:
-            problems.append(f"it is {record.get('allocation')}")
+        if record.allocation and record.allocation != allocation:
+            problems.append(f"it is {record.allocation}")
         if problems:
             raise CsiError(Code.ALREADY_EXISTS, f"volume {name!r} exists and differs from this "
                            f"request: {'; '.join(problems)}")
@@ -197,7 +197,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             record = state.load_record(config, volume_id)
             if record is None and not os.path.exists(config.backing_file(volume_id)):
                 return csi_pb2.DeleteVolumeResponse()
-            if record is None or not record.get(names.RECORD_NAME):
+            if record is None or not record.csi_name:
                 raise CsiError(Code.FAILED_PRECONDITION,
                                f"volume {volume_id} was not made through CSI (the FlexVolume driver "
                                "or 'flexvol create' made it); delete it with 'flexvol delete'")
@@ -265,12 +265,12 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             if not request.starting_token.startswith(TOKEN_PREFIX) or not names.is_volume_id(start):
                 raise CsiError(Code.ABORTED, f"starting_token {request.starting_token[:80]!r} is not "
                                "one this plugin gave out")
-        found = [record for record in _csi_records(self.config) if record["volume_id"] >= start]
+        found = [record for record in _csi_records(self.config) if record.volume_id >= start]
         limit = request.max_entries or len(found)
         page, rest = found[:limit], found[limit:]
         return csi_pb2.ListVolumesResponse(
             entries=[csi_pb2.ListVolumesResponse.Entry(volume=self._volume(record)) for record in page],
-            next_token=TOKEN_PREFIX + rest[0]["volume_id"] if rest else "")
+            next_token=TOKEN_PREFIX + rest[0].volume_id if rest else "")
 
     @rpc
     def ControllerGetCapabilities(self, request: csi_pb2.ControllerGetCapabilitiesRequest,
@@ -280,7 +280,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             for kind in (RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY)])
 
 
-def _csi_records(config: Config) -> list[dict]:
+def _csi_records(config: Config) -> list[state.Record]:
     """The records of the volumes made through CSI, sorted by volume id; unreadable ones skipped
     (the toolkit's doctor reports them)."""
     try:
@@ -291,10 +291,12 @@ def _csi_records(config: Config) -> list[dict]:
     for name in entries:
         if not name.endswith(".json"):
             continue
+        path = os.path.join(config.records_dir, name)
         try:
-            record = state.read_json(os.path.join(config.records_dir, name))
+            record = state.read_json(path)
+            record = None if record is None else state.Record.from_json(record, path)
         except FlexvolError:
             continue
-        if record and record.get(names.RECORD_NAME) and record.get("volume_id") == name[:-len(".json")]:
+        if record and record.csi_name and record.volume_id == name[:-len(".json")]:
             found.append(record)
     return found

@@ -51,10 +51,10 @@ class Node(csi_pb2_grpc.NodeServicer):
             raise invalid(f"volume {volume_id} holds {have}, not {wanted.mount.fs_type}; it is never "
                           "formatted again")
         target = mounting.check_target(path, config, what="staging path")
-        spec = VolumeSpec(volume_id, size_bytes=int(record.get("size_bytes") or 0), fs_type=have,
+        spec = VolumeSpec(volume_id, size_bytes=int(record.size_bytes or 0), fs_type=have,
                           read_only=capability.read_only(wanted),
                           mount_options=capability.mount_flags(wanted),
-                          allocation=record.get("allocation") or DEFAULT_ALLOCATION)
+                          allocation=record.allocation or DEFAULT_ALLOCATION)
         state.ensure_dirs(config)
         with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
             if self._already_mounted(target, volume_id, spec.read_only):
@@ -134,7 +134,7 @@ class Node(csi_pb2_grpc.NodeServicer):
             state.remove_target(config, target)
             checkpoint("target-removed")
             record = state.load_record(config, volume_id)
-            if record is not None and record.get(ephemeral.RECORD_FLAG) and not in_use(config, volume_id):
+            if record is not None and record.ephemeral and not in_use(config, volume_id):
                 # An inline volume lives as long as its pod's mount.
                 store.remove(config, volume_id)
 
@@ -197,8 +197,8 @@ class Node(csi_pb2_grpc.NodeServicer):
         state.ensure_dirs(config)
         with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
             record = state.load_record(config, volume_id)
-            if record is not None and (record.get(names.RECORD_NAME) != request.volume_id
-                                       or not record.get(ephemeral.RECORD_FLAG)):
+            if record is not None and (record.csi_name != request.volume_id
+                                       or not record.ephemeral):
                 raise CsiError(Code.ALREADY_EXISTS, f"volume id {volume_id} is taken by a volume "
                                f"that is not the inline volume {request.volume_id!r}")
             if self._already_mounted(target, volume_id, spec.read_only):
@@ -211,8 +211,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                     undo.push("forget target path", lambda: state.remove_target(config, target),
                               undo.path_gone(state.target_path(config, target)))
                     checkpoint("target-saved")
-                record, device = store.make(config, spec, request.volume_id, undo,
-                                            **{ephemeral.RECORD_FLAG: True})
+                record, device = store.make(config, spec, request.volume_id, undo, ephemeral=True)
                 growth.finish_growth(config, record, device)
                 mounting.ensure_mounted(device, target, spec, undo, config=config)
             except BaseException:

@@ -15,7 +15,7 @@ def exists(config: Config, volume_id: str) -> bool:
     return os.path.exists(config.record_path(volume_id)) or os.path.exists(config.backing_file(volume_id))
 
 
-def known(config: Config, volume_id: str) -> dict:
+def known(config: Config, volume_id: str) -> state.Record:
     """The record of a volume of this node's pool, or NOT_FOUND."""
     record = state.load_record(config, volume_id) if names.is_volume_id(volume_id) else None
     if record is None:
@@ -24,6 +24,6 @@ def known(config: Config, volume_id: str) -> dict:
     return record
 
 
-def fs_type(record: dict) -> str:
+def fs_type(record: state.Record) -> str:
     """The filesystem the volume holds (or will hold, before its first format)."""
-    return (record.get("formatted") or {}).get("fs_type") or record.get("fs_type") or DEFAULT_FS_TYPE
+    return record.formatted_fs or record.fs_type or DEFAULT_FS_TYPE

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from flexvol.core.config import Config
+from flexvol.core.records import Record
 from flexvol.csi.proto import csi_pb2
 
 Unit = csi_pb2.VolumeUsage.Unit
@@ -29,22 +30,22 @@ def usage(path: str) -> list[csi_pb2.VolumeUsage]:
     ]
 
 
-def condition(config: Config, record: dict, device: str) -> csi_pb2.VolumeCondition:
+def condition(config: Config, record: Record, device: str) -> csi_pb2.VolumeCondition:
     problems = []
-    path = config.backing_file(record["volume_id"])
+    path = config.backing_file(record.volume_id)
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
         problems.append(f"its backing file {path} is gone; {device} holds the only copy of the data")
     else:
-        wanted = int(record.get("size_bytes") or 0)
+        wanted = int(record.size_bytes or 0)
         if size < wanted:
             problems.append(f"its backing file {path} is {size} bytes, smaller than the volume's "
                             f"{wanted}: it was truncated")
     errors = _fs_errors(device)
     if errors:
         problems.append(f"the kernel counted {errors} filesystem error(s) on {device}; check it with "
-                        f"'flexvol fsck {record['volume_id']}' once it is unmounted")
+                        f"'flexvol fsck {record.volume_id}' once it is unmounted")
     if problems:
         return csi_pb2.VolumeCondition(abnormal=True, message="; ".join(problems))
     return csi_pb2.VolumeCondition(abnormal=False, message="healthy")

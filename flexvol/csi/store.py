@@ -13,7 +13,8 @@ from flexvol.core.undo import Undo, path_gone
 from flexvol.csi import names
 
 
-def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: object) -> tuple[dict, str]:
+def make(config: Config, spec: VolumeSpec, name: str, undo: Undo,
+         **fields: object) -> tuple[state.Record, str]:
     """Record (with the CSI name and `fields`), file, loop, format once, reserve; returns the
     record and the loop device, which the caller mounts or releases.
 
@@ -23,8 +24,9 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: obje
     """
     if state.load_record(config, spec.volume_id) is None:
         record = state.new_record(spec.volume_id, spec.size_bytes, spec.fs_type)
-        record.update({names.RECORD_NAME: name, "created_by": names.CREATED_BY,
-                       "allocation": spec.allocation, **fields})
+        record.csi_name, record.created_by, record.allocation = name, names.CREATED_BY, spec.allocation
+        for field, value in fields.items():
+            setattr(record, field, value)
         state.save_record(config, record)
         record_path = config.record_path(spec.volume_id)
         undo.push(f"remove new record of {spec.volume_id}", lambda: state.remove(record_path),

@@ -74,7 +74,7 @@ def record_owner(config: Config, pv: dict) -> tuple[bool, str | None]:
     volume_id = check_volume_id(claims.volume_id_of_pv(pv))
     fields = owner_fields(pv)
     known = state.load_record(config, volume_id) if os.path.isdir(config.records_dir) else None
-    if known is not None and all(known.get(key) == value for key, value in fields.items()):
+    if known is not None and all(getattr(known, key) == value for key, value in fields.items()):
         return False, None  # recorded already: no lock taken at every look
     state.ensure_dirs(config)
     with state.VolumeLock(config, volume_id, wait=10):
@@ -86,12 +86,13 @@ def record_owner(config: Config, pv: dict) -> tuple[bool, str | None]:
                                "recorded once the driver has adopted it")
             flex = (pv.get("spec") or {}).get("flexVolume") or {}
             record = state.new_record(volume_id, placement.pv_bytes(pv), flex.get("fsType") or "ext4")
-        elif record.get(PV_UID) and record[PV_UID] != fields[PV_UID]:
-            return False, (f"volume {volume_id} belongs to PersistentVolume {record.get(PV_NAME)} "
-                           f"(UID {record[PV_UID]}), not to {fields[PV_NAME]} (UID {fields[PV_UID]})")
-        elif all(record.get(key) == value for key, value in fields.items()):
+        elif record.pv_uid and record.pv_uid != fields[PV_UID]:
+            return False, (f"volume {volume_id} belongs to PersistentVolume {record.pv_name} "
+                           f"(UID {record.pv_uid}), not to {fields[PV_NAME]} (UID {fields[PV_UID]})")
+        elif all(getattr(record, key) == value for key, value in fields.items()):
             return False, None
-        record.update(fields)
+        for key, value in fields.items():
+            setattr(record, key, value)
         state.save_record(config, record)
         return True, None
 
@@ -114,12 +115,12 @@ def reclaim_problem(config: Config, pv: dict, provisioner: str) -> str | None:
             return (f"volume {volume_id} has a backing file but no record naming PersistentVolume "
                     f"{name} as its owner")
         return None
-    recorded = record.get(PV_UID)
+    recorded = record.pv_uid
     if recorded == uid:
         return None
     if not recorded:
         return (f"the record of volume {volume_id} names no PersistentVolume as its owner (it was "
                 "not seen provisioned); if it is no longer needed, delete it with "
                 f"'flexvol delete {volume_id}' on the node and the PV with kubectl")
-    return (f"volume {volume_id} belongs to PersistentVolume {record.get(PV_NAME)} (UID {recorded}), "
+    return (f"volume {volume_id} belongs to PersistentVolume {record.pv_name} (UID {recorded}), "
             f"not to {name} (UID {uid})")

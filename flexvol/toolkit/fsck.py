@@ -280,7 +280,7 @@ def run_checker(argv: list[str], *, on_line: Lines, on_fraction: Fraction,
 
 # ---- the operation --------------------------------------------------------------------------
 
-def _idle_record(config: Config, volume_id: str) -> dict:
+def _idle_record(config: Config, volume_id: str) -> state.Record:
     """The record of a volume that exists and that nothing mounts or attaches, or Refused."""
     path = config.backing_file(volume_id)
     record = state.load_record(config, volume_id)
@@ -302,13 +302,13 @@ def _idle_record(config: Config, volume_id: str) -> dict:
     return record
 
 
-def _fs_type(record: dict, device: str) -> str:
-    formatted = (record.get("formatted") or {}).get("fs_type")
+def _fs_type(record: state.Record, device: str) -> str:
+    formatted = record.formatted_fs
     if formatted:
         return formatted
     found = kernel.probe(device)
     if found.blank:
-        raise Refused(f"volume {record['volume_id']} holds no filesystem yet; nothing to check")
+        raise Refused(f"volume {record.volume_id} holds no filesystem yet; nothing to check")
     return found.fs_type
 
 

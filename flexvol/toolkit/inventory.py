@@ -49,7 +49,7 @@ class VolumeView:
     loop_devices: list[str] = field(default_factory=list)
     direct_io: bool | None = None
     mounts: list[MountView] = field(default_factory=list)
-    record: dict | None = None
+    record: state.Record | None = None
     file_path: str = ""
     file_exists: bool = False
     problems: list[str] = field(default_factory=list)
@@ -148,7 +148,7 @@ def pod_of_mount(config: Config, path: str, kubelet_root: str) -> str:
         target = state.load_target(config, path)
     except StateCorrupt:
         target = None
-    return (target or {}).get("pod") or pod_of(path, kubelet_root)
+    return (target.pod if target else "") or pod_of(path, kubelet_root)
 
 
 def _pod_name(pod_dir: str) -> str:
@@ -162,10 +162,10 @@ def _pod_name(pod_dir: str) -> str:
     return lines[-1][-1] if lines and len(lines[-1]) > 1 else ""
 
 
-def awaiting_first_mount(record: dict | None) -> bool:
+def awaiting_first_mount(record: state.Record | None) -> bool:
     """A provisioned volume's record written by the node agent before the driver's first mount
     made its file (provisioning/ownership.py): expected to have no file yet."""
-    return bool(record and record.get("pv_uid") and not record.get("formatted"))
+    return bool(record and record.pv_uid and not record.formatted)
 
 
 def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
@@ -186,8 +186,8 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
     mounts = [MountView(mount.mount_point, mount.read_only, device, pod_of_mount(config, mount.mount_point,
                                                                                 kubelet_root))
               for device in devices for mount in snapshot.mounts_of(device)]
-    formatted = (record or {}).get("formatted") or {}
-    fs_type = formatted.get("fs_type") or (record or {}).get("fs_type") or ""
+    formatted = (record.formatted if record else None) or {}
+    fs_type = formatted.get("fs_type") or (record.fs_type if record else "") or ""
     if record is None and not problems:
         problems.append("no record")
     if info is None and not (awaiting_first_mount(record) and not devices):
@@ -210,7 +210,7 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
     return VolumeView(
         volume_id=volume_id,
         state=word,
-        size_bytes=info.st_size if info else (record or {}).get("size_bytes"),
+        size_bytes=info.st_size if info else (record.size_bytes if record else None),
         allocated_bytes=info.st_blocks * 512 if info else None,
         fs_type=fs_type,
         formatted=bool(formatted),
@@ -223,7 +223,7 @@ def view(config: Config, volume_id: str, snapshot: Snapshot | None = None,
         file_exists=info is not None,
         problems=problems,
         pvs=pvs_of(record),
-        claim=str((record or {}).get("claim") or ""),
+        claim=str((record.claim if record else "") or ""),
         growing=_growth_pending(record, info.st_size if info else None),
         front_ends=front_ends(record, [mount.path for mount in mounts]),
     )
@@ -236,7 +236,7 @@ CSI_PATHS = ("/volumes/kubernetes.io~csi/", "/plugins/kubernetes.io/csi/")
 FLEXVOLUME_PATHS = ("/volumes/flexvol~loop/", "/plugins/kubernetes.io/flexvolume/")
 
 
-def front_ends(record: dict | None, mount_paths: list[str]) -> list[str]:
+def front_ends(record: state.Record | None, mount_paths: list[str]) -> list[str]:
     """The front ends a volume is used through: from its mounts when it has any, else from who
     made it (a CSI name in its record)."""
     found = set()
@@ -246,20 +246,21 @@ def front_ends(record: dict | None, mount_paths: list[str]) -> list[str]:
         elif any(part in path for part in FLEXVOLUME_PATHS):
             found.add("flexvolume")
     if not found and record is not None:
-        found.add("csi" if record.get("csi_name") else "flexvolume")
+        found.add("csi" if record.csi_name else "flexvolume")
     return sorted(found)
 
 
-def _growth_pending(record: dict | None, file_size: int | None) -> dict | None:
+def _growth_pending(record: state.Record | None, file_size: int | None) -> dict | None:
     from flexvol.core.backing import growth_pending
 
     return growth_pending(record, file_size)
 
 
-def pvs_of(record: dict | None) -> list[str]:
+def pvs_of(record: state.Record | None) -> list[str]:
     """The PV the agent provisioned the volume for, then any other PV names mounts used."""
-    record = record or {}
-    names = [record.get("pv_name") or "", *(record.get("pv_names") or [])]
+    if record is None:
+        return []
+    names = [record.pv_name or "", *record.pv_names]
     return [name for name in dict.fromkeys(names) if name and isinstance(name, str)]
 
 

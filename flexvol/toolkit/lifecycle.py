@@ -29,7 +29,7 @@ def _spec(volume_id: str, size: str, fs_type: str, allocation: str = "") -> Volu
 
 
 def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
-           allocation: str = "", progress: Progress | None = None) -> dict:
+           allocation: str = "", progress: Progress | None = None) -> state.Record:
     """Create and format a new volume, thick (all its blocks reserved) unless `allocation` says
     thin, as the driver makes one (options.DEFAULT_ALLOCATION).
 
@@ -87,12 +87,12 @@ def resize(config: Config, volume_id: str, size: str) -> int:
         raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
     # A growth whose filesystem step failed left the file (and the flag) at the bigger size:
     # that size counts, so a retry at the old one is a shrink, not a silent no-op.
-    growing = record.get("growing") or {}
+    growing = record.growing or {}
     try:
         on_disk = os.stat(config.backing_file(volume_id)).st_size
     except OSError:
         on_disk = 0
-    current = max(int(record.get("size_bytes") or 0), int(growing.get("to") or 0), on_disk)
+    current = max(int(record.size_bytes or 0), int(growing.get("to") or 0), on_disk)
     if new < current:
         unfinished = (f" (its filesystem is still growing to it: run 'flexvol resize {volume_id} "
                       f"{format_bytes(current)}' to finish)") if growing else ""

@@ -145,7 +145,7 @@ def _awaiting_first_mount(config: Config, volume_id: str) -> bool:
 
 def _recorded(config: Config, mount_dir: str, volume_id: str) -> bool:
     target = state.load_target(config, mount_dir)
-    return target is not None and target.get("volume_id") == volume_id
+    return target is not None and target.volume_id == volume_id
 
 
 def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> list[Finding]:
@@ -157,7 +157,7 @@ def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> l
         if directory in mounted:
             continue
         target = state.load_target(config, directory)
-        volume_id = target["volume_id"] if target else ""
+        volume_id = target.volume_id if target else ""
         if has_entries(directory):
             found.append(Finding(POD_DIR_UNMOUNTED, volume_id, directory,
                                  f"{directory} lost its mount and holds files the pod wrote to the root "
@@ -170,13 +170,13 @@ def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> l
             found.append(Finding(POD_DIR_UNMOUNTED, "", directory,
                                  f"{directory} lost its mount and no record says which volume it had; "
                                  "delete the pod so the kubelet mounts it again", ""))
-        elif not target.get("mode"):
+        elif not target.mode:
             found.append(Finding(POD_DIR_UNMOUNTED, volume_id, directory, mode_unknown(directory), ""))
         else:
             found.append(Finding(POD_DIR_UNMOUNTED, volume_id, directory,
                                  f"{directory} lost its mount (a reboot?): the pod would write to the "
                                  "root disk",
-                                 f"mount volume {volume_id} there again ({target['mode']})"))
+                                 f"mount volume {volume_id} there again ({target.mode})"))
     for name in _target_files(config):
         target = state.read_json(os.path.join(config.targets_dir, name))
         path = (target or {}).get("path", "")

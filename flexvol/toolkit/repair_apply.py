@@ -191,7 +191,7 @@ def copy_sparse(device: str, destination: str) -> None:
 
 def _unmount_stale(config: Config, finding: Finding) -> str:
     target = state.load_target(config, finding.subject)
-    if target is not None and target.get("volume_id") == finding.volume_id:
+    if target is not None and target.volume_id == finding.volume_id:
         raise Refused(f"{finding.subject} is known to the driver now; left alone")
     here = kernel.mounts_at(finding.subject)
     sources = tuple(mount.source for mount in here)
@@ -236,7 +236,7 @@ def _adopt_file(config: Config, finding: Finding) -> str:
     except ProbeFailed as error:
         raise Refused(f"{path} was not adopted: {error.message}", error.hint) from None
     record = state.new_record(finding.volume_id, os.stat(path).st_size, found.fs_type or "ext4")
-    record["adopted"] = True
+    record.adopted = True
     if found.fs_type:
         # the same memory ensure_filesystem keeps: formatted once, never again
         formatting._remember_formatted(config, record, found)
@@ -262,10 +262,10 @@ def _finish_growth(config: Config, finding: Finding) -> str:
     finally:
         loop.release_loop(config, finding.volume_id)
     undo.commit()
-    after = state.load_record(config, finding.volume_id) or {}
+    after = state.load_record(config, finding.volume_id)
     if backing.growth_pending(after, os.stat(path).st_size):
         raise FlexvolError(f"{finding.volume_id} is still flagged as growing after growing it")
-    return f"grew the filesystem of {finding.volume_id} to {after.get('size_bytes')} bytes"
+    return f"grew the filesystem of {finding.volume_id} to {after.size_bytes if after else None} bytes"
 
 
 def _forget_target(config: Config, finding: Finding) -> str:
@@ -283,10 +283,10 @@ def _remount(config: Config, finding: Finding) -> str:
     unmount forgets it, under this same lock) and only onto the dir as it is, never made again."""
     directory = finding.subject
     target = state.load_target(config, directory)
-    if target is None or target.get("volume_id") != finding.volume_id:
+    if target is None or target.volume_id != finding.volume_id:
         return (f"nothing to do: the kubelet unmounted {directory} meanwhile (the driver no longer "
                 f"has it as a mount of {finding.volume_id}); not mounted again")
-    if not target.get("mode"):
+    if not target.mode:
         raise Refused(mode_unknown(directory))
     from flexvol.core import mountdir
 
@@ -301,24 +301,24 @@ def _remount(config: Config, finding: Finding) -> str:
             raise Refused(f"{directory} holds files now; move them aside first")
     device = _mount_again(config, target, directory)
     here = kernel.mounts_at(directory)
-    if not here or here[-1].source != device or here[-1].read_only != (target["mode"] == "ro"):
+    if not here or here[-1].source != device or here[-1].read_only != (target.mode == "ro"):
         raise FlexvolError(f"the mount of {finding.volume_id} at {directory} did not take effect "
-                           f"as {target['mode']}")
-    return f"mounted {finding.volume_id} at {directory} ({target['mode']})"
+                           f"as {target.mode}")
+    return f"mounted {finding.volume_id} at {directory} ({target.mode})"
 
 
-def _mount_again(config: Config, target: dict, directory: str) -> str:
+def _mount_again(config: Config, target: state.Target, directory: str) -> str:
     """The driver's own steps, onto the dir as it is (never created); roll back on failure."""
-    volume_id = target["volume_id"]
+    volume_id = target.volume_id
     record = state.load_record(config, volume_id)
     if record is None:
         raise Refused(f"volume {volume_id} has no record; not mounted again")
-    formatted = (record.get("formatted") or {}).get("fs_type")
-    if not formatted or formatted != target.get("fs_type"):
-        raise Refused(f"volume {volume_id} was mounted as {target.get('fs_type') or '?'} but its record "
+    formatted = record.formatted_fs
+    if not formatted or formatted != target.fs_type:
+        raise Refused(f"volume {volume_id} was mounted as {target.fs_type or '?'} but its record "
                       f"says {formatted or 'never formatted'}; not mounted again")
-    spec = VolumeSpec(volume_id, fs_type=formatted, read_only=target["mode"] == "ro",
-                      mount_options=tuple(target.get("mount_options") or ()))
+    spec = VolumeSpec(volume_id, fs_type=formatted, read_only=target.mode == "ro",
+                      mount_options=tuple(target.mount_options or ()))
     undo = Undo()
     try:
         record, _created = backing.ensure_file(config, spec, undo, may_create=False)

@@ -29,7 +29,8 @@ def as_provisioned(driver: Driver, volume_id: str, pv: str, claim: str) -> None:
     config = Config(str(driver.root))
     record = state.load_record(config, volume_id)
     assert record is not None
-    record.update({"pv_name": pv, "pv_uid": "uid-" + pv, "namespace": claim.split("/")[0], "claim": claim})
+    record.pv_name, record.pv_uid, record.claim = pv, "uid-" + pv, claim
+    record.namespace = claim.split("/")[0]
     state.save_record(config, record)
 
 

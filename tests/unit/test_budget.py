@@ -155,11 +155,11 @@ def test_allocation_option_is_thick_by_default_thin_on_request_and_nothing_else(
     assert "option 'allocation' must be 'thin' or 'thick', got 'fat'" in str(refused.value)
 
 
-def reservation_record(config: Config, volume_id: str, allocation: str, size: int = 8 * MiB) -> dict:
+def reservation_record(config: Config, volume_id: str, allocation: str, size: int = 8 * MiB) -> state.Record:
     with open(config.backing_file(volume_id), "wb") as handle:
         handle.truncate(size)
     record = state.new_record(volume_id, size, "ext4")
-    record["allocation"] = allocation
+    record.allocation = allocation
     return record
 
 
@@ -172,7 +172,7 @@ def test_a_thick_volume_is_reserved_once_and_a_thin_one_never(config: Config) ->
     thick = reservation_record(config, "thick", "thick")
     assert backing.ensure_reserved(config, thick) == []
     assert os.stat(config.backing_file("thick")).st_blocks * 512 >= 8 * MiB
-    assert state.load_record(config, "thick")["reserved"] is True
+    assert state.load_record(config, "thick").reserved is True
 
 
 def test_a_reserved_volume_that_lost_blocks_is_mounted_anyway_with_a_note(
@@ -180,7 +180,7 @@ def test_a_reserved_volume_that_lost_blocks_is_mounted_anyway_with_a_note(
     from flexvol.core import backing
 
     record = reservation_record(config, "thick", "thick")
-    record["reserved"] = True  # reserved once; a discard mount gave blocks back since
+    record.reserved = True  # reserved once; a discard mount gave blocks back since
 
     def full(path: str, size: int, progress: object = None) -> None:
         raise Refused("reserving the blocks failed: No space left on device", "free space")

@@ -14,6 +14,7 @@ import yaml
 from rich.console import Console
 
 from flexvol.cli.render import volumes_table
+from flexvol.core import state
 from flexvol.core.config import Config
 from flexvol.core.errors import InvalidInput
 from flexvol.core.options import parse_spec
@@ -150,9 +151,11 @@ def test_create_echoes_the_size_ls_shows(monkeypatch: pytest.MonkeyPatch, two_vo
 
     made = []
 
-    def create(config: Config, volume_id: str, size: str, fs: str, **kwargs: object) -> dict:
+    def create(config: Config, volume_id: str, size: str, fs: str, **kwargs: object) -> state.Record:
         made.append(size)
-        return {"size_bytes": 1000001536, "allocation": "thick", "formatted": {"fs_type": "ext4"}}
+        record = state.new_record(volume_id, 1000001536, "ext4")
+        record.allocation, record.formatted = "thick", {"fs_type": "ext4"}
+        return record
 
     monkeypatch.setattr(lifecycle, "create", create)
     echoed = narrow("create", "v2", "-s", "1G", root=tmp_path)

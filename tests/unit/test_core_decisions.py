@@ -113,7 +113,7 @@ def test_never_reformat_every_sign(config: Config, monkeypatch: pytest.MonkeyPat
     make_file(config, "v1", written=blocks)
     record = state.new_record("v1", SIZE, "ext4")
     if interrupted:
-        record["mkfs_started"] = {"fs_type": "ext4", "at": "then"}
+        record.mkfs_started = {"fs_type": "ext4", "at": "then"}
     state.save_record(config, record)
     spec = VolumeSpec("v1", size_bytes=SIZE, fs_type="ext4")
 
@@ -122,7 +122,8 @@ def test_never_reformat_every_sign(config: Config, monkeypatch: pytest.MonkeyPat
         with pytest.raises({"ProbeFailed": ProbeFailed, "Refused": Refused}[want]):
             formatting.ensure_filesystem(config, record, "/dev/loop9", spec, created=created)
         assert script.ran("mkfs.ext4") == []
-        assert not (state.load_record(config, "v1") or {}).get("formatted")
+        saved = state.load_record(config, "v1")
+        assert saved is None or not saved.formatted
         return
     made = formatting.ensure_filesystem(config, record, "/dev/loop9", spec, created=created)
     mkfs = script.ran("mkfs.ext4")
@@ -130,13 +131,13 @@ def test_never_reformat_every_sign(config: Config, monkeypatch: pytest.MonkeyPat
     assert saved is not None
     if want == "remember":
         assert made is False and mkfs == []
-        assert saved["formatted"]["uuid"] == "uuid-old"
+        assert saved.formatted["uuid"] == "uuid-old"
         return
     assert made is True
     assert len(mkfs) == 1 and mkfs[0][-1] == "/dev/loop9"
     # --force only to finish flexvol's own half-done mkfs.
     assert ("-F" in mkfs[0]) == interrupted
-    assert saved["formatted"]["fs_type"] == "ext4" and saved["mkfs_started"] is None
+    assert saved.formatted["fs_type"] == "ext4" and saved.mkfs_started is None
     # The probe is skipped only for a file this call made that still holds no block.
     assert (script.ran("blkid") == []) == (created and not blocks)
 
@@ -150,7 +151,7 @@ def test_formatted_record_is_never_probed_or_reformatted(config: Config,
     script = scripted(monkeypatch, {"blkid": BLKID["blank"]})
     make_file(config, "v1", written=False)
     record = state.new_record("v1", SIZE, found)
-    record["formatted"] = {"fs_type": found, "uuid": "u", "at": "then"}
+    record.formatted = {"fs_type": found, "uuid": "u", "at": "then"}
     spec = VolumeSpec("v1", size_bytes=SIZE, fs_type="ext4")
     if found == "ext4":
         assert formatting.ensure_filesystem(config, record, "/dev/loop9", spec, created=True) is False
@@ -180,11 +181,13 @@ def test_created_blank_is_never_persisted(config: Config, monkeypatch: pytest.Mo
     record, created = backing.ensure_file(config, spec, undo, may_create=True)
     assert created is True
     on_disk = state.load_record(config, "v1")
-    assert on_disk is not None and "created_blank" not in on_disk and "created_blank" not in record
+    assert on_disk is not None and "created_blank" not in on_disk.to_json()
+    assert "created_blank" not in record.to_json()
     assert formatting.ensure_filesystem(config, record, "/dev/loop9", spec, created=created) is True
     assert script.ran("blkid") == []
     assert len(script.ran("mkfs.ext4")) == 1
-    assert "created_blank" not in (state.load_record(config, "v1") or {})
+    saved = state.load_record(config, "v1")
+    assert saved is not None and "created_blank" not in saved.to_json()
     # A second call finds the file: not created, so nothing is taken on trust.
     record, created = backing.ensure_file(config, spec, Undo(), may_create=True)
     assert created is False
@@ -196,7 +199,7 @@ def test_stale_created_blank_in_an_old_record_is_ignored(config: Config,
     script = scripted(monkeypatch, {"blkid": BLKID["xfs"]})
     make_file(config, "v1", written=False)
     record = state.new_record("v1", SIZE, "ext4")
-    record["created_blank"] = True
+    record.extra["created_blank"] = True  # left by an older version
     state.save_record(config, record)
     record, created = backing.ensure_file(config, VolumeSpec("v1", size_bytes=SIZE), Undo(),
                                           may_create=True)
@@ -243,10 +246,10 @@ class Sysfs:
         return device
 
 
-def loop_record(config: Config, device: str | None) -> dict:
+def loop_record(config: Config, device: str | None) -> state.Record:
     record = state.new_record("v1", SIZE, "ext4")
     if device:
-        record["loop_device"] = device
+        record.loop_device = device
     state.save_record(config, record)
     return record
 
@@ -272,7 +275,8 @@ def test_stale_or_absent_record_scans_and_reuses_the_live_device(
     record = loop_record(config, recorded)
     assert loop.ensure_loop(config, record, Undo()) == "/dev/loop7"
     assert sysfs.scans == 1 and sysfs.attached == []
-    assert (state.load_record(config, "v1") or {})["loop_device"] == "/dev/loop7"
+    saved = state.load_record(config, "v1")
+    assert saved is not None and saved.loop_device == "/dev/loop7"
 
 
 def test_half_recorded_attach_scans_even_with_a_live_record(config: Config,
@@ -282,7 +286,7 @@ def test_half_recorded_attach_scans_even_with_a_live_record(config: Config,
     path = make_file(config, "v1", written=False)
     sysfs = Sysfs(monkeypatch, {"/dev/loop5": os.path.realpath(path)})
     record = loop_record(config, "/dev/loop5")
-    record["loop_attaching"] = True
+    record.loop_attaching = True
     assert loop.ensure_loop(config, record, Undo()) == "/dev/loop5"
     assert sysfs.scans == 1 and sysfs.attached == []
 

@@ -42,9 +42,9 @@ def made(config: Config, name: str, size: int = 64 * MiB, *, fs_type: str = "ext
     """A volume as CreateVolume leaves it: formatted record (with the CSI name) and its file."""
     volume_id = names.volume_id_for(name)
     record = state.new_record(volume_id, size, fs_type)
-    record.update(formatted={"fs_type": fs_type, "uuid": "u"}, allocation=allocation)
+    record.formatted, record.allocation = {"fs_type": fs_type, "uuid": "u"}, allocation
     if csi:
-        record.update({names.RECORD_NAME: name, "created_by": names.CREATED_BY})
+        record.csi_name, record.created_by = name, names.CREATED_BY
     state.save_record(config, record)
     with open(config.backing_file(volume_id), "wb") as handle:
         handle.truncate(size)

@@ -45,7 +45,8 @@ def make_volume(config: Config, volume_id: str, size: int, written: bytes = b"",
     """A volume on disk; `owner`: the PV recorded as its owner, as the agent records it."""
     record = state.new_record(volume_id, size, "ext4")
     if owner is not None:
-        record.update(ownership.owner_fields(owner))
+        for key, value in ownership.owner_fields(owner).items():
+            setattr(record, key, value)
     state.save_record(config, record)
     with open(config.backing_file(volume_id), "wb") as handle:
         handle.truncate(size)
@@ -198,10 +199,10 @@ def test_the_agent_records_the_owning_pv_in_the_volume_record(cluster: FakeClust
     assert node_agent.record_owner(pv) is True
     record = state.load_record(config, VOLUME)
     assert record is not None
-    assert {key: record[key] for key in ownership.OWNER_FIELDS} == {
+    assert {key: getattr(record, key) for key in ownership.OWNER_FIELDS} == {
         "pv_name": VOLUME, "pv_uid": "7d8e9f00-aaaa-4bbb-8ccc-ddddeeee0001",
         "namespace": "shop", "claim": "shop/data"}
-    assert (record["size_bytes"], record["fs_type"], record["formatted"]) == (1 << 30, "ext4", None)
+    assert (record.size_bytes, record.fs_type, record.formatted) == (1 << 30, "ext4", None)
     assert not os.path.exists(config.backing_file(VOLUME))  # the driver's first mount makes it
     assert node_agent.record_owner(pv) is False               # once
     # Not a leftover: `flexvol ls` says provisioned and repair leaves it alone.
@@ -221,7 +222,7 @@ def test_the_agent_records_the_owning_pv_in_the_volume_record(cluster: FakeClust
     make_volume(config, "pvc-11111111-2222-4333-8444-555555555555", 64 * MiB, b"data")
     assert node_agent.record_owner(other) is True
     record = state.load_record(config, "pvc-11111111-2222-4333-8444-555555555555")
-    assert record["claim"] == "shop/logs" and record["size_bytes"] == 64 * MiB
+    assert record.claim == "shop/logs" and record.size_bytes == 64 * MiB
 
 
 @pytest.mark.parametrize("change", ["another-node", "another-provisioner", "released", "renamed"])
@@ -274,7 +275,7 @@ def test_an_owner_recorded_for_another_pv_is_kept(cluster: FakeCluster, config: 
     forged = bound(released_pv())
     forged["metadata"]["uid"] = "99999999-0000-4000-8000-000000000000"
     assert agent(cluster, config).record_owner(cluster.put_pv(forged)) is False
-    assert state.load_record(config, VOLUME)["pv_uid"] == "7d8e9f00-aaaa-4bbb-8ccc-ddddeeee0001"
+    assert state.load_record(config, VOLUME).pv_uid == "7d8e9f00-aaaa-4bbb-8ccc-ddddeeee0001"
     [(_, reason, message)] = cluster.events_for(VOLUME)
     assert reason == "VolumeOwnerNotRecorded" and "belongs to PersistentVolume" in message
 

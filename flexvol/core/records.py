@@ -1,0 +1,235 @@
+"""The three kinds of record flexvol keeps under its data root, typed (docs/layout.md
+sections 2-4): `Record` (a volume), `Target` (a mount dir -> its volume) and `Attachment`
+(a PV name -> its volume and the nodes it is attached to).
+
+Each is read with `from_json`, which checks the schema and every known field's type and
+raises StateCorrupt naming the file and the field, and written with `to_json`, which gives
+back the same keys in the same order as were read: keys a newer flexvol wrote that this one
+does not know are kept aside and written back, so running an older flexvol loses nothing.
+
+Hand-written classes with __slots__, not `dataclasses`: importing it costs about 12 ms, on the
+FlexVolume driver's per-call path, whose latency is measured.
+"""
+
+from __future__ import annotations
+
+from flexvol.core.errors import StateCorrupt
+
+SCHEMA = 1
+
+# Field kinds: "int", "str", "bool", "dict" (a JSON object), "strs" (a list of strings); a
+# trailing "?" allows null. A field is either always written (with its default when unset) or
+# written only when not None.
+_CHECKS = {
+    "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "str": lambda value: isinstance(value, str),
+    "bool": lambda value: isinstance(value, bool),
+    "dict": lambda value: isinstance(value, dict),
+    "strs": lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+}
+_NAMES = {"int": "a whole number", "str": "a string", "bool": "true or false",
+          "dict": "an object", "strs": "a list of strings"}
+_ALWAYS = True
+_OPTIONAL = False
+
+
+class _Stored:
+    """What the three record classes share: the field table, validation and the round trip."""
+
+    __slots__ = ("_order", "extra", "schema")
+    # (name, kind, always written, default); the identity fields come first and are required.
+    _FIELDS: tuple[tuple[str, str, bool, object], ...] = ()
+    _REQUIRED: tuple[str, ...] = ()
+    _WHAT = "record"
+    _HINT = ("move it aside and retry: a volume's record is rebuilt from its backing file, a "
+             "mount dir's or PV's by the next mount or attach")
+
+    schema: int
+    extra: dict
+    _order: tuple[str, ...]
+
+    def _init(self) -> None:
+        self.schema = SCHEMA
+        self.extra = {}
+        self._order = ()
+        for name, _kind, _always, default in self._FIELDS:
+            setattr(self, name, list(default) if isinstance(default, list) else default)
+
+    @classmethod
+    def from_json(cls, data: object, path: str):
+        """The record `data` (as parsed from `path`), or StateCorrupt saying what is wrong."""
+        if not isinstance(data, dict):
+            raise StateCorrupt(f"{cls._WHAT} {path} is corrupt: not a JSON object", cls._HINT)
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            raise StateCorrupt(f"{cls._WHAT} {path} has schema {schema!r}, this flexvol reads "
+                               f"schema {SCHEMA}", "upgrade flexvol")
+        for name in cls._REQUIRED:
+            if name not in data:
+                raise StateCorrupt(f"{cls._WHAT} {path} is corrupt: it has no {name!r}", cls._HINT)
+        self = cls.__new__(cls)
+        self._init()
+        known = set()
+        for name, kind, _always, _default in cls._FIELDS:
+            known.add(name)
+            if name not in data:
+                continue
+            value = data[name]
+            nullable = kind.endswith("?")
+            base = kind.rstrip("?")
+            if not (value is None and nullable) and not _CHECKS[base](value):
+                raise StateCorrupt(f"{cls._WHAT} {path} is corrupt: {name!r} is {_describe(value)}, "
+                                   f"not {_NAMES[base]}{' or null' if nullable else ''}", cls._HINT)
+            setattr(self, name, list(value) if base == "strs" and value is not None else value)
+        self.extra = {key: value for key, value in data.items() if key not in known and key != "schema"}
+        self._order = tuple(data)
+        return self
+
+    def to_json(self) -> dict:
+        """The record as a JSON object, in the key order it was read in (new keys last)."""
+        body: dict = {"schema": self.schema}
+        for name, _kind, always, _default in self._FIELDS:
+            value = getattr(self, name)
+            if always or value is not None:
+                body[name] = list(value) if isinstance(value, (list, tuple)) else value
+        for key, value in self.extra.items():
+            body.setdefault(key, value)
+        if not self._order:
+            return body
+        ordered = {key: body[key] for key in self._order if key in body}
+        ordered.update(body)
+        return ordered
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_json() == other.to_json()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment] - mutable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_json()!r})"
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+class Record(_Stored):
+    """A volume's record: `records/<id>.json` (docs/layout.md section 2)."""
+
+    __slots__ = ("adopted", "allocation", "claim", "created_at", "created_by", "csi_name",
+                 "ephemeral", "formatted", "fs_type", "growing", "loop_attaching", "loop_device",
+                 "mkfs_started", "namespace", "pv_name", "pv_names", "pv_uid", "reserved",
+                 "shareable", "size_bytes", "volume_id")
+    _WHAT = "volume record"
+    _REQUIRED = ("volume_id",)
+    _FIELDS = (
+        ("volume_id", "str", _ALWAYS, ""),
+        ("size_bytes", "int", _ALWAYS, 0),
+        ("fs_type", "str", _ALWAYS, ""),
+        ("created_at", "str", _ALWAYS, ""),
+        ("formatted", "dict?", _ALWAYS, None),
+        ("mkfs_started", "dict?", _ALWAYS, None),
+        ("loop_device", "str?", _ALWAYS, None),
+        ("pv_names", "strs", _ALWAYS, []),
+        ("loop_attaching", "bool?", _OPTIONAL, None),
+        ("adopted", "bool?", _OPTIONAL, None),
+        ("allocation", "str?", _OPTIONAL, None),
+        ("reserved", "bool?", _OPTIONAL, None),
+        ("growing", "dict?", _OPTIONAL, None),
+        ("namespace", "str?", _OPTIONAL, None),
+        ("shareable", "bool?", _OPTIONAL, None),
+        ("pv_name", "str?", _OPTIONAL, None),
+        ("pv_uid", "str?", _OPTIONAL, None),
+        ("claim", "str?", _OPTIONAL, None),
+        ("created_by", "str?", _OPTIONAL, None),
+        ("csi_name", "str?", _OPTIONAL, None),
+        ("ephemeral", "bool?", _OPTIONAL, None),
+    )
+
+    volume_id: str
+    size_bytes: int
+    fs_type: str
+    created_at: str
+    formatted: dict | None          # {"fs_type", "uuid", "at"} once the volume holds a filesystem
+    mkfs_started: dict | None       # {"fs_type", "at"} while a mkfs of ours runs
+    loop_device: str | None         # a cache: trusted only after sysfs confirms it
+    pv_names: list[str]
+    loop_attaching: bool | None
+    adopted: bool | None
+    allocation: str | None          # "thick" or "thin"; None (absent) on volumes older than thick
+    reserved: bool | None
+    growing: dict | None            # {"to", "since", "error"} while a growth is unfinished
+    namespace: str | None
+    shareable: bool | None
+    pv_name: str | None
+    pv_uid: str | None
+    claim: str | None
+    created_by: str | None
+    csi_name: str | None
+    ephemeral: bool | None
+
+    def __init__(self, volume_id: str, size_bytes: int, fs_type: str, created_at: str) -> None:
+        self._init()
+        self.volume_id = volume_id
+        self.size_bytes = size_bytes
+        self.fs_type = fs_type
+        self.created_at = created_at
+
+    @property
+    def formatted_fs(self) -> str:
+        """The filesystem the volume was formatted with, "" before its first format."""
+        return str((self.formatted or {}).get("fs_type") or "")
+
+
+class Target(_Stored):
+    """A mount dir's record: `targets/<key>.json` (docs/layout.md section 3)."""
+
+    __slots__ = ("fs_type", "mode", "mount_options", "path", "pod", "volume_id")
+    _WHAT = "mount target record"
+    _REQUIRED = ("path", "volume_id")
+    _FIELDS = (
+        ("path", "str", _ALWAYS, ""),
+        ("volume_id", "str", _ALWAYS, ""),
+        ("pod", "str?", _OPTIONAL, None),
+        ("mode", "str?", _OPTIONAL, None),
+        ("fs_type", "str?", _OPTIONAL, None),
+        ("mount_options", "strs?", _OPTIONAL, None),
+    )
+
+    path: str
+    volume_id: str
+    pod: str | None                 # "namespace/name", when the kubelet sent it
+    mode: str | None                # "rw" or "ro"; None on records older than repair's remount
+    fs_type: str | None
+    mount_options: list[str] | None
+
+    def __init__(self, path: str, volume_id: str) -> None:
+        self._init()
+        self.path = path
+        self.volume_id = volume_id
+
+
+class Attachment(_Stored):
+    """A PV's record: `pvs/<pv name>.json` (docs/layout.md section 4)."""
+
+    __slots__ = ("nodes", "pv_name", "volume_id")
+    _WHAT = "PV record"
+    _REQUIRED = ("pv_name", "volume_id")
+    _FIELDS = (
+        ("pv_name", "str", _ALWAYS, ""),
+        ("volume_id", "str", _ALWAYS, ""),
+        ("nodes", "strs", _ALWAYS, []),
+    )
+
+    pv_name: str
+    volume_id: str
+    nodes: list[str]                # sorted
+
+    def __init__(self, pv_name: str, volume_id: str, nodes: list[str]) -> None:
+        self._init()
+        self.pv_name = pv_name
+        self.volume_id = volume_id
+        self.nodes = sorted(nodes)
