@@ -260,7 +260,7 @@ def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str 
 
 def in_use(config: Config, volume_id: str) -> list[str]:
     """Why a volume may not be deleted now: its loop devices, mounts and attachments."""
-    from flexvol.core import kernel
+    from flexvol.core import kernel, layout
 
     reasons = []
     path = config.backing_file(volume_id)
@@ -268,16 +268,17 @@ def in_use(config: Config, volume_id: str) -> list[str]:
     for device in kernel.loops_of_file(path):
         places = [mount.mount_point for mount in kernel.mounts_of_device(device, mounts)]
         reasons.append(f"mounted at {', '.join(places)}" if places else f"attached as {device}")
-    for name in _names(config.pvs_dir):
-        known = state.read_json(os.path.join(config.pvs_dir, name)) or {}
-        if known.get("volume_id") == volume_id and known.get("nodes"):
-            reasons.append(f"attached to node(s) {', '.join(known['nodes'])} as PV {known.get('pv_name')}")
+    for known in layout.iter_attachments(config):
+        if known.volume_id == volume_id and known.nodes:
+            reasons.append(f"attached to node(s) {', '.join(known.nodes)} as PV {known.pv_name}")
     return reasons
 
 
 def delete(config: Config, volume_id: str, call: CallInfo) -> list[str]:
     """Remove a volume that nothing uses: its backing file, record and stale mount targets;
     return the paths removed."""
+    from flexvol.core import layout
+
     call.volume_id = volume_id
     state.ensure_dirs(config)
     with state.VolumeLock(config, volume_id, wait=10):
@@ -290,20 +291,12 @@ def delete(config: Config, volume_id: str, call: CallInfo) -> list[str]:
             raise Refused(f"volume {volume_id} is in use: {'; '.join(reasons)}",
                           "stop the pods that use it (the kubelet then unmounts it) and try again")
         removed = []
-        for name in _names(config.targets_dir):
-            target = state.read_json(os.path.join(config.targets_dir, name)) or {}
-            if target.get("volume_id") == volume_id:
-                state.remove(os.path.join(config.targets_dir, name))
+        for target_file, target in layout.iter_targets(config):
+            if target.volume_id == volume_id:
+                state.remove(target_file)
         if state.remove(path, durable=True):
             removed.append(path)
         if state.remove(config.record_path(volume_id), durable=True):
             removed.append(config.record_path(volume_id))
         call.notes.extend(f"removed {item}" for item in removed)
         return removed
-
-
-def _names(directory: str) -> list[str]:
-    try:
-        return sorted(name for name in os.listdir(directory) if name.endswith(".json"))
-    except OSError:
-        return []

@@ -13,9 +13,9 @@ import os
 
 from google.protobuf import wrappers_pb2
 
-from flexvol.core import budget, loop, state
+from flexvol.core import budget, layout, loop, state
 from flexvol.core.config import Config
-from flexvol.core.errors import FlexvolError, InvalidInput, Refused
+from flexvol.core.errors import InvalidInput, Refused
 from flexvol.core.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
 from flexvol.core.operations import in_use
 from flexvol.core.options import ALLOCATION, DEFAULT_SIZE, SIZE_ALIGNMENT, THICK, VolumeSpec, check_allocation
@@ -283,20 +283,5 @@ class Controller(csi_pb2_grpc.ControllerServicer):
 def _csi_records(config: Config) -> list[state.Record]:
     """The records of the volumes made through CSI, sorted by volume id; unreadable ones skipped
     (the toolkit's doctor reports them)."""
-    try:
-        entries = sorted(os.listdir(config.records_dir))
-    except OSError:
-        return []
-    found = []
-    for name in entries:
-        if not name.endswith(".json"):
-            continue
-        path = os.path.join(config.records_dir, name)
-        try:
-            record = state.read_json(path)
-            record = None if record is None else state.Record.from_json(record, path)
-        except FlexvolError:
-            continue
-        if record and record.csi_name and record.volume_id == name[:-len(".json")]:
-            found.append(record)
-    return found
+    skip = lambda path, error: None  # noqa: E731
+    return [record for record in layout.iter_records(config, on_corrupt=skip) if record.csi_name]

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
-
-from flexvol.core import backing, formatting, loop, state
+from flexvol.core import backing, formatting, layout, loop, state
 from flexvol.core.config import Config
 from flexvol.core.faults import checkpoint
 from flexvol.core.options import VolumeSpec
@@ -42,13 +40,8 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo,
 def remove(config: Config, volume_id: str) -> None:
     """Forget the volume's mount dirs, then remove its file and, last, its record (which a retry
     finds: a kill between the two leaves a record the retried call removes)."""
-    try:
-        entries = sorted(os.listdir(config.targets_dir))
-    except OSError:
-        entries = []
-    for entry in entries:
-        path = os.path.join(config.targets_dir, entry)
-        if entry.endswith(".json") and (state.read_json(path) or {}).get("volume_id") == volume_id:
+    for path, target in layout.iter_targets(config):
+        if target.volume_id == volume_id:
             state.remove(path)
     state.remove(config.backing_file(volume_id), durable=True)
     checkpoint("backing-file-removed")

@@ -12,7 +12,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from flexvol.core import kernel, state
+from flexvol.core import kernel, layout, state
 from flexvol.core.budget import Pool, measure
 from flexvol.core.config import Config
 from flexvol.core.errors import StateCorrupt
@@ -107,19 +107,11 @@ class Snapshot:
 
 
 def record_ids(config: Config) -> list[str]:
-    return _names(config.records_dir, ".json")
+    return layout.record_ids(config)
 
 
 def file_ids(config: Config) -> list[str]:
-    return _names(config.volumes_dir, ".img")
-
-
-def _names(directory: str, suffix: str) -> list[str]:
-    try:
-        return sorted(name[: -len(suffix)] for name in os.listdir(directory)
-                      if name.endswith(suffix) and not name.startswith("."))
-    except FileNotFoundError:
-        return []
+    return layout.entries(config.volumes_dir, ".img")
 
 
 def known_ids(config: Config, snapshot: Snapshot) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from flexvol.core import backing, guard, kernel, state
+from flexvol.core import backing, guard, kernel, layout, state
 from flexvol.core.config import Config
 from flexvol.core.errors import FlexvolError
 from flexvol.toolkit.inventory import (
@@ -177,12 +177,11 @@ def _target_findings(config: Config, snapshot: Snapshot, kubelet_root: str) -> l
                                  f"{directory} lost its mount (a reboot?): the pod would write to the "
                                  "root disk",
                                  f"mount volume {volume_id} there again ({target.mode})"))
-    for name in _target_files(config):
-        target = state.read_json(os.path.join(config.targets_dir, name))
-        path = (target or {}).get("path", "")
+    for _file, target in layout.iter_targets(config):
+        path = target.path
         if not path or path in seen or path in mounted or os.path.exists(path):
             continue
-        found.append(Finding(STALE_TARGET, target.get("volume_id", ""), path,
+        found.append(Finding(STALE_TARGET, target.volume_id, path,
                              f"the driver remembers a mount at {path}, which no longer exists",
                              "forget it"))
     return found
@@ -212,13 +211,6 @@ def pod_volume_dirs(kubelet_root: str) -> list[str]:
         found.extend(os.path.join(driver_dir, name) for name in names
                      if os.path.isdir(os.path.join(driver_dir, name)))
     return found
-
-
-def _target_files(config: Config) -> list[str]:
-    try:
-        return sorted(name for name in os.listdir(config.targets_dir) if name.endswith(".json"))
-    except OSError:
-        return []
 
 
 def has_entries(directory: str) -> bool:

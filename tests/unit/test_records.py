@@ -1,6 +1,7 @@
-"""The typed records (core/records.py): files written by earlier versions load and save back
-byte for byte, keys of a newer version survive, and a field of the wrong type is refused with a
-message naming the file and field."""
+"""The typed records (core/records.py) and the walks of the record directories
+(core/layout.py): files written by earlier versions load and save back byte for byte, keys of a
+newer version survive, a field of the wrong type is refused with a message naming the file and
+field, and walks skip temporary files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flexvol.core import state, wirejson
+from flexvol.core import layout, state, wirejson
 from flexvol.core.config import Config
 from flexvol.core.errors import StateCorrupt
 from flexvol.core.records import SCHEMA, Attachment, Record, Target
@@ -191,6 +192,49 @@ def test_another_schema_is_refused_with_upgrade_flexvol(kind: type, schema: obje
 def test_not_an_object_is_corrupt() -> None:
     with pytest.raises(StateCorrupt, match="is corrupt: not a JSON object"):
         Record.from_json([1], "/root/records/v1.json")
+
+
+def test_walks_skip_temporary_files_and_are_sorted(config: Config) -> None:
+    for volume_id in ("b", "a", "c"):
+        state.save_record(config, state.new_record(volume_id, 1 << 20, "ext4"))
+    # A killed writer's temp files, and other files that are not records.
+    write(os.path.join(config.records_dir, ".d.json.4242.tmp"), b"{")
+    write(os.path.join(config.records_dir, ".e.json"), b"{")
+    write(os.path.join(config.records_dir, "notes.txt"), b"x")
+    assert [record.volume_id for record in layout.iter_records(config)] == ["a", "b", "c"]
+    assert layout.record_ids(config) == ["a", "b", "c"]
+    state.save_target(config, "/mnt/z", "a")
+    state.save_target(config, "/mnt/y", "b")
+    write(os.path.join(config.targets_dir, ".mnt%2Fx.json.99.tmp"), b"")
+    assert [(os.path.basename(path), target.path) for path, target in layout.iter_targets(config)] == [
+        ("mnt%2Fy.json", "/mnt/y"), ("mnt%2Fz.json", "/mnt/z")]
+    state.save_pv(config, "pv-2", "b", ["n1"])
+    state.save_pv(config, "pv-1", "a", ["n1"])
+    write(os.path.join(config.pvs_dir, ".pv-3.json.7.tmp"), b"")
+    assert [item.pv_name for item in layout.iter_attachments(config)] == ["pv-1", "pv-2"]
+
+
+def test_walks_report_corrupt_entries_or_raise(config: Config) -> None:
+    state.save_record(config, state.new_record("a", 1 << 20, "ext4"))
+    write(config.record_path("b"), b"garbage{")
+    other = state.new_record("other", 1 << 20, "ext4")
+    state.save_record(config, other)
+    os.rename(config.record_path("other"), config.record_path("c"))  # names another volume
+    with pytest.raises(StateCorrupt, match=r"records/b.json is corrupt"):
+        list(layout.iter_records(config))
+    seen: list[tuple[str, str]] = []
+    found = list(layout.iter_records(config, on_corrupt=lambda path, error: seen.append(
+        (os.path.basename(path), error.message))))
+    assert [record.volume_id for record in found] == ["a"]
+    assert seen == [("b.json", f"record {config.record_path('b')} is corrupt"),
+                    ("c.json", f"volume record {config.record_path('c')} names volume 'other'")]
+
+
+def test_walks_of_missing_directories_are_empty(tmp_path: Path) -> None:
+    config = Config(str(tmp_path / "nothing"))
+    assert list(layout.iter_records(config)) == []
+    assert list(layout.iter_targets(config)) == []
+    assert list(layout.iter_attachments(config)) == []
 
 
 def test_a_size_of_the_wrong_type_is_refused_by_resize_not_a_traceback(config: Config) -> None:
