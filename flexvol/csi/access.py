@@ -26,7 +26,8 @@ def mount_group(wanted: csi_pb2.VolumeCapability) -> int | None:
     text = wanted.mount.volume_mount_group if wanted.WhichOneof("access_type") == "mount" else ""
     if not text:
         return None
-    if not text.isdigit() or int(text) > MAX_GID:
+    # ASCII digits only: str.isdigit also takes "²" (int() then fails) and other scripts' digits.
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_GID:
         raise invalid(f"volume_mount_group {text[:40]!r} is not a numeric group id (0..{MAX_GID}): "
                       "flexvol gives the volume's root directory to that group")
     return int(text)
