@@ -29,10 +29,23 @@ def grow(config: Config, record: state.Record, new_bytes: int, undo: Undo) -> bo
     Never shrinks; repeating it is a no-op. Returns True if the file grew.
     """
     volume_id = record.volume_id
-    formatted = record.formatted
-    if not formatted:
+    if not record.formatted:
         raise Refused(f"volume {volume_id} has never been formatted, so there is nothing to grow",
                       "mount it once first")
+    grew = grow_file(config, record, new_bytes)
+    path = config.backing_file(volume_id)
+    device = loop.ensure_loop(config, record, undo)
+    if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
+        loop.set_loop_capacity(device)
+        checkpoint("loop-capacity-set")
+    grow_filesystem(config, record, device, os.stat(path).st_size)
+    return grew
+
+
+def grow_file(config: Config, record: state.Record, new_bytes: int) -> bool:
+    """Grow the backing file to at least new_bytes within the pool's budget and reserve a thick
+    volume's new part; True if the file grew. A formatted volume is flagged `growing` first."""
+    volume_id = record.volume_id
     path = config.backing_file(volume_id)
     current = os.stat(path).st_size
     grew = False
@@ -40,18 +53,14 @@ def grow(config: Config, record: state.Record, new_bytes: int, undo: Undo) -> bo
         backing.check_pool_space(config, new_bytes, volume_id)
         # Flagged before the file grows: whatever step fails or is killed from here on, the
         # record says its filesystem has not caught up (cleared by grow_filesystem).
-        mark_growing(config, record, new_bytes)
+        if record.formatted:
+            mark_growing(config, record, new_bytes)
         os.truncate(path, new_bytes)
         grew = True
         checkpoint("file-grown")
     # A thick volume's new part is reserved, or the growth fails (and a retry reserves it);
     # blocks lost since (a discard mount) are reserved again where the pool allows.
     backing.ensure_reserved(config, record, strict=os.stat(path).st_size > int(record.size_bytes or 0))
-    device = loop.ensure_loop(config, record, undo)
-    if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
-        loop.set_loop_capacity(device)
-        checkpoint("loop-capacity-set")
-    grow_filesystem(config, record, device, os.stat(path).st_size)
     return grew
 
 

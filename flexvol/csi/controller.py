@@ -20,7 +20,7 @@ from flexvol.core.filesystems import DEFAULT_FS_TYPE, FILESYSTEMS
 from flexvol.core.operations import in_use
 from flexvol.core.options import ALLOCATION, DEFAULT_SIZE, SIZE_ALIGNMENT, THICK, VolumeSpec, check_allocation
 from flexvol.core.undo import Undo
-from flexvol.csi import capability, names, records, store
+from flexvol.csi import capability, expand, names, records, store
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
 
@@ -277,7 +277,13 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                                   context: object) -> csi_pb2.ControllerGetCapabilitiesResponse:
         return csi_pb2.ControllerGetCapabilitiesResponse(capabilities=[
             csi_pb2.ControllerServiceCapability(rpc=RPC(type=kind))
-            for kind in (RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY)])
+            for kind in (RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY,
+                         RPC.EXPAND_VOLUME)])
+
+    @rpc
+    def ControllerExpandVolume(self, request: csi_pb2.ControllerExpandVolumeRequest,
+                               context: object) -> csi_pb2.ControllerExpandVolumeResponse:
+        return expand.controller_expand(self.config, request)
 
 
 def _csi_records(config: Config) -> list[state.Record]:

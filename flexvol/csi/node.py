@@ -20,7 +20,7 @@ from flexvol.core.operations import in_use
 from flexvol.core.options import DEFAULT_ALLOCATION, VolumeSpec
 from flexvol.core.runner import run
 from flexvol.core.undo import Undo
-from flexvol.csi import capability, ephemeral, names, records, stats, store
+from flexvol.csi import access, capability, ephemeral, expand, names, records, stats, store
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
 
@@ -44,6 +44,7 @@ class Node(csi_pb2_grpc.NodeServicer):
             raise invalid("volume capability is missing")
         wanted = request.volume_capability
         capability.check(wanted)
+        access.mount_group(wanted)
         config = self.config
         record = records.known(config, volume_id)
         have = records.fs_type(record)
@@ -58,6 +59,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         state.ensure_dirs(config)
         with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
             if self._already_mounted(target, volume_id, spec.read_only):
+                access.apply_mount_group(target, volume_id, wanted, spec.read_only)
                 return csi_pb2.NodeStageVolumeResponse()
             undo = Undo()
             try:
@@ -77,6 +79,8 @@ class Node(csi_pb2_grpc.NodeServicer):
                     mounting.ensure_mounted(device, target, spec, undo, config=config)
                 except CommandFailed as error:
                     raise mounting.explain_mount_failure(record, device, error) from None
+                if access.apply_mount_group(target, volume_id, wanted, spec.read_only):
+                    checkpoint("fsgroup-applied")
             except BaseException:
                 undo.rollback()
                 raise
@@ -148,6 +152,7 @@ class Node(csi_pb2_grpc.NodeServicer):
         if not request.HasField("volume_capability"):
             raise invalid("volume capability is missing")
         capability.check(request.volume_capability)
+        access.mount_group(request.volume_capability)
         if request.volume_context.get(ephemeral.MARKER) == "true":
             self._publish_ephemeral(request, volume_id, path)
             return csi_pb2.NodePublishVolumeResponse()
@@ -167,7 +172,9 @@ class Node(csi_pb2_grpc.NodeServicer):
             if not staged or mounting.volume_of_mount(config, staged[-1]) != volume_id:
                 raise CsiError(Code.FAILED_PRECONDITION,
                                f"volume {volume_id} is not staged at {staging}; stage it first")
+            access.check_namespace(config, volume_id, dict(request.volume_context))
             if self._already_mounted(target, volume_id, read_only):
+                access.apply_mount_group(target, volume_id, request.volume_capability, read_only)
                 return csi_pb2.NodePublishVolumeResponse()
             undo = Undo()
             try:
@@ -177,6 +184,8 @@ class Node(csi_pb2_grpc.NodeServicer):
                               undo.path_gone(state.target_path(config, target)))
                     checkpoint("target-saved")
                 bind(config, staging, target, staged[-1].source, volume_id, read_only, undo)
+                if access.apply_mount_group(target, volume_id, request.volume_capability, read_only):
+                    checkpoint("fsgroup-applied")
             except BaseException:
                 undo.rollback()
                 raise
@@ -202,6 +211,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                 raise CsiError(Code.ALREADY_EXISTS, f"volume id {volume_id} is taken by a volume "
                                f"that is not the inline volume {request.volume_id!r}")
             if self._already_mounted(target, volume_id, spec.read_only):
+                access.apply_mount_group(target, volume_id, request.volume_capability, spec.read_only)
                 return
             undo = Undo()
             try:
@@ -213,7 +223,10 @@ class Node(csi_pb2_grpc.NodeServicer):
                     checkpoint("target-saved")
                 record, device = store.make(config, spec, request.volume_id, undo, ephemeral=True)
                 growth.finish_growth(config, record, device)
+                access.check_namespace(config, volume_id, dict(request.volume_context))
                 mounting.ensure_mounted(device, target, spec, undo, config=config)
+                if access.apply_mount_group(target, volume_id, request.volume_capability, spec.read_only):
+                    checkpoint("fsgroup-applied")
             except BaseException:
                 undo.rollback()
                 raise
@@ -257,7 +270,13 @@ class Node(csi_pb2_grpc.NodeServicer):
                             context: object) -> csi_pb2.NodeGetCapabilitiesResponse:
         return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[
             csi_pb2.NodeServiceCapability(rpc=RPC(type=kind))
-            for kind in (RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION)])
+            for kind in (RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION,
+                         RPC.EXPAND_VOLUME, RPC.VOLUME_MOUNT_GROUP)])
+
+    @rpc
+    def NodeExpandVolume(self, request: csi_pb2.NodeExpandVolumeRequest,
+                         context: object) -> csi_pb2.NodeExpandVolumeResponse:
+        return expand.node_expand(self.config, request)
 
     @rpc
     def NodeGetInfo(self, request: csi_pb2.NodeGetInfoRequest,

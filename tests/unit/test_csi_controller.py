@@ -66,9 +66,11 @@ def test_identity_names_the_plugin_and_its_capabilities() -> None:
     info = identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest(), FakeContext())
     assert info.name == "loop.flexvol.io" and info.vendor_version
     caps = identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest(), FakeContext())
-    kinds = {cap.service.type for cap in caps.capabilities}
+    kinds = {cap.service.type for cap in caps.capabilities if cap.HasField("service")}
     assert kinds == {csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE,
                      csi_pb2.PluginCapability.Service.VOLUME_ACCESSIBILITY_CONSTRAINTS}
+    expansion = [cap.volume_expansion.type for cap in caps.capabilities if cap.HasField("volume_expansion")]
+    assert expansion == [csi_pb2.PluginCapability.VolumeExpansion.ONLINE]
     assert identity.Probe(csi_pb2.ProbeRequest(), FakeContext()).ready.value is True
 
 
@@ -245,7 +247,7 @@ def test_controller_capabilities(service: Controller) -> None:
     reply = service.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest(), FakeContext())
     RPC = csi_pb2.ControllerServiceCapability.RPC
     assert [cap.rpc.type for cap in reply.capabilities] == \
-        [RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY]
+        [RPC.CREATE_DELETE_VOLUME, RPC.LIST_VOLUMES, RPC.GET_CAPACITY, RPC.EXPAND_VOLUME]
 
 
 # ---- GetCapacity, ListVolumes ----------------------------------------------------------------

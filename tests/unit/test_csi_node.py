@@ -132,7 +132,8 @@ def test_node_info_pins_volumes_to_the_node(service: Node) -> None:
     caps = service.NodeGetCapabilities(csi_pb2.NodeGetCapabilitiesRequest(), FakeContext())
     RPC = csi_pb2.NodeServiceCapability.RPC
     assert [cap.rpc.type for cap in caps.capabilities] == \
-        [RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION]
+        [RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION, RPC.EXPAND_VOLUME,
+         RPC.VOLUME_MOUNT_GROUP]
 
 
 def test_volume_stats_status_codes(service: Node, config: Config) -> None:

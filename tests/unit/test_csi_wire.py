@@ -53,6 +53,16 @@ def test_field_numbers_are_the_specs() -> None:
     assert _numbers(csi_pb2.NodeGetInfoResponse) == {"node_id": 1, "max_volumes_per_node": 2,
                                                      "accessible_topology": 3}
     assert _numbers(csi_pb2.VolumeCapability) == {"block": 1, "mount": 2, "access_mode": 3}
+    assert _numbers(csi_pb2.VolumeCapability.MountVolume) == {"fs_type": 1, "mount_flags": 2,
+                                                              "volume_mount_group": 3}
+    assert _numbers(csi_pb2.ControllerExpandVolumeRequest) == {
+        "volume_id": 1, "capacity_range": 2, "secrets": 3, "volume_capability": 4}
+    assert _numbers(csi_pb2.ControllerExpandVolumeResponse) == {"capacity_bytes": 1,
+                                                                "node_expansion_required": 2}
+    assert _numbers(csi_pb2.NodeExpandVolumeRequest) == {
+        "volume_id": 1, "volume_path": 2, "capacity_range": 3, "staging_target_path": 4,
+        "volume_capability": 5, "secrets": 6}
+    assert _numbers(csi_pb2.NodeExpandVolumeResponse) == {"capacity_bytes": 1}
     services = {service.full_name for service in csi_pb2.DESCRIPTOR.services_by_name.values()}
     assert services == {"csi.v1.Identity", "csi.v1.Controller", "csi.v1.Node"}
 

@@ -11,6 +11,7 @@ import yaml
 
 from flexvol.cli import provision
 from flexvol.cli.main import load_commands
+from flexvol.csi.proto import csi_pb2
 from flexvol.provisioning import names
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -217,6 +218,24 @@ def argument(container: dict, option: str) -> str:
     raise AssertionError(f"{container['name']} has no {option}")
 
 
+def _node_capabilities() -> set[int]:
+    from flexvol.core.config import Config
+    from flexvol.csi.node import Node
+
+    reply = Node(Config("/nonexistent"), "node").NodeGetCapabilities(
+        csi_pb2.NodeGetCapabilitiesRequest(), None)
+    return {item.rpc.type for item in reply.capabilities}
+
+
+def _controller_capabilities() -> set[int]:
+    from flexvol.core.config import Config
+    from flexvol.csi.controller import Controller
+
+    reply = Controller(Config("/nonexistent"), "node").ControllerGetCapabilities(
+        csi_pb2.ControllerGetCapabilitiesRequest(), None)
+    return {item.rpc.type for item in reply.capabilities}
+
+
 def test_csi_driver_object_declares_what_the_plugin_serves() -> None:
     from flexvol.csi import names as csi_names
 
@@ -226,8 +245,11 @@ def test_csi_driver_object_declares_what_the_plugin_serves() -> None:
     assert spec["attachRequired"] is False      # no ControllerPublish capability
     assert spec["podInfoOnMount"] is True
     assert spec["storageCapacity"] is True      # the provisioner runs with --enable-capacity
-    # volume_mount_group is not implemented: the kubelet applies fsGroup itself.
+    # The plugin applies fsGroup itself (VOLUME_MOUNT_GROUP): a kubelet that delegates (1.23
+    # and later) then ignores fsGroupPolicy; File leaves an older kubelet its recursive chown
+    # rather than no fsGroup at all.
     assert spec["fsGroupPolicy"] == "File"
+    assert csi_pb2.NodeServiceCapability.RPC.VOLUME_MOUNT_GROUP in _node_capabilities()
     assert sorted(spec["volumeLifecycleModes"]) == ["Ephemeral", "Persistent"]
 
 
@@ -284,8 +306,10 @@ def test_csi_storage_class_names_the_driver_and_parameters_it_accepts() -> None:
     storage_class = csi_kind("StorageClass")
     assert storage_class["provisioner"] == csi_names.DRIVER_NAME
     assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
-    # Expansion is not served yet.
-    assert storage_class.get("allowVolumeExpansion", False) is False
+    # Expansion is served: controller and node EXPAND_VOLUME, plugin VolumeExpansion ONLINE.
+    assert storage_class["allowVolumeExpansion"] is True
+    assert csi_pb2.NodeServiceCapability.RPC.EXPAND_VOLUME in _node_capabilities()
+    assert csi_pb2.ControllerServiceCapability.RPC.EXPAND_VOLUME in _controller_capabilities()
     # CreateVolume's own check: a misspelt key or value raises INVALID_ARGUMENT here.
     assert parse_parameters(storage_class["parameters"]) == ("ext4", "thick")
 

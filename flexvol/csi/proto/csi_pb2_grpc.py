@@ -228,6 +228,11 @@ class ControllerStub:
                 request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerGetCapabilitiesRequest.SerializeToString,
                 response_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerGetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.ControllerExpandVolume = channel.unary_unary(
+                '/csi.v1.Controller/ControllerExpandVolume',
+                request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerExpandVolumeRequest.SerializeToString,
+                response_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerExpandVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -269,6 +274,12 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ControllerExpandVolume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +312,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.ControllerGetCapabilities,
                     request_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerGetCapabilitiesRequest.FromString,
                     response_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerGetCapabilitiesResponse.SerializeToString,
+            ),
+            'ControllerExpandVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.ControllerExpandVolume,
+                    request_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerExpandVolumeRequest.FromString,
+                    response_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerExpandVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +491,33 @@ class Controller:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ControllerExpandVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/csi.v1.Controller/ControllerExpandVolume',
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerExpandVolumeRequest.SerializeToString,
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.ControllerExpandVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class NodeStub:
     """Missing associated documentation comment in .proto file."""
@@ -519,6 +562,11 @@ class NodeStub:
                 '/csi.v1.Node/NodeGetInfo',
                 request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeGetInfoRequest.SerializeToString,
                 response_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeGetInfoResponse.FromString,
+                _registered_method=True)
+        self.NodeExpandVolume = channel.unary_unary(
+                '/csi.v1.Node/NodeExpandVolume',
+                request_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeExpandVolumeRequest.SerializeToString,
+                response_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeExpandVolumeResponse.FromString,
                 _registered_method=True)
 
 
@@ -567,6 +615,12 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NodeExpandVolume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -604,6 +658,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.NodeGetInfo,
                     request_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeGetInfoRequest.FromString,
                     response_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeGetInfoResponse.SerializeToString,
+            ),
+            'NodeExpandVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.NodeExpandVolume,
+                    request_deserializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeExpandVolumeRequest.FromString,
+                    response_serializer=flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeExpandVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -795,6 +854,33 @@ class Node:
             '/csi.v1.Node/NodeGetInfo',
             flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeGetInfoRequest.SerializeToString,
             flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeGetInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NodeExpandVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/csi.v1.Node/NodeExpandVolume',
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeExpandVolumeRequest.SerializeToString,
+            flexvol_dot_csi_dot_proto_dot_csi__pb2.NodeExpandVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,
