@@ -59,3 +59,44 @@ losetup --detach "$dev"
 
 def render(template: str, *, python: bool, **values: str) -> str:
     return template.format(py=PYTHON_START if python else ":", **values)
+
+
+# The CSI lifecycle: each RPC's kernel steps as the plugin does them (CreateVolume formats and
+# reserves the thick file, then lets its loop device go; the kubelet made the staging dir).
+CSI_STEPS = (
+    ("CreateVolume", """
+truncate -s {size} {file}
+dev=$(losetup --find --show --direct-io=on {file})
+mkfs.ext4 -q -m 0 -E nodiscard "$dev"
+fallocate -l {size} {file}
+losetup --detach "$dev"
+"""),
+    ("NodeStageVolume", """
+dev=$(losetup --find --show --direct-io=on {file})
+mount -t ext4 -o nosuid,nodev,rw -w "$dev" {staging}
+"""),
+    ("NodePublishVolume", """
+mkdir {target}
+mount --bind {staging} {target}
+"""),
+    ("NodeUnpublishVolume", """
+umount {target}
+rmdir {target}
+"""),
+    ("NodeUnstageVolume", """
+umount {staging}
+losetup --detach "$dev"
+"""),
+    ("DeleteVolume", """
+rm -f {file}
+"""),
+)
+
+
+def render_csi(**values: str) -> str:
+    """One script that prints `$EPOCHREALTIME` before the first group of steps and after each."""
+    parts = ["set -e", "stamps=$EPOCHREALTIME"]
+    for _rpc, steps in CSI_STEPS:
+        parts += [steps.format(**values).strip(), 'stamps="$stamps $EPOCHREALTIME"']
+    parts.append('echo "$stamps"')
+    return "\n".join(parts) + "\n"

@@ -14,7 +14,10 @@ TARGETS = {
     ("warm remount", "python floor"): 1.25,
     ("attach sequence", "python floor"): 1.25,
     ("init", "python floor"): 1.5,
+    ("csi lifecycle", "shell floor"): 1.15,
 }
+# The CSI plugin's own time per RPC (its median minus the floor's): at most this many ms.
+CSI_RPC_OVERHEAD_MS = 2.0
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -47,6 +50,10 @@ def render_report(results: dict[str, object]) -> dict[str, object]:
             table.add_row(scenario, f"{driver['median']:.1f}", f"{driver['min']:.1f}",
                           f"{driver['max']:.1f}", f"{floor_name} {floor['median']:.1f}",
                           f"{ratio:.2f}x", "" if target is None else f"<= {target}x", _mark(met))
+
+    csi = results.get("csi lifecycle")
+    if isinstance(csi, dict):
+        _csi_rows(csi, figures, table)
 
     scale = results.get("scale")
     if isinstance(scale, dict):
@@ -85,9 +92,32 @@ def render_report(results: dict[str, object]) -> dict[str, object]:
                           _mark(job["ratio"] >= 0.9) if job["mode"] == "direct" else "")
 
     report["peak_rss_kib"] = results.get("peak rss kib")
-    table.caption = f"peak RSS of one driver call: {results.get('peak rss kib')} KiB"
+    if results.get("peak rss kib"):
+        table.caption = f"peak RSS of one driver call: {results['peak rss kib']} KiB"
     Console(width=130).print(table)
     return report
+
+
+def _csi_rows(csi: dict, figures: list[dict[str, object]], table: Table) -> None:
+    """The whole lifecycle against its floor, then each RPC's overhead over its own steps."""
+    plugin, floor = _stats(csi["plugin"]), _stats(csi["shell floor"])
+    ratio = round(plugin["median"] / floor["median"], 2)
+    target = TARGETS[("csi lifecycle", "shell floor")]
+    figures.append({"figure": "csi lifecycle", "driver": plugin, "floor": "shell floor",
+                    "floor_stats": floor, "ratio": ratio, "target": target, "met": ratio <= target})
+    table.add_row("CSI lifecycle (6 RPCs)", f"{plugin['median']:.1f}", f"{plugin['min']:.1f}",
+                  f"{plugin['max']:.1f}", f"shell floor {floor['median']:.1f}", f"{ratio:.2f}x",
+                  f"<= {target}x", _mark(ratio <= target))
+    for rpc, sides in csi["per rpc"].items():
+        mine, base = _stats(sides["plugin"]), _stats(sides["shell floor"])
+        overhead = round(mine["median"] - base["median"], 2)
+        met = overhead < CSI_RPC_OVERHEAD_MS
+        figures.append({"figure": f"csi {rpc}", "driver": mine, "floor": "shell floor",
+                        "floor_stats": base, "overhead_ms": overhead,
+                        "target_overhead_ms": CSI_RPC_OVERHEAD_MS, "met": met})
+        table.add_row(f"  {rpc}", f"{mine['median']:.1f}", f"{mine['min']:.1f}", f"{mine['max']:.1f}",
+                      f"shell floor {base['median']:.1f}", f"{overhead:+.1f} ms",
+                      f"< {CSI_RPC_OVERHEAD_MS:.0f} ms", _mark(met))
 
 
 def _mark(met: bool | None) -> str:

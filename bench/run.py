@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """flexvol benchmark: each figure beside its floor, measured in the same run.
 
-    .venv/bin/python bench/run.py [--quick] [--rounds N] [--json FILE]
+    .venv/bin/python bench/run.py [--quick] [--rounds N] [--only FIGURE] [--json FILE]
 
 Rounds are interleaved and shuffled, so slow moments of the machine hit driver and floor
 alike; figures are medians (with min and max) and the targets are ratios, never absolute
-times. Needs root: it uses real loop devices under its own temporary directory.
+times (but for each CSI RPC's time above its floor's). The CSI figure drives a `flexvol csi`
+started once for the run over its unix socket (bench/csi_lifecycle.py). Needs root: it uses
+real loop devices under its own temporary directory.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from csi_lifecycle import csi_lifecycle  # noqa: E402
 from floors import ATTACH, FRESH, PYTHON_START, WARM, render  # noqa: E402
 
 from flexvol.core import guard, kernel, state  # noqa: E402
 from flexvol.core.config import Config  # noqa: E402
 
 GiB = 1 << 30
+# What --only names, in the order a run measures them.
+FIGURES = ("fresh", "warm", "csi", "attach", "init", "scale", "parallel")
 OPTIONS = ('{{"kubernetes.io/fsType":"ext4","kubernetes.io/readwrite":"rw",'
            '"kubernetes.io/pvOrVolumeName":"{pv}","volumeID":"{vid}","size":"{size}"}}')
 
@@ -267,26 +272,39 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", dest="json_path", default=None, help="write results here")
     parser.add_argument("--fio", action="store_true", help="also run the fio data-path jobs")
+    parser.add_argument("--only", action="append", choices=FIGURES, metavar="FIGURE",
+                        help=f"measure only this figure (repeatable): {', '.join(FIGURES)}")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 15)
+
+    def wanted(name: str) -> bool:
+        return not args.only or name in args.only
+
     work = Path(tempfile.mkdtemp(prefix="flexvol-bench-", dir="/tmp"))
     results: dict[str, object] = {"rounds": rounds, "quick": args.quick}
     try:
         bench = Bench(work)
         (work / "mnt").mkdir()
-        results["fresh lifecycle"] = fresh_lifecycle(bench, rounds)
-        results["warm remount"] = warm_remount(bench, rounds)
-        if not args.quick:
+        if wanted("fresh"):
+            results["fresh lifecycle"] = fresh_lifecycle(bench, rounds)
+        if wanted("warm"):
+            results["warm remount"] = warm_remount(bench, rounds)
+        if wanted("csi"):
+            results["csi lifecycle"] = csi_lifecycle(work, rounds, GiB, interleave)
+        if wanted("attach") and not args.quick:
             results["attach sequence"] = attach_sequence(bench, rounds)
-        results["init"] = init_call(bench, rounds)
-        sizes = [1, 100] if args.quick else [1, 100, 1000]
-        results["scale"] = scale(bench, rounds, sizes, mounted=0 if args.quick else 100)
-        results["parallel"] = parallel(bench, 16 if args.quick else 100)
+        if wanted("init"):
+            results["init"] = init_call(bench, rounds)
+        if wanted("scale"):
+            sizes = [1, 100] if args.quick else [1, 100, 1000]
+            results["scale"] = scale(bench, rounds, sizes, mounted=0 if args.quick else 100)
+        if wanted("parallel"):
+            results["parallel"] = parallel(bench, 16 if args.quick else 100)
         if args.fio and not args.quick:
             from fio_jobs import data_path
 
             results["data path"] = data_path(bench)
-        results["peak rss kib"] = max(bench.rss)
+        results["peak rss kib"] = max(bench.rss, default=None)
     finally:
         errors = cleanup(work)
         if not errors:

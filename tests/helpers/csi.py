@@ -7,6 +7,8 @@ import grpc
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
 
 Mode = csi_pb2.VolumeCapability.AccessMode
+# The node id the unit tests' services run as.
+NODE = "node-a"
 
 
 def mount_capability(mode: int = Mode.SINGLE_NODE_WRITER, fs_type: str = "",

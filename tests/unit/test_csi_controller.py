@@ -7,7 +7,6 @@ volume "exists" as a record (and file) written the way CreateVolume leaves them.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import grpc
 import pytest
@@ -18,18 +17,10 @@ from flexvol.csi import controller, names
 from flexvol.csi.controller import Controller, size_for
 from flexvol.csi.identity import Identity
 from flexvol.csi.proto import csi_pb2
-from tests.helpers.csi import Aborted, FakeContext, Mode, block_capability, code, mount_capability
+from tests.helpers.csi import NODE, Aborted, FakeContext, Mode, block_capability, code, mount_capability
 
 Code = grpc.StatusCode
-NODE = "node-a"
 MiB = 1 << 20
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    config = Config(str(tmp_path / "root"))
-    state.ensure_dirs(config)
-    return config
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from flexvol.csi import names, server
 from flexvol.csi.node import Node
 from flexvol.csi.proto import csi_pb2
 from tests.helpers.csi import (
+    NODE,
     Client,
     FakeContext,
     block_capability,
@@ -29,14 +30,6 @@ from tests.helpers.csi import (
 )
 
 Code = grpc.StatusCode
-NODE = "node-a"
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    config = Config(str(tmp_path / "root"))
-    state.ensure_dirs(config)
-    return config
 
 
 @pytest.fixture

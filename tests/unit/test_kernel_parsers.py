@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from flexvol.core import kernel
 from flexvol.core.config import Config
@@ -37,3 +40,42 @@ def test_backing_file_to_volume_id_including_deleted_files() -> None:
     assert config.volume_id_of_backing_file("/srv/pool/volumes/v1.img (deleted)") == "v1"
     assert config.volume_id_of_backing_file("/srv/other/v1.img") is None
     assert config.volume_id_of_backing_file("/srv/pool/volumes/v1.raw") is None
+
+
+def _fake_sys(tmp_path: Path) -> tuple[Path, Path]:
+    """A sysfs as the kernel lays it out: the loop devices' dirs under devices/virtual/block,
+    /sys/block holding symlinks to them; loop0 bound, loop1 not."""
+    virtual, block = tmp_path / "devices" / "virtual" / "block", tmp_path / "block"
+    (virtual / "loop0" / "loop").mkdir(parents=True)
+    (virtual / "loop0" / "loop" / "backing_file").write_text("/pool/volumes/a.img\n")
+    (virtual / "loop1").mkdir()
+    block.mkdir()
+    for name in ("loop0", "loop1"):
+        (block / name).symlink_to(f"../devices/virtual/block/{name}")
+    return virtual, block
+
+
+def test_loop_scan_reads_the_real_sysfs_dirs_not_the_sys_block_symlinks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    virtual, block = _fake_sys(tmp_path)
+    monkeypatch.setattr(kernel, "SYS_BLOCK", str(block))
+    monkeypatch.setattr(kernel, "SYS_VIRTUAL_BLOCK", str(virtual), raising=False)
+    opened_in = []
+    real_open = kernel.os.open
+
+    def spy(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if dir_fd is not None:
+            opened_in.append(os.readlink(f"/proc/self/fd/{dir_fd}"))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(kernel.os, "open", spy)
+    assert kernel.loop_devices() == {"/dev/loop0": "/pool/volumes/a.img"}
+    # Each device looked up in the dir that holds it: no symlink followed per device.
+    assert opened_in and set(opened_in) == {str(virtual)}
+
+
+def test_loop_scan_falls_back_to_sys_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _virtual, block = _fake_sys(tmp_path)
+    monkeypatch.setattr(kernel, "SYS_BLOCK", str(block))
+    monkeypatch.setattr(kernel, "SYS_VIRTUAL_BLOCK", str(tmp_path / "missing"), raising=False)
+    assert kernel.loop_devices() == {"/dev/loop0": "/pool/volumes/a.img"}
