@@ -58,6 +58,12 @@ def _pv_claim(row: Row) -> str:
     return pvs or "-"  # a cell of its own, also for `awk '{print $N}'`
 
 
+def _snapshots(row: Row) -> str:
+    """How many snapshots the volume has and what their files hold: `2 (40.0MiB)`."""
+    count = int(row.get("snapshots") or 0)  # type: ignore[call-overload]
+    return f"{count} ({size(row.get('snapshot_bytes'))})" if count else "-"  # type: ignore[arg-type]
+
+
 def _state(row: Row) -> str:
     """The state word, and "fs growing to X" while a grown volume's filesystem lags behind."""
     growing = row.get("growing") or {}
@@ -76,6 +82,7 @@ VOLUME_COLUMNS = (
     Column("LOOP", _loop),
     Column("MOUNTS", _mounts, fold=True),
     Column("PV", lambda row: _pv_claim(row), fold=True),
+    Column("SNAPSHOTS", lambda row: _snapshots(row), justify="right"),
     Column("STATE", lambda row: _state(row), style=lambda row: STATE_STYLE.get(str(row["state"]), "")),
     Column("VIA", "front_ends", wide=True),  # the front end(s) it is used through
     Column("FILE", "file", wide=True),
@@ -83,8 +90,16 @@ VOLUME_COLUMNS = (
 )
 
 
+def volume_columns(rows: list[dict]) -> tuple[Column, ...]:
+    """The ls columns; SNAPSHOTS only when some volume has one (a narrow terminal keeps its room)."""
+    if any(row.get("snapshots") for row in rows):
+        return VOLUME_COLUMNS
+    return tuple(column for column in VOLUME_COLUMNS if column.header != "SNAPSHOTS")
+
+
 def volumes_table(views: list[VolumeView]) -> Table:
-    return rich_table([item.as_dict() for item in views], [c for c in VOLUME_COLUMNS if not c.wide])
+    rows = [item.as_dict() for item in views]
+    return rich_table(rows, [c for c in volume_columns(rows) if not c.wide])
 
 
 # ---- flexvol repair --------------------------------------------------------------------------
