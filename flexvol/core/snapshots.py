@@ -9,7 +9,7 @@ what it left.
 
 A restore or clone writes the new volume's record first, marked `restoring`, copies into a
 hidden file beside the volumes, gives the copy a new filesystem UUID where the filesystem needs
-one to be mounted beside its source, renames it into place and only then records it formatted
+one to be mounted beside its source (fsuuid.py), renames it into place and only then records it formatted
 (so it is never formatted again) and drops the mark. A killed restore is discarded by its retry
 or by repair; the driver refuses to mount a volume still marked.
 
@@ -35,15 +35,6 @@ if TYPE_CHECKING:
     from flexvol.core.options import VolumeSpec
 
     Progress = Callable[[int, int], None]
-
-# How a filesystem is given a new UUID so the copy mounts beside its source. xfs refuses to
-# mount a second filesystem with the UUID of a mounted one; btrfs would take the copy for
-# another device of the same filesystem. ext2/3/4 mount duplicates: their UUID is kept.
-NEW_UUID: dict[str, tuple[str, ...]] = {
-    "xfs": ("xfs_admin", "-U", "generate"),
-    "btrfs": ("btrfstune", "-m"),
-}
-
 
 # ---- paths and records -----------------------------------------------------------------------
 
@@ -263,7 +254,13 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
     call.notes.extend(clean_leftovers(config))
     with state.VolumeLock(config, new, wait=10):
         call.notes.extend(discard_restore(config, new))
-        if os.path.exists(config.backing_file(new)) or state.load_record(config, new) is not None:
+        existing = state.load_record(config, new)
+        wanted = {"from_snapshot": from_snapshot} if from_snapshot else {"from_volume": from_volume}
+        if existing is not None and os.path.exists(config.backing_file(new)) and \
+                {key: (existing.get("restored_from") or {}).get(key) for key in wanted} == wanted:
+            call.notes.append(f"volume {new} was made from it already")  # a repeat of this call
+            return existing
+        if os.path.exists(config.backing_file(new)) or existing is not None:
             raise Refused(f"volume {new} already exists", "choose another name")
         source_lock = lock(config, from_snapshot) if from_snapshot else \
             state.VolumeLock(config, from_volume, wait=30)
@@ -273,10 +270,12 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
                 if origin is None or not origin.get("ready"):
                     raise Refused(f"snapshot {from_snapshot} does not exist", "see 'flexvol snapshot ls'")
                 path, fs_type = snapshot_file(config, from_snapshot), str(origin.get("fs_type"))
+                old_uuid = str(origin.get("uuid") or "")
                 source = {"from_snapshot": from_snapshot}
             else:
                 origin = _formatted_source(config, from_volume)
                 path, fs_type = config.backing_file(from_volume), str(origin["formatted"].get("fs_type"))
+                old_uuid = str(origin["formatted"].get("uuid") or "")
                 source = {"from_volume": from_volume}
             source_size = os.stat(path).st_size
             size = max(source_size, spec.size_bytes if spec.size_given else 0)
@@ -293,7 +292,7 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
             checkpoint("restore-claimed")
             try:
                 record = _copy_into(config, record, path, fs_type, source, progress,
-                                    freeze_volume=from_volume)
+                                    freeze_volume=from_volume, old_uuid=old_uuid)
             except BaseException:
                 discard_restore(config, new)
                 raise
@@ -302,8 +301,8 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
 
 
 def _copy_into(config: Config, record: dict, path: str, fs_type: str, source: dict,
-               progress: Progress | None, freeze_volume: str) -> dict:
-    from flexvol.core import kernel, runner
+               progress: Progress | None, freeze_volume: str, old_uuid: str) -> dict:
+    from flexvol.core import fsuuid, kernel
     from flexvol.core.errors import FlexvolError
 
     new = record["volume_id"]
@@ -316,9 +315,7 @@ def _copy_into(config: Config, record: dict, path: str, fs_type: str, source: di
     else:
         method = filecopy.copy_file(path, partial, progress=progress)
         checkpoint("copied")
-    if fs_type in NEW_UUID:
-        runner.run([*NEW_UUID[fs_type], partial], timeout=120, what=f"giving the copy of {new} a new UUID")
-        checkpoint("uuid-changed")
+    fsuuid.give_new_uuid(config, partial, fs_type, new, old_uuid)
     found = kernel.probe(partial)
     if found.fs_type != fs_type:
         raise FlexvolError(f"the copy for volume {new} holds {found.fs_type or 'nothing'}, not the "
@@ -363,6 +360,9 @@ def _fsync_dir(directory: str) -> None:
 def discard_restore(config: Config, volume_id: str) -> list[str]:
     """Remove what a killed restore or clone of `volume_id` left: the hidden copy, and the file
     and record when the record is still marked `restoring` (the caller holds the lock)."""
+    from flexvol.core import fsuuid
+
+    fsuuid.release_scratch(config, volume_id)
     removed = []
     if state.remove(partial_file(config, volume_id)):
         removed.append(partial_file(config, volume_id))
