@@ -225,6 +225,9 @@ def capacity_rows(found: Capacity) -> list[dict]:
         ("committed (sum of volume sizes)", human_bytes(found.committed_bytes), False),
         ("allocated (blocks in use)", human_bytes(found.allocated_bytes), False),
         ("promised, not yet written (thin)", human_bytes(found.promised_bytes), False),
+        *([("snapshots hold (reflinked share promised)",
+            f"{human_bytes(found.snapshot_bytes)} ({human_bytes(found.shared_bytes)})", False)]
+          if found.snapshot_bytes else []),
         ("budget (sum of sizes)", f"{human_bytes(found.budget_bytes)} ({found.ratio:g}x pool size)", False),
         ("available to new or grown volumes", human_bytes(found.available_bytes), found.low),
     ]
