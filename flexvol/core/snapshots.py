@@ -145,9 +145,9 @@ def clean_leftovers(config: Config) -> list[str]:
 # ---- snapshot, delete ----------------------------------------------------------------------------
 
 def snapshot(config: Config, volume_id: str, name: str, call: CallInfo, *,
-             progress: Progress | None = None) -> dict:
-    """Take snapshot `name` of volume `volume_id`, mounted or not; return its record. A repeat
-    for the same volume returns the snapshot already taken."""
+             progress: Progress | None = None, fields: dict | None = None) -> dict:
+    """Take snapshot `name` of volume `volume_id`, mounted or not; return its record (with
+    `fields`, a front end's own). A repeat for the same volume returns the snapshot taken."""
     from flexvol.core.options import check_volume_id
 
     check_volume_id(volume_id)
@@ -169,7 +169,8 @@ def snapshot(config: Config, volume_id: str, name: str, call: CallInfo, *,
         _check_room(config, allocated_bytes(path), f"snapshot {name} of volume {volume_id}")
         record = {"schema": state.SCHEMA, "name": name, "source_volume": volume_id,
                   "size_bytes": os.stat(path).st_size, "fs_type": source["formatted"].get("fs_type"),
-                  "uuid": source["formatted"].get("uuid"), "created_at": state.now(), "ready": False}
+                  "uuid": source["formatted"].get("uuid"), "created_at": state.now(), "ready": False,
+                  **(fields or {})}
         _save(config, record)
         checkpoint("snapshot-claimed")
         try:
@@ -234,10 +235,12 @@ def _check_room(config: Config, need: int, what: str) -> None:
 # ---- restore and clone ---------------------------------------------------------------------------
 
 def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapshot: str = "",
-                from_volume: str = "", created_by: str = "", progress: Progress | None = None) -> dict:
+                from_volume: str = "", created_by: str = "", progress: Progress | None = None,
+                fields: dict | None = None) -> dict:
     """Make volume spec.volume_id a copy of snapshot `from_snapshot` or volume `from_volume`,
     at least the source's size (bigger when spec.size_given asks more), with the source's
-    filesystem, recorded formatted; return its record."""
+    filesystem, recorded formatted; return its record. `fields` go into the record from its
+    first write (a front end's own, such as the CSI name)."""
     from flexvol.core.options import check_volume_id
 
     if bool(from_snapshot) == bool(from_volume):
@@ -288,6 +291,7 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
             record["allocation"] = spec.allocation
             if created_by:
                 record["created_by"] = created_by
+            record.update(fields or {})
             state.save_record(config, record)
             checkpoint("restore-claimed")
             try:
