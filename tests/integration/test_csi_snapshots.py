@@ -3,6 +3,9 @@ ListSnapshots (paging), DeleteSnapshot, CreateVolume from a snapshot or a volume
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -10,7 +13,7 @@ import grpc
 from flexvol.csi.proto import csi_pb2
 from tests.helpers.csi import Client, mount_capability, status_of
 from tests.helpers.driver import Driver
-from tests.integration.test_csi_lifecycle import create, csi, plugin, publish, stage  # noqa: F401
+from tests.integration.test_csi_lifecycle import Plugin, create, csi, plugin, publish, stage  # noqa: F401
 from tests.integration.test_snapshots import digest, write_file
 
 Code = grpc.StatusCode
@@ -96,3 +99,59 @@ def test_snapshot_restore_and_clone_through_csi(driver: Driver, csi: Client) -> 
         csi.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id), timeout=60)
     assert listed(csi).entries == []
     assert sorted(p.name for p in (driver.root / "snapshots").iterdir()) == []
+
+
+def test_snapshot_and_restore_killed_at_every_step_converge_on_retry(
+        plugin: Plugin, driver: Driver) -> None:  # noqa: F811
+    """The plugin SIGKILLed at each step of CreateSnapshot (of a published volume) and of
+    CreateVolume from that snapshot, restarted and retried, as the external-snapshotter and
+    provisioner do: a half snapshot is never listed, the published volume takes writes again,
+    the retry converges and nothing is left."""
+    client = plugin.start()
+    volume = create(client, "pvc-src")
+    staging, target = driver.dir("staging"), driver.dir("pod")
+    stage(client, volume.volume_id, staging)
+    publish(client, volume.volume_id, staging, target)
+    data = write_file(Path(target, "data"), MiB)
+    plugin.stop()
+    trace = driver.base / "trace"
+    plugin.env = {"FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_TRACE": str(trace)}
+    client = plugin.start()
+    snapshot(client, "pvc-src", "probe")
+    client.controller.CreateVolume(from_source(client, "pvc-probe", snapshot_id="probe"), timeout=120)
+    plugin.stop()
+    steps = list(dict.fromkeys(trace.read_text().split()))
+    assert {"frozen", "thawed", "snapshot-ready", "restore-claimed", "restore-renamed"} <= set(steps), steps
+    try:
+        for number, step in enumerate(steps):
+            plugin.env = {"FLEXVOL_TEST_HOOKS": "1", "FLEXVOL_TEST_KILL_AT": step}
+            client = plugin.start()
+            name, volume_name = f"snap-{number}", f"pvc-restored-{number}"
+            take = csi_pb2.CreateSnapshotRequest(source_volume_id="pvc-src", name=name)
+            restore = from_source(client, volume_name, snapshot_id=name)
+            first = status_of(client.controller.CreateSnapshot, take)
+            if first == Code.OK:  # the step belongs to the restore
+                assert status_of(client.controller.CreateVolume, restore) == Code.UNAVAILABLE, step
+            else:
+                assert first == Code.UNAVAILABLE, step
+            assert plugin.process is not None and plugin.process.wait(10) == -signal.SIGKILL
+            plugin.stop()
+            plugin.env = {}
+            client = plugin.start()
+            shown = [entry.snapshot for entry in listed(client, snapshot_id=name).entries]
+            assert all(item.ready_to_use for item in shown), step
+            assert status_of(client.controller.CreateSnapshot, take) == Code.OK, f"retry after {step}"
+            write_file(Path(target, f"after-{number}"), 4096)  # not frozen: this returns
+            assert status_of(client.controller.CreateVolume, restore) == Code.OK, f"retry after {step}"
+            record = driver.record(volume_name)
+            assert record["csi_name"] == volume_name and "restoring" not in record, step
+            client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_name), timeout=60)
+            client.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=name), timeout=60)
+            plugin.stop()
+    finally:
+        subprocess.run(["fsfreeze", "-u", target], capture_output=True, check=False)  # the test's own mount
+    client = plugin.start()
+    assert [entry.snapshot.snapshot_id for entry in listed(client).entries] == ["probe"]
+    assert sorted(os.listdir(driver.root / "volumes")) == ["pvc-probe.img", "pvc-src.img"]
+    assert not (driver.root / "frozen").exists() or os.listdir(driver.root / "frozen") == []
+    assert digest(Path(target, "data")) == data
