@@ -109,6 +109,11 @@ def render() -> str:
         command = group.commands[name]  # type: ignore[attr-defined]
         ctx = command.make_context(name, [], parent=root, resilient_parsing=True)
         lines += section(command, ctx, f"flexvol {name}")
+        # A command group (flexvol snapshot): each of its commands in its own section.
+        for sub in sorted(getattr(command, "commands", {})):
+            inner = command.commands[sub]
+            lines += section(inner, inner.make_context(sub, [], parent=ctx, resilient_parsing=True),
+                             f"flexvol {name} {sub}")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -58,6 +58,12 @@ def _pv_claim(row: Row) -> str:
     return pvs or "-"  # a cell of its own, also for `awk '{print $N}'`
 
 
+def _snapshots(row: Row) -> str:
+    """How many snapshots the volume has and what their files hold: `2 (40.0MiB)`."""
+    count = int(row.get("snapshots") or 0)  # type: ignore[call-overload]
+    return f"{count} ({size(row.get('snapshot_bytes'))})" if count else "-"  # type: ignore[arg-type]
+
+
 def _state(row: Row) -> str:
     """The state word, and "fs growing to X" while a grown volume's filesystem lags behind."""
     growing = row.get("growing") or {}
@@ -76,6 +82,7 @@ VOLUME_COLUMNS = (
     Column("LOOP", _loop),
     Column("MOUNTS", _mounts, fold=True),
     Column("PV", lambda row: _pv_claim(row), fold=True),
+    Column("SNAPSHOTS", lambda row: _snapshots(row), justify="right"),
     Column("STATE", lambda row: _state(row), style=lambda row: STATE_STYLE.get(str(row["state"]), "")),
     Column("VIA", "front_ends", wide=True),  # the front end(s) it is used through
     Column("FILE", "file", wide=True),
@@ -83,8 +90,16 @@ VOLUME_COLUMNS = (
 )
 
 
+def volume_columns(rows: list[dict]) -> tuple[Column, ...]:
+    """The ls columns; SNAPSHOTS only when some volume has one (a narrow terminal keeps its room)."""
+    if any(row.get("snapshots") for row in rows):
+        return VOLUME_COLUMNS
+    return tuple(column for column in VOLUME_COLUMNS if column.header != "SNAPSHOTS")
+
+
 def volumes_table(views: list[VolumeView]) -> Table:
-    return rich_table([item.as_dict() for item in views], [c for c in VOLUME_COLUMNS if not c.wide])
+    rows = [item.as_dict() for item in views]
+    return rich_table(rows, [c for c in volume_columns(rows) if not c.wide])
 
 
 # ---- flexvol repair --------------------------------------------------------------------------
@@ -210,6 +225,9 @@ def capacity_rows(found: Capacity) -> list[dict]:
         ("committed (sum of volume sizes)", human_bytes(found.committed_bytes), False),
         ("allocated (blocks in use)", human_bytes(found.allocated_bytes), False),
         ("promised, not yet written (thin)", human_bytes(found.promised_bytes), False),
+        *([("snapshots hold (reflinked share promised)",
+            f"{human_bytes(found.snapshot_bytes)} ({human_bytes(found.shared_bytes)})", False)]
+          if found.snapshot_bytes else []),
         ("budget (sum of sizes)", f"{human_bytes(found.budget_bytes)} ({found.ratio:g}x pool size)", False),
         ("available to new or grown volumes", human_bytes(found.available_bytes), found.low),
     ]

@@ -100,9 +100,8 @@ def list_volumes(output: OutputOption = None, no_headers: NoHeadersOption = Fals
 
         watch_volumes(config, kubelet_root, interval, watch_for, output == "json")
         return
-    views = inventory.volumes(config, kubelet_root)
-    emit([item.as_dict() for item in views], render.VOLUME_COLUMNS, output, no_headers,
-         name="volume_id", empty="no volumes")
+    rows = [item.as_dict() for item in inventory.volumes(config, kubelet_root)]
+    emit(rows, render.volume_columns(rows), output, no_headers, name="volume_id", empty="no volumes")
 
 
 @app.command()
@@ -142,7 +141,9 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
 @app.command()
 @friendly_errors
 def create(volume_id: VolumeArgument,
-           size: Annotated[str, typer.Option("--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi.")],
+           size: Annotated[str, typer.Option(
+               "--size", "-s", help="A Kubernetes quantity: 512Mi, 10Gi. Required, except with "
+                                    "--from-snapshot or --from-volume (default: the source's size).")] = "",
            fs: Annotated[str, typer.Option("--fs", help="ext4, ext3, xfs or btrfs.",
                                            autocompletion=complete_fs)] = "ext4",
            thin: Annotated[bool, typer.Option(
@@ -152,34 +153,57 @@ def create(volume_id: VolumeArgument,
                "--thick", "--preallocate",
                help="A thick volume, the default: every block reserved now, so its writes never "
                     "meet a full pool.")] = False,
+           from_snapshot: Annotated[str, typer.Option(
+               "--from-snapshot", metavar="NAME",
+               help="Restore snapshot NAME as the new volume: its filesystem and data, at least "
+                    "its size.")] = "",
+           from_volume: Annotated[str, typer.Option(
+               "--from-volume", metavar="VOLUME",
+               help="Clone VOLUME, mounted or not, as the new volume (a mounted one is frozen for the "
+                    "moment of the copy).")] = "",
            root: RootOption = DEFAULT_ROOT) -> None:
     """Create and format a volume ahead of its first mount; refused past the pool's real room.
 
-    Example: [bold]flexvol create data-1 --size 10Gi[/]
+    With --from-snapshot or --from-volume, a copy of that snapshot or volume instead (restore,
+    clone): same filesystem, recorded as formatted, a new filesystem UUID for xfs and btrfs so
+    it mounts beside its source.
+
+    Example: [bold]flexvol create data-1 --size 10Gi[/], or
+    [bold]flexvol create data-2 --from-snapshot data-1-monday[/]
     """
     from flexvol.core.options import THICK, THIN
 
     if thin and thick:
         raise typer.BadParameter("choose --thin or --thick, not both")
-    check_size(size, "--size")
+    if from_snapshot and from_volume:
+        raise typer.BadParameter("choose --from-snapshot or --from-volume, not both")
+    copying = bool(from_snapshot or from_volume)
+    if copying and fs != "ext4":
+        raise typer.BadParameter("a restored or cloned volume keeps its source's filesystem: leave out --fs")
+    if size or not copying:
+        check_size(size, "--size")  # an empty --size is refused, never the driver's 1Gi default
     config = load_config(root)
     out = console()
     args = (volume_id, "--size", size, "--fs", fs) + (("--thin",) if thin else ()) + \
-        (("--thick",) if thick else ())
+        (("--thick",) if thick else ()) + (("--from-snapshot", from_snapshot) if from_snapshot else ()) + \
+        (("--from-volume", from_volume) if from_volume else ())
     with journaled(config, "create", volume_id, args) as action:
-        with Progress(TextColumn("reserving"), BarColumn(), DownloadColumn(binary_units=True),
-                      TimeRemainingColumn(), console=out, transient=True,
-                      disable=thin or not out.is_terminal) as bar:
+        with Progress(TextColumn("copying" if copying else "reserving"), BarColumn(),
+                      DownloadColumn(binary_units=True), TimeRemainingColumn(), console=out,
+                      transient=True, disable=(thin and not copying) or not out.is_terminal) as bar:
             task = bar.add_task("reserve", total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
             record = lifecycle.create(config, volume_id, size, fs, allocation=THIN if thin else "",
-                                      progress=progress)
+                                      progress=progress, from_snapshot=from_snapshot,
+                                      from_volume=from_volume)
         formatted = record.formatted or {}
         kind = "thick (every block reserved)" if record.allocation == THICK else "thin"
-        action.message = (f"created {volume_id}: {human_bytes(record.size_bytes)} "
+        origin = (f" from snapshot {from_snapshot}" if from_snapshot else
+                  f" as a clone of {from_volume}" if from_volume else "")
+        action.message = (f"created {volume_id}{origin}: {human_bytes(record.size_bytes)} "
                           f"{formatted.get('fs_type', fs)} {kind} at {config.backing_file(volume_id)}")
     out.print(action.message)
 

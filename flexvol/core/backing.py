@@ -39,6 +39,10 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
         info: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
         info = None
+    if record is not None and record.restoring:
+        raise Refused(f"volume {volume_id} is being made from {_origin(record.restoring)} and is not "
+                      "ready yet", "retry; if no copy is running, 'flexvol repair --apply' removes "
+                      "the unfinished volume")
     if info is not None:
         if record is not None and info.st_size < int(record.size_bytes or 0):
             # Someone truncated the file: the filesystem inside now runs past its end.
@@ -96,6 +100,12 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
                   undo.path_gone(config.record_path(volume_id)))
     checkpoint("record-saved")
     return record, True
+
+
+def _origin(restoring: dict) -> str:
+    if restoring.get("from_snapshot"):
+        return f"snapshot {restoring['from_snapshot']}"
+    return f"volume {restoring.get('from_volume')}"
 
 
 def check_namespace(config: Config, record: state.Record, spec: VolumeSpec) -> None:

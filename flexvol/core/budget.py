@@ -41,10 +41,10 @@ class Pool:
     """One reading of the pool: its filesystem and every backing file on it."""
 
     __slots__ = ("allocated_bytes", "committed_bytes", "free_bytes", "path", "promised_bytes",
-                 "ratio", "sizes", "total_bytes")
+                 "ratio", "shared_bytes", "sizes", "snapshot_bytes", "total_bytes")
 
     def __init__(self, path: str, total_bytes: int, free_bytes: int, ratio: float,
-                 sizes: dict[str, tuple[int, int]]) -> None:
+                 sizes: dict[str, tuple[int, int]], snapshots: tuple[int, int] = (0, 0)) -> None:
         self.path = path
         self.total_bytes = total_bytes
         self.free_bytes = free_bytes
@@ -53,7 +53,12 @@ class Pool:
         self.sizes = sizes
         self.committed_bytes = sum(size for size, _ in sizes.values())
         self.allocated_bytes = sum(allocated for _, allocated in sizes.values())
-        self.promised_bytes = sum(max(0, size - allocated) for size, allocated in sizes.values())
+        # Snapshots (snapshot_usage): what their files hold, and the part of it that shares
+        # blocks with a volume. A shared block costs nothing now, but a new one when the volume
+        # writes over it: it counts as promised. Snapshot sizes never count in committed.
+        self.snapshot_bytes, self.shared_bytes = snapshots
+        self.promised_bytes = sum(max(0, size - allocated) for size, allocated in sizes.values()) + \
+            self.shared_bytes
 
     @property
     def budget_bytes(self) -> int:
@@ -79,7 +84,8 @@ class Pool:
         return {"pool": self.path, "pool_bytes": self.total_bytes, "pool_free_bytes": self.free_bytes,
                 "committed_bytes": self.committed_bytes, "allocated_bytes": self.allocated_bytes,
                 "promised_bytes": self.promised_bytes, "unbacked_bytes": self.unbacked_bytes,
-                "available_bytes": self.available_bytes, "budget_ratio": self.ratio,
+                "available_bytes": self.available_bytes, "snapshot_bytes": self.snapshot_bytes,
+                "snapshot_shared_bytes": self.shared_bytes, "budget_ratio": self.ratio,
                 "budget_bytes": self.budget_bytes, "low": self.low}
 
     def describe(self) -> str:
@@ -97,7 +103,7 @@ def measure(config: Config) -> Pool:
     where = pool_path(config)
     stats = os.statvfs(where)
     return Pool(where, stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize,
-                overcommit_ratio(config), backing_files(config))
+                overcommit_ratio(config), backing_files(config), snapshot_usage(config))
 
 
 def pool_path(config: Config) -> str:
@@ -186,3 +192,32 @@ def backing_files(config: Config) -> dict[str, tuple[int, int]]:
 def committed_bytes(config: Config, excluding: str = "") -> int:
     """The sum of every backing file's size (what the volumes were promised)."""
     return sum(size for volume_id, (size, _) in backing_files(config).items() if volume_id != excluding)
+
+
+def snapshot_usage(config: Config) -> tuple[int, int]:
+    """(bytes the snapshot files hold, the part of it made by reflink, shared with a volume).
+    A copied snapshot's blocks are its own: statvfs already counts them as used."""
+    from flexvol.core import wirejson
+
+    held = shared = 0
+    directory = os.path.join(config.data_root, "snapshots")
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".img") or entry.name.startswith("."):
+                    continue
+                try:
+                    allocated = entry.stat(follow_symlinks=False).st_blocks * SECTOR
+                except OSError:
+                    continue
+                try:
+                    with open(os.path.join(directory, entry.name[:-4] + ".json"), "rb") as handle:
+                        method = wirejson.loads(handle.read().decode()).get("method")
+                except (OSError, ValueError, AttributeError):
+                    method = None
+                held += allocated
+                if method != "copy":  # reflink, or not known yet: the cautious reading
+                    shared += allocated
+    except OSError:
+        pass
+    return held, shared

@@ -220,17 +220,26 @@ def _release_loop(config: Config, volume_id: str, call: CallInfo, also: tuple[st
 
 
 def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str = "",
-           progress: Callable[[int, int], None] | None = None) -> state.Record:
+           progress: Callable[[int, int], None] | None = None, from_snapshot: str = "",
+           from_volume: str = "") -> state.Record:
     """Create and format a new volume ahead of its first mount; return its record.
 
     Formatting happens on the still-sparse file (formatting.ensure_filesystem): the record then
     says formatted-once, and no mount formats it again. Reserving first would give the file
     blocks, and a file with blocks is never formatted; so a thick volume's blocks are reserved
     after (backing.ensure_reserved). A failure leaves nothing behind.
+
+    With `from_snapshot` or `from_volume` the new volume is a copy of that snapshot (restore)
+    or volume (clone) instead of a blank filesystem (snapshots.create_from).
     """
     from flexvol.core import backing, formatting, loop
     from flexvol.core.undo import Undo
 
+    if from_snapshot or from_volume:
+        from flexvol.core import snapshots
+
+        return snapshots.create_from(config, spec, call, from_snapshot=from_snapshot,
+                                     from_volume=from_volume, created_by=created_by, progress=progress)
     call.volume_id = spec.volume_id
     state.ensure_dirs(config)
     with state.VolumeLock(config, spec.volume_id, wait=10):

@@ -122,7 +122,7 @@ class Record(_Stored):
     __slots__ = ("adopted", "allocation", "claim", "created_at", "created_by", "csi_name",
                  "ephemeral", "formatted", "fs_type", "growing", "loop_attaching", "loop_device",
                  "mkfs_started", "namespace", "pv_name", "pv_names", "pv_uid", "reserved",
-                 "shareable", "size_bytes", "volume_id")
+                 "restored_from", "restoring", "shareable", "size_bytes", "volume_id")
     _WHAT = "volume record"
     _REQUIRED = ("volume_id",)
     _FIELDS = (
@@ -147,6 +147,8 @@ class Record(_Stored):
         ("created_by", "str?", _OPTIONAL, None),
         ("csi_name", "str?", _OPTIONAL, None),
         ("ephemeral", "bool?", _OPTIONAL, None),
+        ("restoring", "dict?", _OPTIONAL, None),
+        ("restored_from", "dict?", _OPTIONAL, None),
     )
 
     volume_id: str
@@ -170,6 +172,8 @@ class Record(_Stored):
     created_by: str | None
     csi_name: str | None
     ephemeral: bool | None
+    restoring: dict | None          # {"from_snapshot"/"from_volume", "at"} until a copy is whole
+    restored_from: dict | None      # {"from_snapshot" or "from_volume", "method"} once it is
 
     def __init__(self, volume_id: str, size_bytes: int, fs_type: str, created_at: str) -> None:
         self._init()

@@ -17,10 +17,10 @@ from flexvol.core import state
 from flexvol.core.config import Config
 from flexvol.core.errors import FlexvolError, InvalidInput
 from flexvol.csi import registration
-from flexvol.csi.controller import Controller
 from flexvol.csi.identity import Identity
 from flexvol.csi.node import Node
 from flexvol.csi.proto import csi_pb2_grpc, registration_pb2_grpc
+from flexvol.csi.snapshots import SnapshotController
 
 log = logging.getLogger("flexvol.csi")
 
@@ -69,7 +69,7 @@ def clear_stale_socket(path: str) -> None:
 def build(config: Config, node_id: str, workers: int) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="csi"))
     csi_pb2_grpc.add_IdentityServicer_to_server(Identity(), server)
-    csi_pb2_grpc.add_ControllerServicer_to_server(Controller(config, node_id), server)
+    csi_pb2_grpc.add_ControllerServicer_to_server(SnapshotController(config, node_id), server)
     csi_pb2_grpc.add_NodeServicer_to_server(Node(config, node_id), server)
     return server
 

@@ -62,6 +62,9 @@ class VolumeView:
     growing: dict | None = None
     # which front end(s) it is used through: "csi", "flexvolume"
     front_ends: list[str] = field(default_factory=list)
+    # its ready snapshots and the bytes their files hold (core/snapshots.py)
+    snapshots: int = 0
+    snapshot_bytes: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -83,6 +86,8 @@ class VolumeView:
             "claim": self.claim,
             "growing": self.growing,
             "front_ends": self.front_ends,
+            "snapshots": self.snapshots,
+            "snapshot_bytes": self.snapshot_bytes,
         }
 
 
@@ -330,8 +335,14 @@ def _process_name(pid: str) -> str:
 
 
 def volumes(config: Config, kubelet_root: str = DEFAULT_KUBELET_ROOT) -> list[VolumeView]:
+    from flexvol.toolkit.snapshotting import per_volume
+
     snapshot = Snapshot.take()
-    return [view(config, volume_id, snapshot, kubelet_root) for volume_id in known_ids(config, snapshot)]
+    views = [view(config, volume_id, snapshot, kubelet_root) for volume_id in known_ids(config, snapshot)]
+    held = per_volume(config)
+    for item in views:
+        item.snapshots, item.snapshot_bytes = held.get(item.volume_id, (0, 0))
+    return views
 
 
 # The pool's figures are budget.py's, so that `flexvol capacity` shows what the driver enforces.

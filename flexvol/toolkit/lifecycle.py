@@ -29,7 +29,8 @@ def _spec(volume_id: str, size: str, fs_type: str, allocation: str = "") -> Volu
 
 
 def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
-           allocation: str = "", progress: Progress | None = None) -> state.Record:
+           allocation: str = "", progress: Progress | None = None, from_snapshot: str = "",
+           from_volume: str = "") -> state.Record:
     """Create and format a new volume, thick (all its blocks reserved) unless `allocation` says
     thin, as the driver makes one (options.DEFAULT_ALLOCATION).
 
@@ -37,13 +38,16 @@ def create(config: Config, volume_id: str, size: str, fs_type: str = "ext4", *,
     record then says formatted-once, and the driver never formats it again. Reserving first
     would give the file blocks, and the driver rightly refuses to format such a file; so the
     blocks are reserved after, by the driver's own step (backing.ensure_reserved).
+
+    With `from_snapshot` or `from_volume` it is a copy of that snapshot or volume instead, of
+    the source's filesystem and at least its size (`size` may be "").
     """
     from flexvol.core import operations
     from flexvol.core.journal import CallInfo
 
     spec = _spec(volume_id, size, fs_type, allocation)
     return operations.create(config, spec, CallInfo("toolkit:create"), created_by=CREATED_BY,
-                             progress=progress)
+                             progress=progress, from_snapshot=from_snapshot, from_volume=from_volume)
 
 
 def wait_detached(devices: list[str], timeout: float = 10) -> None:

@@ -62,6 +62,9 @@ def findings(config: Config, kubelet_root: str = DEFAULT_KUBELET_ROOT) -> list[F
     for volume_id in known_ids(config, snapshot):
         found.extend(_volume_findings(config, snapshot, volume_id, volume_id in records, volume_id in files))
     found.extend(_target_findings(config, snapshot, kubelet_root))
+    from flexvol.toolkit import snapshot_repair  # frozen volumes, half-made snapshots and restores
+
+    found.extend(snapshot_repair.findings(config))
     return found
 
 

@@ -51,6 +51,10 @@ def apply(config: Config, finding: Finding) -> str:
     if not finding.action:
         raise Refused(f"{finding.subject}: nothing to apply", finding.detail)
     state.ensure_dirs(config)
+    from flexvol.toolkit import snapshot_repair
+
+    if finding.kind in snapshot_repair.KINDS:
+        return snapshot_repair.apply(config, finding)
     if finding.kind == STALE_TARGET and not finding.volume_id:
         return _forget_target(config, finding)
     check_volume_id(finding.volume_id)
