@@ -213,10 +213,12 @@ def _release_loop(config: Config, volume_id: str, call: CallInfo, also: tuple[st
     from flexvol.core import loop
 
     pending: list[str] = []
-    for device in loop.release_loop(config, volume_id, also=also, pending=pending):
+    held: dict[str, str] = {}
+    for device in loop.release_loop(config, volume_id, also=also, pending=pending, held=held):
         call.notes.append(f"detached {device}")
     call.notes.extend(f"detach pending: {device} is held open elsewhere; the kernel set autoclear "
                       "and frees it at the last close" for device in pending)
+    call.notes.extend(f"kept {device} attached: held open by {holders}" for device, holders in held.items())
 
 
 def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str = "",
