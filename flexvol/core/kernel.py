@@ -247,6 +247,10 @@ def loop_direct_io(device: str) -> bool | None:
     return None if value is None else value == "1"
 
 
+def read_only(device: str) -> bool:
+    return _read_sys(f"{SYS_BLOCK}/{os.path.basename(device)}/ro") == "1"
+
+
 def block_size_bytes(device: str) -> int | None:
     value = _read_sys(f"{SYS_BLOCK}/{os.path.basename(device)}/size")
     return None if value is None else int(value) * 512

@@ -97,6 +97,7 @@ def ensure_loop(config: Config, record: dict, undo: Undo) -> str:
                           f"refusing to attach the new {path} beside it",
                           "unmount every pod of this volume first")
         device = _attach_loop(path, lambda chosen: _record_loop(config, record, chosen))
+        _writable(device)
         undo.push(f"detach {device}", lambda: detach_loop(device), undo.loop_detached(device))
         checkpoint("loop-attached")
     if record.get("loop_device") != device or record.get("loop_attaching"):
@@ -184,6 +185,7 @@ def detach_loop(device: str) -> str:
 
     if kernel.loop_backing_file(device) is None:
         return ""
+    _writable(device)
     _loop_step("detach", device, "detaching")
     deadline = time.monotonic() + LOOP_RELEASE_WAIT
     delay = 0.001
@@ -202,6 +204,15 @@ def detach_loop(device: str) -> str:
             delay = min(delay * 2, 0.05)
         _loop_step("detach", device, "detaching")
     return ""
+
+
+def _writable(device: str) -> None:
+    """Take back a read-only flag (a raw block volume staged read-only): the kernel keeps it on
+    the device number after a detach, and the next volume bound there would be read-only."""
+    if kernel.read_only(device):
+        from flexvol.core import devicenode
+
+        devicenode.set_read_only(device, False)
 
 
 def _keep_bound(device: str) -> bool:

@@ -8,7 +8,7 @@ from flexvol.core import state
 from flexvol.core.config import Config
 from flexvol.core.filesystems import DEFAULT_FS_TYPE
 from flexvol.csi import names
-from flexvol.csi.status import Code, CsiError
+from flexvol.csi.status import Code, CsiError, invalid
 
 
 def exists(config: Config, volume_id: str) -> bool:
@@ -27,3 +27,25 @@ def known(config: Config, volume_id: str) -> dict:
 def fs_type(record: dict) -> str:
     """The filesystem the volume holds (or will hold, before its first format)."""
     return (record.get("formatted") or {}).get("fs_type") or record.get("fs_type") or DEFAULT_FS_TYPE
+
+
+def is_block(record: dict) -> bool:
+    """A raw block volume: never formatted, served only with the block access type."""
+    from flexvol.core.operations import BLOCK
+
+    return bool(record.get(BLOCK))
+
+
+def check_access(record: dict, volume_id: str, block: bool, wanted_fs: str = "") -> None:
+    """INVALID_ARGUMENT unless the volume is what the request asks for: a volume is made raw
+    block or filesystem and stays it, so nothing is ever formatted over a raw volume's data nor
+    a filesystem handed out raw; touches nothing."""
+    if is_block(record) and not block:
+        raise invalid(f"volume {volume_id} is a raw block volume: it holds what its users wrote and "
+                      "is never formatted; ask for it with the block access type")
+    if block and not is_block(record):
+        raise invalid(f"volume {volume_id} holds a {fs_type(record)} filesystem: it is served with "
+                      "the mount access type only, never as a raw block device")
+    have = fs_type(record)
+    if wanted_fs and not block and wanted_fs != have:
+        raise invalid(f"volume {volume_id} holds {have}, not {wanted_fs}; it is never formatted again")

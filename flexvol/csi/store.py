@@ -8,14 +8,17 @@ import os
 from flexvol.core import backing, formatting, loop, state
 from flexvol.core.config import Config
 from flexvol.core.faults import checkpoint
+from flexvol.core.operations import BLOCK
 from flexvol.core.options import VolumeSpec
 from flexvol.core.undo import Undo, path_gone
 from flexvol.csi import names
 
 
-def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: object) -> tuple[dict, str]:
-    """Record (with the CSI name and `fields`), file, loop, format once, reserve; returns the
-    record and the loop device, which the caller mounts or releases.
+def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, *, block: bool = False,
+         **fields: object) -> tuple[dict, str]:
+    """Record (with the CSI name and `fields`), file, loop, format once (a raw block volume,
+    `block`, never), reserve; returns the record and the loop device, which the caller mounts or
+    releases.
 
     The record naming the CSI name is written before anything else: a plugin killed at any
     later step leaves a volume the retry recognises as its own and finishes, never one it
@@ -25,6 +28,8 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: obje
         record = state.new_record(spec.volume_id, spec.size_bytes, spec.fs_type)
         record.update({names.RECORD_NAME: name, "created_by": names.CREATED_BY,
                        "allocation": spec.allocation, **fields})
+        if block:
+            record[BLOCK] = True
         state.save_record(config, record)
         record_path = config.record_path(spec.volume_id)
         undo.push(f"remove new record of {spec.volume_id}", lambda: state.remove(record_path),
@@ -32,7 +37,8 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, **fields: obje
         checkpoint("csi-record-saved")
     record, created = backing.ensure_file(config, spec, undo, may_create=True)
     device = loop.ensure_loop(config, record, undo)
-    formatting.ensure_filesystem(config, record, device, spec, created=created)
+    if not record.get(BLOCK):
+        formatting.ensure_filesystem(config, record, device, spec, created=created)
     backing.ensure_reserved(config, record, strict=True)
     return record, device
 
