@@ -8,7 +8,7 @@ from flexvol.core import state
 from flexvol.core.config import Config
 from flexvol.core.filesystems import DEFAULT_FS_TYPE
 from flexvol.csi import names
-from flexvol.csi.status import Code, CsiError, invalid
+from flexvol.csi.status import Code, CsiError
 
 
 def exists(config: Config, volume_id: str) -> bool:
@@ -37,15 +37,18 @@ def is_block(record: dict) -> bool:
 
 
 def check_access(record: dict, volume_id: str, block: bool, wanted_fs: str = "") -> None:
-    """INVALID_ARGUMENT unless the volume is what the request asks for: a volume is made raw
-    block or filesystem and stays it, so nothing is ever formatted over a raw volume's data nor
-    a filesystem handed out raw; touches nothing."""
+    """FAILED_PRECONDITION unless the volume is what the request asks for (the spec's "exceeds
+    capabilities": the volume does not support them): a volume is made raw block or filesystem
+    and stays it, so nothing is ever formatted over a raw volume's data nor a filesystem handed
+    out raw; touches nothing."""
     if is_block(record) and not block:
-        raise invalid(f"volume {volume_id} is a raw block volume: it holds what its users wrote and "
-                      "is never formatted; ask for it with the block access type")
+        raise CsiError(Code.FAILED_PRECONDITION, f"volume {volume_id} is a raw block volume: it holds "
+                       "what its users wrote and is never formatted; ask for it with the block access type")
     if block and not is_block(record):
-        raise invalid(f"volume {volume_id} holds a {fs_type(record)} filesystem: it is served with "
-                      "the mount access type only, never as a raw block device")
+        raise CsiError(Code.FAILED_PRECONDITION, f"volume {volume_id} holds a {fs_type(record)} "
+                       "filesystem: it is served with the mount access type only, never as a raw "
+                       "block device")
     have = fs_type(record)
     if wanted_fs and not block and wanted_fs != have:
-        raise invalid(f"volume {volume_id} holds {have}, not {wanted_fs}; it is never formatted again")
+        raise CsiError(Code.FAILED_PRECONDITION, f"volume {volume_id} holds {have}, not {wanted_fs}; "
+                       "it is never formatted again")

@@ -228,9 +228,12 @@ def test_a_volume_stays_the_access_type_it_was_made_as(csi: Client, driver: Driv
     fs = create(csi, "pvc-fs-kind").volume_id
     staging, _pods = dirs(driver)
     before = driver.backing_file(raw).read_bytes()
-    assert status_of(csi.node.NodeStageVolume, stage_request(raw, staging)) == Code.INVALID_ARGUMENT
+    # The spec's "exceeds capabilities": capabilities the volume does not support.
+    assert status_of(csi.node.NodeStageVolume, stage_request(raw, staging)) == Code.FAILED_PRECONDITION
     assert status_of(csi.node.NodeStageVolume, stage_request(fs, staging, block=True)) == \
-        Code.INVALID_ARGUMENT
+        Code.FAILED_PRECONDITION
+    assert status_of(csi.node.NodePublishVolume, publish_request(raw, staging, driver.dir("t"))) == \
+        Code.FAILED_PRECONDITION
     assert driver.mounts() == [] and os.listdir(staging) == [] and driver.loops() == []
     flex = driver.fail("mount", driver.dir("flex"), options(raw))
     assert "raw block" in flex.message
