@@ -199,9 +199,8 @@ def detach_loop(device: str) -> str:
         if time.monotonic() >= deadline:
             _loop_step("detach", device, "detaching")  # left to the kernel's autoclear
             return ""
-        if holders:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        time.sleep(delay)  # a moment's opener (or none left): let it close, then ask again
+        delay = min(delay * 2, 0.05)
         _loop_step("detach", device, "detaching")
     return ""
 

@@ -69,7 +69,8 @@ class Node(csi_pb2_grpc.NodeServicer):
         owner = mounting.volume_of_mount(self.config, here[-1])
         if owner != volume_id:
             raise CsiError(Code.FAILED_PRECONDITION, f"{target} is already a mount point of "
-                           f"{here[-1].source}; refusing to mount volume {volume_id} over it")
+                           f"{kernel.device_of_mount(here[-1])}; refusing to mount volume {volume_id} "
+                           "over it")
         if here[-1].read_only != read_only:
             have = "read-only" if here[-1].read_only else "read-write"
             raise CsiError(Code.ALREADY_EXISTS, f"volume {volume_id} is already mounted {have} at "
@@ -110,7 +111,8 @@ class Node(csi_pb2_grpc.NodeServicer):
             if here:
                 if mounting.volume_of_mount(config, here[-1]) != volume_id:
                     raise CsiError(Code.FAILED_PRECONDITION, f"{target} is mounted from "
-                                   f"{here[-1].source}, not from volume {volume_id}; refusing to unmount it")
+                                   f"{kernel.device_of_mount(here[-1])}, not from volume {volume_id}; "
+                                   "refusing to unmount it")
                 sources = tuple(kernel.device_of_mount(mount) for mount in here)
                 if not block:
                     mounting.unmount_target(target)
