@@ -3,7 +3,7 @@
 # `flexvol csi` on real loop devices, with a temp data root, socket, mount and staging dirs.
 # Builds csi-sanity once from the Go module proxy into a cache outside the repository.
 # Needs root and Go. Usage: scripts/csi-sanity.sh [ACCESS_TYPE] [extra csi-sanity flags...]
-#   ACCESS_TYPE: mount (default; the only one served so far) or block
+#   ACCESS_TYPE: mount (default) or block
 set -euo pipefail
 
 CSI_TEST_VERSION="v5.4.0"

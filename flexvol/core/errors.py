@@ -28,6 +28,11 @@ class Refused(FlexvolError):
     """The request is well formed but would lose or expose data, so it was refused."""
 
 
+class Conflict(Refused):
+    """What is already in place differs from what the call asks (mounted read-only, asked
+    read-write): the call would have to undo it first."""
+
+
 class Busy(FlexvolError):
     """Another call holds the volume's lock for longer than we wait."""
 

@@ -112,9 +112,84 @@ def device_number(device: str) -> str | None:
 
 
 def mounts_of_device(device: str, mounts: list[Mount] | None = None) -> list[Mount]:
+    """Mounts of `device`: its filesystem mounted, and its device node bind-mounted onto a file
+    (a raw block volume published as CSI drivers do)."""
     number = device_number(device)
     return [mount for mount in (mounts if mounts is not None else read_mounts())
-            if mount.source == device or (number is not None and mount.device_number == number)]
+            if mount.source == device or (number is not None and mount.device_number == number)
+            or (number is not None and bound_device_number(mount, os.path.basename(device)) == number)]
+
+
+def bound_device_number(mount: Mount, name: str = "") -> str | None:
+    """The "major:minor" of a device node bind-mounted by `mount`, else None.
+
+    mountinfo shows such a bind by the filesystem the node lives in (devtmpfs 0:6, source
+    "devtmpfs" or "udev") and the node's path as the mount's root (/loop3), never by the device
+    itself: only a stat of the mount point tells. Looked at only for a bind of something that
+    is not a filesystem's root, from devtmpfs or named `name`, so an ordinary mount costs no stat.
+    """
+    if mount.root == "/" or not (mount.fs_type == "devtmpfs" or (name and mount.root.endswith("/" + name))):
+        return None
+    import stat
+
+    try:
+        info = os.stat(mount.mount_point)
+    except OSError:
+        return None
+    if not stat.S_ISBLK(info.st_mode):
+        return None
+    return f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
+
+
+def device_of_mount(mount: Mount) -> str:
+    """The block device a mount shows: its source, or the loop device whose node it binds."""
+    if mount.source.startswith("/dev/"):
+        return mount.source
+    number = bound_device_number(mount)
+    if number is None:
+        return mount.source
+    name = os.path.basename(os.path.realpath(f"/sys/dev/block/{number}"))
+    return f"/dev/{name}" if name.startswith("loop") else mount.source
+
+
+def open_holders(device: str) -> list[str]:
+    """What holds `device` open besides its mounts, described for a person: processes with a
+    descriptor on it ("pid 42 (dd)"), block devices stacked on it (sysfs holders/), and loop
+    devices whose backing file is it. Scans /proc: for the rare path, never per call."""
+    import stat
+
+    number = device_number(device)
+    if number is None:
+        return []
+    stacked = _listdir(f"{SYS_BLOCK}/{os.path.basename(device)}/holders")
+    found = [f"{name} (stacked on it)" for name in stacked]
+    for other, backing in loop_devices().items():
+        try:
+            info = os.stat(backing.removesuffix(DELETED_SUFFIX))
+        except OSError:
+            continue
+        if stat.S_ISBLK(info.st_mode) and f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}" == number:
+            found.append(f"{other} (a loop device over it)")
+    own = str(os.getpid())
+    for pid in _listdir("/proc"):
+        if not pid.isdigit() or pid == own:
+            continue
+        for fd in _listdir(f"/proc/{pid}/fd"):
+            try:
+                info = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if stat.S_ISBLK(info.st_mode) and f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}" == number:
+                found.append(f"pid {pid} ({_read_sys(f'/proc/{pid}/comm') or '?'})")
+                break
+    return found
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _read_sys(path: str) -> str | None:
@@ -177,6 +252,10 @@ def loops_of_file(path: str) -> list[str]:
 def loop_direct_io(device: str) -> bool | None:
     value = _read_sys(f"{SYS_BLOCK}/{os.path.basename(device)}/loop/dio")
     return None if value is None else value == "1"
+
+
+def read_only(device: str) -> bool:
+    return _read_sys(f"{SYS_BLOCK}/{os.path.basename(device)}/ro") == "1"
 
 
 def block_size_bytes(device: str) -> int | None:

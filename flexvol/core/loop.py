@@ -97,6 +97,7 @@ def ensure_loop(config: Config, record: state.Record, undo: Undo) -> str:
                           f"refusing to attach the new {path} beside it",
                           "unmount every pod of this volume first")
         device = _attach_loop(path, lambda chosen: _record_loop(config, record, chosen))
+        _writable(device)
         undo.push(f"detach {device}", lambda: detach_loop(device), undo.loop_detached(device))
         checkpoint("loop-attached")
     if record.loop_device != device or record.loop_attaching:
@@ -163,26 +164,67 @@ def _losetup_attach(path: str) -> str:
 
 
 LOOP_RELEASE_WAIT = 5.0
+# Processes that open every new or changed block device for a moment (udev's probes): a detach
+# waits for them instead of keeping the device.
+TRANSIENT_OPENERS = ("(systemd-udevd)", "(udev-worker)", "(udevd)", "(blkid)", "(udevadm)")
 
 
-def detach_loop(device: str) -> None:
-    """Detach a loop device and wait (bounded) until the kernel has let it go.
+def detach_loop(device: str) -> str:
+    """Detach a loop device and wait (bounded) until the kernel has let it go; return "" when it
+    went, or who holds it open: then it is kept bound.
 
-    Detaching (LOOP_CLR_FD, as `losetup --detach` does) a device that udev's blkid still holds
-    open only marks it autoclear; the kernel clears it at the last close, a moment later.
-    Waiting keeps "unmount returned, so the device is gone" true for the kubelet, the toolkit
-    and the tests.
+    LOOP_CLR_FD on a device open elsewhere only marks it autoclear, and the kernel lets it go
+    at the last close. For a moment's opener (udev's blkid) that is what we want, and waiting
+    keeps "unmount returned, so the device is gone" true. For a lasting one (a pod writing to
+    a raw block volume through its own device node) it is not: the device would vanish under
+    it, and its number, reused for another volume, would hand that pod another volume's data.
+    So the autoclear is taken back at once, and only a device whose openers all go within the
+    wait is detached.
     """
     import time
 
     if kernel.loop_backing_file(device) is None:
-        return
+        return ""
+    _writable(device)
     _loop_step("detach", device, "detaching")
     deadline = time.monotonic() + LOOP_RELEASE_WAIT
     delay = 0.001
-    while kernel.loop_backing_file(device) is not None and time.monotonic() < deadline:
-        time.sleep(delay)
+    while kernel.loop_backing_file(device) is not None:
+        if not _keep_bound(device):
+            return ""  # its last opener closed it meanwhile
+        holders = kernel.open_holders(device)
+        lasting = [holder for holder in holders if not holder.endswith(TRANSIENT_OPENERS)]
+        if lasting:
+            return ", ".join(lasting)
+        if time.monotonic() >= deadline:
+            _loop_step("detach", device, "detaching")  # left to the kernel's autoclear
+            return ""
+        time.sleep(delay)  # a moment's opener (or none left): let it close, then ask again
         delay = min(delay * 2, 0.05)
+        _loop_step("detach", device, "detaching")
+    return ""
+
+
+def _writable(device: str) -> None:
+    """Take back a read-only flag (a raw block volume staged read-only): the kernel keeps it on
+    the device number after a detach, and the next volume bound there would be read-only."""
+    if kernel.read_only(device):
+        from flexvol.core import devicenode
+
+        devicenode.set_read_only(device, False)
+
+
+def _keep_bound(device: str) -> bool:
+    """Clear the autoclear a deferred detach set; False if the device is unbound already."""
+    from flexvol.core import loopdev
+
+    try:
+        return loopdev.keep(device)
+    except loopdev.Unavailable:
+        return kernel.loop_backing_file(device) is not None
+    except OSError as error:
+        raise CommandFailed(f"keeping {device} bound failed: {error.strerror}",
+                            "see `losetup -l` and the kernel log") from error
 
 
 def set_loop_capacity(device: str) -> None:
@@ -204,9 +246,11 @@ def _loop_step(step: str, device: str, doing: str) -> None:
 
 
 def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = (),
-                 pending: list[str] | None = None) -> list[str]:
-    """Detach the volume's loop devices that no mount uses any more; return those the kernel
-    let go of (`pending` collects those it only marked autoclear: held open elsewhere).
+                 pending: list[str] | None = None, held: dict[str, str] | None = None) -> list[str]:
+    """Detach the volume's loop devices that nothing uses any more; return those the kernel
+    let go of (`pending` collects those it only marked autoclear: a moment's opener such as
+    udev's probe). A device still in use is kept: mounted, its node bind-mounted onto a file
+    (a published raw block volume), or held open (`held` maps it to its holders).
 
     A device whose backing file was deleted and not restored holds the only copy of the data:
     it is kept, and Refused says how to copy it back.
@@ -235,9 +279,13 @@ def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = (),
         if serves == "deleted" and not _same_content(device, path):
             kept.append(device)
             continue
-        detach_loop(device)
-        # Said only once sysfs shows it gone: a device still held open (udev's blkid, a
-        # process) only got autoclear, and the kernel lets it go at the last close.
+        holders = detach_loop(device)
+        if holders:
+            if held is not None:
+                held[device] = holders
+            continue
+        # Said only once sysfs shows it gone: a device still held open by udev's probe only
+        # got autoclear, and the kernel lets it go at the last close.
         if kernel.loop_backing_file(device) is None:
             detached.append(device)
         elif pending is not None:

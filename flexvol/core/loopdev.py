@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 LOOP_CLR_FD = 0x4C01
+LOOP_SET_STATUS64 = 0x4C04
+LOOP_GET_STATUS64 = 0x4C05
+LO_FLAGS_AUTOCLEAR = 4
+# struct loop_info64: five u64, then lo_number, lo_encrypt_type, lo_encrypt_key_size, lo_flags.
+INFO_SIZE = 232
+INFO_FLAGS_OFFSET = 5 * 8 + 3 * 4
 LOOP_SET_CAPACITY = 0x4C07
 LOOP_CONFIGURE = 0x4C0A
 LOOP_CTL_GET_FREE = 0x4C82
@@ -109,6 +115,36 @@ def attach(path: str, before_bind: Callable[[str], None], attempts: int = 64) ->
 def detach(device: str) -> None:
     """Unbind `device` (the kernel finishes at the last close, as for `losetup --detach`)."""
     _device_ioctl(device, LOOP_CLR_FD, "LOOP_CLR_FD")
+
+
+def keep(device: str) -> bool:
+    """Take back a detach the kernel deferred (LOOP_CLR_FD on a device held open elsewhere only
+    sets autoclear): clear autoclear, so the device stays bound when its holder closes it.
+    True if the device is still bound and now kept."""
+    import fcntl
+
+    fd = _open_node(device, os.O_RDONLY)
+    try:
+        info = bytearray(INFO_SIZE)
+        try:
+            fcntl.ioctl(fd, LOOP_GET_STATUS64, info)
+        except OSError as error:
+            if error.errno == errno.ENXIO:  # already let go
+                return False
+            raise
+        flags = int.from_bytes(info[INFO_FLAGS_OFFSET:INFO_FLAGS_OFFSET + 4], sys.byteorder)
+        if flags & LO_FLAGS_AUTOCLEAR:
+            flags &= ~LO_FLAGS_AUTOCLEAR
+            info[INFO_FLAGS_OFFSET:INFO_FLAGS_OFFSET + 4] = flags.to_bytes(4, sys.byteorder)
+            try:
+                fcntl.ioctl(fd, LOOP_SET_STATUS64, bytes(info))
+            except OSError as error:
+                if error.errno == errno.ENXIO:
+                    return False
+                raise
+        return True
+    finally:
+        os.close(fd)
 
 
 def set_capacity(device: str) -> None:

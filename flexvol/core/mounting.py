@@ -38,8 +38,9 @@ def check_target(path: str, config: Config, *, what: str = "mount dir") -> str:
 
 
 def volume_of_mount(config: Config, mount: kernel.Mount) -> str | None:
-    """The volume id behind a mount, if it is one of our loop devices."""
-    backing = kernel.loop_backing_file(mount.source)
+    """The volume id behind a mount, if it is one of our loop devices (its filesystem, or its
+    device node bound onto a file: a raw block volume)."""
+    backing = kernel.loop_backing_file(kernel.device_of_mount(mount))
     if backing is None:
         return None
     return config.volume_id_of_backing_file(backing)

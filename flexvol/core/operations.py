@@ -1,5 +1,5 @@
 """The operations a front end asks of this node's volumes, named for what the caller wants:
-create, mount, unmount, attach, detach, expand, delete.
+create, mount, unmount, attach, detach, expand, delete (and stage, in staging.py).
 
 Each takes the volume's lock itself, is idempotent (a retry after a kill converges), and owns
 its rollback: a failed mount leaves nothing it made behind. Front ends (flex/verbs.py, the
@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     from flexvol.core.config import Config
     from flexvol.core.journal import CallInfo
     from flexvol.core.options import VolumeSpec
+    from flexvol.core.undo import Undo
 
 
 def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None:
     """Leave the volume made, formatted and mounted at `target` with the spec's mode."""
-    from flexvol.core import backing, formatting, kernel, loop, mounting
+    from flexvol.core import kernel, mounting
     from flexvol.core.errors import CommandFailed
     from flexvol.core.undo import Undo
 
@@ -62,21 +63,7 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
                 undo.push("forget mount target", lambda: state.remove_target(config, target),
                           undo.path_gone(state.target_path(config, target)))
                 checkpoint("target-saved")
-            record, created = backing.ensure_file(config, spec, undo, may_create=not spec.read_only)
-            backing.check_namespace(config, record, spec)
-            backing.remember_pv_name(config, record, spec.pv_name)
-            device = loop.ensure_loop(config, record, undo)
-            if formatting.ensure_filesystem(config, record, device, spec, created=created):
-                call.notes.append(f"formatted {spec.fs_type}")
-            call.notes.extend(backing.ensure_reserved(config, record))
-            # A growth whose filesystem step failed (online ext4 without CAP_SYS_RESOURCE)
-            # is finished offline here, before the first mount of the device.
-            if backing.growth_pending(record, os.stat(config.backing_file(spec.volume_id)).st_size):
-                from flexvol.core import growth
-
-                grown = growth.finish_growth(config, record, device)
-                if grown:
-                    call.notes.append(grown)
+            record, device = _ready(config, spec, undo, call, may_create=not spec.read_only)
             try:
                 mounting.ensure_mounted(device, target, spec, undo, config=config)
             except CommandFailed as error:
@@ -84,12 +71,47 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
             if mounting.apply_fs_group(target, spec):
                 checkpoint("fsgroup-applied")
         except BaseException:
-            undo.rollback()
-            call.notes.extend(f"rolled back: {item}" for item in undo.done)
-            if undo.errors:
-                call.notes.extend(f"rollback failed: {item}" for item in undo.errors)
+            _rolled_back(undo, call)
             raise
         undo.commit()
+
+
+def _ready(config: Config, spec: VolumeSpec, undo: Undo, call: CallInfo, *, may_create: bool,
+           block: bool = False) -> tuple[dict, str]:
+    """The volume's file, record and one loop device; a filesystem volume formatted once and
+    grown if a growth is unfinished, a raw block volume (`block`) never formatted. Returns the
+    record and the device. A volume is one or the other for life: asking for the other is
+    refused before anything is formatted or bound."""
+    from flexvol.core import backing, formatting, loop
+
+    record, created = backing.ensure_file(config, spec, undo, may_create=may_create)
+    if bool(record.block) != block:
+        raise Refused(f"volume {spec.volume_id} is a {'raw block' if record.block else 'filesystem'} "
+                      f"volume; refusing to use it as a {'raw block' if block else 'filesystem'} volume "
+                      "(it is never formatted again, nor exposed otherwise)",
+                      "ask for it as it was made")
+    backing.check_namespace(config, record, spec)
+    backing.remember_pv_name(config, record, spec.pv_name)
+    device = loop.ensure_loop(config, record, undo)
+    if not block and formatting.ensure_filesystem(config, record, device, spec, created=created):
+        call.notes.append(f"formatted {spec.fs_type}")
+    call.notes.extend(backing.ensure_reserved(config, record))
+    # A growth whose filesystem step failed (online ext4 without CAP_SYS_RESOURCE)
+    # is finished offline here, before the first mount of the device.
+    if not block and backing.growth_pending(record, os.stat(config.backing_file(spec.volume_id)).st_size):
+        from flexvol.core import growth
+
+        grown = growth.finish_growth(config, record, device)
+        if grown:
+            call.notes.append(grown)
+    return record, device
+
+
+def _rolled_back(undo: Undo, call: CallInfo) -> None:
+    undo.rollback()
+    call.notes.extend(f"rolled back: {item}" for item in undo.done)
+    if undo.errors:
+        call.notes.extend(f"rollback failed: {item}" for item in undo.errors)
 
 
 def unmount(config: Config, target: str, call: CallInfo) -> None:
@@ -213,10 +235,12 @@ def _release_loop(config: Config, volume_id: str, call: CallInfo, also: tuple[st
     from flexvol.core import loop
 
     pending: list[str] = []
-    for device in loop.release_loop(config, volume_id, also=also, pending=pending):
+    held: dict[str, str] = {}
+    for device in loop.release_loop(config, volume_id, also=also, pending=pending, held=held):
         call.notes.append(f"detached {device}")
     call.notes.extend(f"detach pending: {device} is held open elsewhere; the kernel set autoclear "
                       "and frees it at the last close" for device in pending)
+    call.notes.extend(f"kept {device} attached: held open by {holders}" for device, holders in held.items())
 
 
 def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str = "",

@@ -119,7 +119,7 @@ def _describe(value: object) -> str:
 class Record(_Stored):
     """A volume's record: `records/<id>.json` (docs/layout.md section 2)."""
 
-    __slots__ = ("adopted", "allocation", "claim", "created_at", "created_by", "csi_name",
+    __slots__ = ("adopted", "allocation", "block", "claim", "created_at", "created_by", "csi_name",
                  "ephemeral", "formatted", "fs_type", "growing", "loop_attaching", "loop_device",
                  "mkfs_started", "namespace", "pv_name", "pv_names", "pv_uid", "reserved",
                  "restored_from", "restoring", "shareable", "size_bytes", "volume_id")
@@ -149,6 +149,7 @@ class Record(_Stored):
         ("ephemeral", "bool?", _OPTIONAL, None),
         ("restoring", "dict?", _OPTIONAL, None),
         ("restored_from", "dict?", _OPTIONAL, None),
+        ("block", "bool?", _OPTIONAL, None),
     )
 
     volume_id: str
@@ -174,6 +175,7 @@ class Record(_Stored):
     ephemeral: bool | None
     restoring: dict | None          # {"from_snapshot"/"from_volume", "at"} until a copy is whole
     restored_from: dict | None      # {"from_snapshot" or "from_volume", "method"} once it is
+    block: bool | None              # a raw block volume: never formatted
 
     def __init__(self, volume_id: str, size_bytes: int, fs_type: str, created_at: str) -> None:
         self._init()

@@ -1,8 +1,9 @@
 """Which volume capabilities flexvol serves, and what a capability asks of a mount.
 
-Served now: the mount access type (a filesystem of filesystems.FILESYSTEMS, mount flags from the
-FlexVolume allowlist) with a single-node access mode. A flexvol volume is a file in one node's
-pool, so a mode that spans nodes is refused, never half-served. Raw block comes later.
+Served: the mount access type (a filesystem of filesystems.FILESYSTEMS, mount flags from the
+FlexVolume allowlist) and the block access type (the loop device itself, never formatted), each
+with a single-node access mode. A flexvol volume is a file in one node's pool, so a mode that
+spans nodes is refused, never half-served. A volume is made as one access type and stays it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def unsupported(capability: csi_pb2.VolumeCapability) -> str:
                 "one node's pool: use a SINGLE_NODE_* mode")
     kind = capability.WhichOneof("access_type")
     if kind == "block":
-        return "raw block volumes are not served yet: use the mount access type"
+        return ""
     if kind != "mount":
         return "the volume capability has no access type (mount or block)"
     fs_type = capability.mount.fs_type
@@ -62,3 +63,18 @@ def mount_flags(capability: csi_pb2.VolumeCapability) -> tuple[str, ...]:
 
 def read_only(capability: csi_pb2.VolumeCapability) -> bool:
     return capability.access_mode.mode in READ_ONLY_MODES
+
+
+def is_block(capability: csi_pb2.VolumeCapability) -> bool:
+    return capability.WhichOneof("access_type") == "block"
+
+
+def access_type(capabilities: list[csi_pb2.VolumeCapability]) -> bool:
+    """True for a raw block volume, False for a filesystem; INVALID_ARGUMENT when a request asks
+    for both (a volume is made as one and stays it: a filesystem is never exposed raw, nor a
+    raw volume formatted)."""
+    kinds = {is_block(item) for item in capabilities}
+    if len(kinds) > 1:
+        raise invalid("the volume capabilities ask for both a raw block volume and a filesystem; "
+                      "a flexvol volume is one or the other")
+    return kinds == {True}

@@ -72,7 +72,7 @@ def size_for(capacity: csi_pb2.CapacityRange, fs_type: str) -> int:
         raise invalid("capacity_range bytes must not be negative")
     if limit and required > limit:
         raise invalid(f"capacity_range asks for at least {required} bytes but at most {limit}")
-    minimum = FILESYSTEMS[fs_type].min_bytes
+    minimum = FILESYSTEMS[fs_type].min_bytes if fs_type else SIZE_ALIGNMENT  # "": raw block
     size = required or (min(DEFAULT_SIZE, limit) if limit else DEFAULT_SIZE)
     size = -(-max(size, minimum) // SIZE_ALIGNMENT) * SIZE_ALIGNMENT
     if limit and size > limit:
@@ -80,7 +80,7 @@ def size_for(capacity: csi_pb2.CapacityRange, fs_type: str) -> int:
         if size < max(required, minimum):
             raise CsiError(Code.OUT_OF_RANGE,
                            f"no size of whole 4 KiB pages fits {required}..{limit} bytes and the "
-                           f"{minimum} bytes {fs_type} needs")
+                           f"{minimum} bytes {fs_type or 'a volume'} needs")
     return size
 
 
@@ -103,9 +103,10 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                            "requisite topology does not include")
 
     def _volume(self, record: state.Record) -> csi_pb2.Volume:
+        context = {} if records.is_block(record) else {FS_TYPE_PARAMETER: records.fs_type(record)}
         return csi_pb2.Volume(
             volume_id=record.volume_id, capacity_bytes=int(record.size_bytes or 0),
-            volume_context={FS_TYPE_PARAMETER: records.fs_type(record)},
+            volume_context=context,
             accessible_topology=[self._topology()])
 
     @rpc
@@ -117,7 +118,9 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         if request.HasField("volume_content_source"):
             raise invalid("volumes from a snapshot or a clone are not supported yet")
         fs_parameter, allocation = parse_parameters(dict(request.parameters))
-        fs_type = choose_fs_type(fs_parameter, capabilities)
+        # A raw block volume has no filesystem: a StorageClass's fsType is for its other claims.
+        block = capability.access_type(capabilities)
+        fs_type = "" if block else choose_fs_type(fs_parameter, capabilities)
         size = size_for(request.capacity_range, fs_type)
         self._check_topology(request.accessibility_requirements)
         volume_id = names.volume_id_for(name)
@@ -128,7 +131,9 @@ class Controller(csi_pb2_grpc.ControllerServicer):
             if record is not None or os.path.exists(config.backing_file(volume_id)):
                 self._check_same(record, name, request.capacity_range, fs_type, allocation)
                 assert record is not None
-                finished = record.formatted and (allocation != THICK or record.reserved)
+                # A raw block volume is made once its file is (never formatted).
+                made = block or record.formatted
+                finished = made and (allocation != THICK or record.reserved)
                 if finished and os.path.exists(config.backing_file(volume_id)):
                     # A create killed after formatting left its loop device: free it unless a
                     # mount uses it (one sysfs read when nothing is attached).
@@ -140,7 +145,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                 self._check_budget(size, volume_id)
             spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=fs_type,
                               allocation=allocation)
-            record = self._make(spec, name)
+            record = self._make(spec, name, block)
         return csi_pb2.CreateVolumeResponse(volume=self._volume(record))
 
     def _check_same(self, record: state.Record | None, name: str, capacity: csi_pb2.CapacityRange,
@@ -155,7 +160,10 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         problems = []
         if size < capacity.required_bytes or (capacity.limit_bytes and size > capacity.limit_bytes):
             problems.append(f"its size is {size} bytes")
-        if records.fs_type(record) != fs_type:
+        if records.is_block(record) != (not fs_type):
+            problems.append("it is a raw block volume" if records.is_block(record) else
+                            f"it is a filesystem volume ({records.fs_type(record)})")
+        elif fs_type and records.fs_type(record) != fs_type:
             problems.append(f"its filesystem is {records.fs_type(record)}")
         if record.allocation and record.allocation != allocation:
             problems.append(f"it is {record.allocation}")
@@ -171,12 +179,12 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         except Refused as error:
             raise CsiError(Code.RESOURCE_EXHAUSTED, str(error)) from None
 
-    def _make(self, spec: VolumeSpec, name: str) -> dict:
+    def _make(self, spec: VolumeSpec, name: str, block: bool) -> dict:
         """The volume made (store.make), its loop device released."""
         config = self.config
         undo = Undo()
         try:
-            record, _device = store.make(config, spec, name, undo)
+            record, _device = store.make(config, spec, name, undo, block=block)
         except BaseException:
             undo.rollback()
             raise
@@ -217,11 +225,13 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         if not capabilities:
             raise invalid("volume capabilities are missing")
         record = records.known(self.config, volume_id)
-        have = records.fs_type(record)
         for item in capabilities:
             reason = capability.unsupported(item)
-            if not reason and item.mount.fs_type and item.mount.fs_type != have:
-                reason = f"volume {volume_id} holds {have}, not {item.mount.fs_type}"
+            if not reason:
+                try:
+                    records.check_access(record, volume_id, capability.is_block(item), item.mount.fs_type)
+                except CsiError as error:
+                    reason = error.message
             if reason:
                 return csi_pb2.ValidateVolumeCapabilitiesResponse(message=reason)
         try:
@@ -243,14 +253,18 @@ class Controller(csi_pb2_grpc.ControllerServicer):
         capabilities = list(request.volume_capabilities)
         segments = dict(request.accessible_topology.segments)
         if any(capability.unsupported(item) for item in capabilities) or (
-                segments and segments != {names.TOPOLOGY_KEY: self.node_id}):
+                segments and segments != {names.TOPOLOGY_KEY: self.node_id}) or (
+                len({capability.is_block(item) for item in capabilities}) > 1):
             return csi_pb2.GetCapacityResponse(available_capacity=0)
-        fs_type = choose_fs_type(fs_parameter, capabilities)
+        if capabilities and capability.access_type(capabilities):
+            minimum = SIZE_ALIGNMENT  # a raw block volume: no filesystem's minimum
+        else:
+            minimum = FILESYSTEMS[choose_fs_type(fs_parameter, capabilities)].min_bytes
         available = budget.measure(self.config).available_bytes
         return csi_pb2.GetCapacityResponse(
             available_capacity=available,
             maximum_volume_size=wrappers_pb2.Int64Value(value=available),
-            minimum_volume_size=wrappers_pb2.Int64Value(value=FILESYSTEMS[fs_type].min_bytes))
+            minimum_volume_size=wrappers_pb2.Int64Value(value=minimum))
 
     @rpc
     def ListVolumes(self, request: csi_pb2.ListVolumesRequest,

@@ -1,24 +1,28 @@
-"""The CSI Node service: stage (loop device, format once, mount at the staging path), publish
-(bind the staged filesystem into a pod's target path), and their inverses.
+"""The CSI Node service: stage (the core's stage operation: loop device, then a filesystem
+formatted once and mounted at the staging path, or a raw block volume's device node bound onto a
+file in it), publish (bind the staged filesystem, or the device node, into a pod's target path),
+and their inverses.
 
-The sequences are those of the core's mount and unmount operations (core/operations.py, the
-FlexVolume front end's path) on the same steps (core/), under the same volume lock, with the same
-mount-target entries (state.save_target), so the toolkit, repair and the FlexVolume driver see
-a CSI-staged volume as one of theirs.
+Staging is core/staging.py's operation, the FlexVolume mount's steps under the same lock; the
+rest uses the same steps and mount-target entries (state.save_target), so the toolkit, repair
+and the FlexVolume driver see a CSI-staged volume as one of theirs.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
-from flexvol.core import backing, formatting, growth, guard, kernel, loop, mountdir, mounting, state
+from flexvol.core import devicenode, growth, guard, kernel, loop, mountdir, mounting, state
 from flexvol.core.config import Config
-from flexvol.core.errors import CommandFailed, Refused
+from flexvol.core.errors import Refused
 from flexvol.core.faults import checkpoint
 from flexvol.core.filesystems import BASE_MOUNT_OPTIONS
+from flexvol.core.journal import CallInfo
 from flexvol.core.operations import in_use
 from flexvol.core.options import DEFAULT_ALLOCATION, VolumeSpec
 from flexvol.core.runner import run
+from flexvol.core.staging import stage
 from flexvol.core.undo import Undo
 from flexvol.csi import access, capability, ephemeral, expand, names, records, stats, store
 from flexvol.csi.proto import csi_pb2, csi_pb2_grpc
@@ -44,47 +48,18 @@ class Node(csi_pb2_grpc.NodeServicer):
             raise invalid("volume capability is missing")
         wanted = request.volume_capability
         capability.check(wanted)
-        access.mount_group(wanted)
+        block = capability.is_block(wanted)
+        group = access.mount_group(wanted)
         config = self.config
         record = records.known(config, volume_id)
-        have = records.fs_type(record)
-        if wanted.mount.fs_type and wanted.mount.fs_type != have:
-            raise invalid(f"volume {volume_id} holds {have}, not {wanted.mount.fs_type}; it is never "
-                          "formatted again")
-        target = mounting.check_target(path, config, what="staging path")
-        spec = VolumeSpec(volume_id, size_bytes=int(record.size_bytes or 0), fs_type=have,
+        records.check_access(record, volume_id, block, wanted.mount.fs_type)
+        spec = VolumeSpec(volume_id, size_bytes=int(record.size_bytes or 0),
+                          fs_type="" if block else records.fs_type(record),
                           read_only=capability.read_only(wanted),
                           mount_options=capability.mount_flags(wanted),
-                          allocation=record.allocation or DEFAULT_ALLOCATION)
-        state.ensure_dirs(config)
-        with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
-            if self._already_mounted(target, volume_id, spec.read_only):
-                access.apply_mount_group(target, volume_id, wanted, spec.read_only)
-                return csi_pb2.NodeStageVolumeResponse()
-            undo = Undo()
-            try:
-                # Written first so that unstage (and the FlexVolume unmount) find a half-made mount.
-                if state.load_target(config, target) is None:
-                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=have,
-                                      mount_options=spec.mount_options)
-                    undo.push("forget staging path", lambda: state.remove_target(config, target),
-                              undo.path_gone(state.target_path(config, target)))
-                    checkpoint("target-saved")
-                record, _created = backing.ensure_file(config, spec, undo, may_create=False)
-                device = loop.ensure_loop(config, record, undo)
-                formatting.ensure_filesystem(config, record, device, spec)
-                backing.ensure_reserved(config, record)
-                growth.finish_growth(config, record, device)
-                try:
-                    mounting.ensure_mounted(device, target, spec, undo, config=config)
-                except CommandFailed as error:
-                    raise mounting.explain_mount_failure(record, device, error) from None
-                if access.apply_mount_group(target, volume_id, wanted, spec.read_only):
-                    checkpoint("fsgroup-applied")
-            except BaseException:
-                undo.rollback()
-                raise
-            undo.commit()
+                          allocation=record.allocation or DEFAULT_ALLOCATION, fs_group=group)
+        target = block_file(path, volume_id) if block else path
+        stage(config, target, spec, CallInfo("csi:NodeStageVolume"), block=block, lock_wait=LOCK_WAIT)
         return csi_pb2.NodeStageVolumeResponse()
 
     def _already_mounted(self, target: str, volume_id: str, read_only: bool) -> bool:
@@ -95,7 +70,8 @@ class Node(csi_pb2_grpc.NodeServicer):
         owner = mounting.volume_of_mount(self.config, here[-1])
         if owner != volume_id:
             raise CsiError(Code.FAILED_PRECONDITION, f"{target} is already a mount point of "
-                           f"{here[-1].source}; refusing to mount volume {volume_id} over it")
+                           f"{kernel.device_of_mount(here[-1])}; refusing to mount volume {volume_id} "
+                           "over it")
         if here[-1].read_only != read_only:
             have = "read-only" if here[-1].read_only else "read-write"
             raise CsiError(Code.ALREADY_EXISTS, f"volume {volume_id} is already mounted {have} at "
@@ -107,16 +83,23 @@ class Node(csi_pb2_grpc.NodeServicer):
                           context: object) -> csi_pb2.NodeUnstageVolumeResponse:
         volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
         path = require(request.staging_target_path, "staging target path")
+        # A raw block volume is staged on a file in the staging dir, a filesystem on the dir.
+        inner = block_file(path, volume_id)
+        if os.path.lexists(inner) or state.load_target(self.config, inner) is not None:
+            self._release(volume_id, inner, "staging path", block=True)
         self._release(volume_id, path, "staging path")
         return csi_pb2.NodeUnstageVolumeResponse()
 
-    def _release(self, volume_id: str, path: str, what: str, *, gone_ok: bool = False) -> None:
-        """Unmount the volume at `path`, lift the write guard, detach a loop device nothing
-        mounts any more, forget the path, and delete an inline volume. Idempotent; for a volume
-        never heard of (or deleted already, `gone_ok`) with nothing at `path`: NOT_FOUND, or
-        nothing to do."""
+    def _release(self, volume_id: str, path: str, what: str, *, gone_ok: bool = False,
+                 block: bool = False) -> None:
+        """Unmount the volume at `path` (`block`: unbind its device node from the file and remove
+        the file), lift the write guard, detach a loop device nothing uses any more, forget the
+        path, and delete an inline volume. Idempotent; for a volume never heard of (or deleted
+        already, `gone_ok`) with nothing at `path`: NOT_FOUND, or nothing to do. A device still
+        held open (a pod's process): FAILED_PRECONDITION naming the holder, kept attached."""
         config = self.config
-        target = mounting.check_target(path, config, what=what)
+        target = (devicenode.check_target(path, config, what=what) if block
+                  else mounting.check_target(path, config, what=what))
         if not names.is_volume_id(volume_id) or not records.exists(config, volume_id):
             if kernel.mounts_at(target) or state.load_target(config, target):
                 raise CsiError(Code.FAILED_PRECONDITION, f"{target} does not hold volume {volume_id}")
@@ -129,12 +112,20 @@ class Node(csi_pb2_grpc.NodeServicer):
             if here:
                 if mounting.volume_of_mount(config, here[-1]) != volume_id:
                     raise CsiError(Code.FAILED_PRECONDITION, f"{target} is mounted from "
-                                   f"{here[-1].source}, not from volume {volume_id}; refusing to unmount it")
-                sources = tuple(mount.source for mount in here)
-                mounting.unmount_target(target)
-            if guard.lift_write_guard(target):
+                                   f"{kernel.device_of_mount(here[-1])}, not from volume {volume_id}; "
+                                   "refusing to unmount it")
+                sources = tuple(kernel.device_of_mount(mount) for mount in here)
+                if not block:
+                    mounting.unmount_target(target)
+            if block:
+                devicenode.release(target)
+            elif guard.lift_write_guard(target):
                 checkpoint("guard-lifted")
-            loop.release_loop(config, volume_id, also=sources)
+            held: dict[str, str] = {}
+            loop.release_loop(config, volume_id, also=sources, held=held)
+            for device, holders in held.items():
+                raise CsiError(Code.FAILED_PRECONDITION, f"{device} of volume {volume_id} is held open "
+                               f"by {holders}; it stays attached until that closes it (retry then)")
             state.remove_target(config, target)
             checkpoint("target-removed")
             record = state.load_record(config, volume_id)
@@ -153,19 +144,29 @@ class Node(csi_pb2_grpc.NodeServicer):
             raise invalid("volume capability is missing")
         capability.check(request.volume_capability)
         access.mount_group(request.volume_capability)
+        block = capability.is_block(request.volume_capability)
         if request.volume_context.get(ephemeral.MARKER) == "true":
+            if block:
+                raise invalid("an inline ephemeral volume is a filesystem made for its pod: the block "
+                              "access type is not served for it; use a PersistentVolumeClaim with "
+                              "volumeMode: Block")
             self._publish_ephemeral(request, volume_id, path)
             return csi_pb2.NodePublishVolumeResponse()
         if not request.staging_target_path:
             raise CsiError(Code.FAILED_PRECONDITION, "staging target path is missing: flexvol "
                            "stages every volume (NodeStageVolume) before publishing it")
         config = self.config
-        records.known(config, volume_id)
-        staging = mounting.check_target(request.staging_target_path, config, what="staging path")
-        target = mounting.check_target(path, config, what="target path")
-        if target == staging:
+        records.check_access(records.known(config, volume_id), volume_id, block)
+        staged_at = mounting.check_target(request.staging_target_path, config, what="staging path")
+        target = (devicenode.check_target(path, config, what="target path") if block
+                  else mounting.check_target(path, config, what="target path"))
+        if target == staged_at:
             raise invalid("the target path is the staging path")
         read_only = request.readonly or capability.read_only(request.volume_capability)
+        if block:
+            self._publish_block(volume_id, block_file(staged_at, volume_id), target, read_only)
+            return csi_pb2.NodePublishVolumeResponse()
+        staging = staged_at
         state.ensure_dirs(config)
         with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
             staged = kernel.mounts_at(staging)
@@ -191,6 +192,38 @@ class Node(csi_pb2_grpc.NodeServicer):
                 raise
             undo.commit()
         return csi_pb2.NodePublishVolumeResponse()
+
+    def _publish_block(self, volume_id: str, staged_file: str, target: str, read_only: bool) -> None:
+        """Bind the staged volume's device node onto the file `target` (made here; the CO makes
+        its dir). A read-only bind does not stop writes through a device node: the CO gives a
+        read-only publish to the pod read-only (the kubelet asks the runtime for a device the
+        container may only read), and a volume staged read-only has its device read-only."""
+        config = self.config
+        state.ensure_dirs(config)
+        with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
+            staged = kernel.mounts_at(staged_file)
+            if not staged or mounting.volume_of_mount(config, staged[-1]) != volume_id:
+                raise CsiError(Code.FAILED_PRECONDITION,
+                               f"volume {volume_id} is not staged at {os.path.dirname(staged_file)}; "
+                               "stage it first")
+            device = kernel.device_of_mount(staged[-1])
+            if staged[-1].read_only and not read_only:
+                raise CsiError(Code.FAILED_PRECONDITION, f"volume {volume_id} is staged read-only; "
+                               "a read-write publish needs a read-write stage")
+            if self._already_mounted(target, volume_id, read_only):
+                return
+            undo = Undo()
+            try:
+                if state.load_target(config, target) is None:
+                    state.save_target(config, target, volume_id)
+                    undo.push("forget target path", lambda: state.remove_target(config, target),
+                              undo.path_gone(state.target_path(config, target)))
+                    checkpoint("target-saved")
+                devicenode.ensure_bound(device, target, read_only, undo, config=config)
+            except BaseException:
+                undo.rollback()
+                raise
+            undo.commit()
 
     def _publish_ephemeral(self, request: csi_pb2.NodePublishVolumeRequest, volume_id: str,
                            path: str) -> None:
@@ -237,11 +270,16 @@ class Node(csi_pb2_grpc.NodeServicer):
                             context: object) -> csi_pb2.NodeUnpublishVolumeResponse:
         volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
         path = require(request.target_path, "target path")
+        # A raw block volume is published on a file (its device node once bound), a filesystem on a dir.
+        try:
+            block = not stat.S_ISDIR(os.lstat(path).st_mode)
+        except OSError:
+            block = False
         # An inline volume is deleted with its last unpublish: a retry of that unpublish (its
         # reply lost) finds no volume, and must succeed for the pod to go.
-        self._release(volume_id, path, "target path", gone_ok=True)
+        self._release(volume_id, path, "target path", gone_ok=True, block=block)
         # The plugin made the target dir (bind), so it removes it (CSI spec, NodeUnpublishVolume);
-        # rmdir takes only an empty dir, never a pod's data.
+        # rmdir takes only an empty dir, never a pod's data (a block volume's file went above).
         try:
             os.rmdir(path)
         except OSError:
@@ -260,8 +298,10 @@ class Node(csi_pb2_grpc.NodeServicer):
         here = kernel.mounts_at(path)
         if not here or mounting.volume_of_mount(config, here[-1]) != volume_id:
             raise CsiError(Code.NOT_FOUND, f"volume {volume_id} is not mounted at {path}")
+        device = kernel.device_of_mount(here[-1])
+        usage = stats.block_usage(device) if records.is_block(record) else stats.usage(path)
         return csi_pb2.NodeGetVolumeStatsResponse(
-            usage=stats.usage(path), volume_condition=stats.condition(config, record, here[-1].source))
+            usage=usage, volume_condition=stats.condition(config, record, device))
 
     # ---- about the node ------------------------------------------------------------------
 
@@ -322,3 +362,8 @@ def bind(config: Config, staging: str, target: str, device: str, volume_id: str,
     if not now or now[-1].source != device or now[-1].read_only != read_only:
         raise Refused(f"bind mount of volume {volume_id} at {target} did not take effect as "
                       f"{'ro' if read_only else 'rw'}")
+
+
+def block_file(staging: str, volume_id: str) -> str:
+    """Where a raw block volume is staged: a file named for it in the CO's staging dir."""
+    return os.path.join(staging.rstrip("/") or "/", volume_id)

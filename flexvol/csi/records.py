@@ -27,3 +27,26 @@ def known(config: Config, volume_id: str) -> state.Record:
 def fs_type(record: state.Record) -> str:
     """The filesystem the volume holds (or will hold, before its first format)."""
     return record.formatted_fs or record.fs_type or DEFAULT_FS_TYPE
+
+
+def is_block(record: state.Record) -> bool:
+    """A raw block volume: never formatted, served only with the block access type."""
+    return bool(record.block)
+
+
+def check_access(record: state.Record, volume_id: str, block: bool, wanted_fs: str = "") -> None:
+    """FAILED_PRECONDITION unless the volume is what the request asks for (the spec's "exceeds
+    capabilities": the volume does not support them): a volume is made raw block or filesystem
+    and stays it, so nothing is ever formatted over a raw volume's data nor a filesystem handed
+    out raw; touches nothing."""
+    if is_block(record) and not block:
+        raise CsiError(Code.FAILED_PRECONDITION, f"volume {volume_id} is a raw block volume: it holds "
+                       "what its users wrote and is never formatted; ask for it with the block access type")
+    if block and not is_block(record):
+        raise CsiError(Code.FAILED_PRECONDITION, f"volume {volume_id} holds a {fs_type(record)} "
+                       "filesystem: it is served with the mount access type only, never as a raw "
+                       "block device")
+    have = fs_type(record)
+    if wanted_fs and not block and wanted_fs != have:
+        raise CsiError(Code.FAILED_PRECONDITION, f"volume {volume_id} holds {have}, not {wanted_fs}; "
+                       "it is never formatted again")

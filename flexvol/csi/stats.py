@@ -30,6 +30,14 @@ def usage(path: str) -> list[csi_pb2.VolumeUsage]:
     ]
 
 
+def block_usage(device: str) -> list[csi_pb2.VolumeUsage]:
+    """A raw block volume's size in bytes, as the kernel has its device (no filesystem to ask
+    what is used)."""
+    from flexvol.core import kernel
+
+    return [csi_pb2.VolumeUsage(unit=Unit.BYTES, total=kernel.block_size_bytes(device) or 0)]
+
+
 def condition(config: Config, record: Record, device: str) -> csi_pb2.VolumeCondition:
     problems = []
     path = config.backing_file(record.volume_id)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from flexvol.core.errors import Busy, FlexvolError, InvalidInput, Refused
+from flexvol.core.errors import Busy, Conflict, FlexvolError, InvalidInput, Refused
 
 log = logging.getLogger("flexvol.csi")
 
@@ -50,6 +50,9 @@ def code_of(error: FlexvolError) -> grpc.StatusCode:
     if isinstance(error, Busy):
         # Another call holds the volume's lock: the CO retries with backoff.
         return Code.ABORTED
+    if isinstance(error, Conflict):
+        # Staged or published already, incompatibly with this request (the spec's word).
+        return Code.ALREADY_EXISTS
     if isinstance(error, Refused):
         return Code.FAILED_PRECONDITION
     return Code.INTERNAL

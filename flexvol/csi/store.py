@@ -11,10 +11,11 @@ from flexvol.core.undo import Undo, path_gone
 from flexvol.csi import names
 
 
-def make(config: Config, spec: VolumeSpec, name: str, undo: Undo,
+def make(config: Config, spec: VolumeSpec, name: str, undo: Undo, *, block: bool = False,
          **fields: object) -> tuple[state.Record, str]:
-    """Record (with the CSI name and `fields`), file, loop, format once, reserve; returns the
-    record and the loop device, which the caller mounts or releases.
+    """Record (with the CSI name and `fields`), file, loop, format once (a raw block volume,
+    `block`, never), reserve; returns the record and the loop device, which the caller mounts or
+    releases.
 
     The record naming the CSI name is written before anything else: a plugin killed at any
     later step leaves a volume the retry recognises as its own and finishes, never one it
@@ -25,6 +26,8 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo,
         record.csi_name, record.created_by, record.allocation = name, names.CREATED_BY, spec.allocation
         for field, value in fields.items():
             setattr(record, field, value)
+        if block:
+            record.block = True
         state.save_record(config, record)
         record_path = config.record_path(spec.volume_id)
         undo.push(f"remove new record of {spec.volume_id}", lambda: state.remove(record_path),
@@ -32,7 +35,8 @@ def make(config: Config, spec: VolumeSpec, name: str, undo: Undo,
         checkpoint("csi-record-saved")
     record, created = backing.ensure_file(config, spec, undo, may_create=True)
     device = loop.ensure_loop(config, record, undo)
-    formatting.ensure_filesystem(config, record, device, spec, created=created)
+    if not record.block:
+        formatting.ensure_filesystem(config, record, device, spec, created=created)
     backing.ensure_reserved(config, record, strict=True)
     return record, device
 

@@ -18,7 +18,7 @@ import pytest
 from flexvol.core import kernel, state
 from flexvol.core.config import Config
 from flexvol.csi.proto import csi_pb2
-from tests.helpers.csi import Client, Mode, mount_capability, status_of
+from tests.helpers.csi import Client, Mode, block_capability, mount_capability, status_of
 from tests.helpers.driver import Driver, options
 
 Code = grpc.StatusCode
@@ -84,31 +84,44 @@ def csi(plugin: Plugin) -> Client:
     return plugin.start()
 
 
-def create(client: Client, name: str, size: int = 64 * MiB, **parameters: str) -> csi_pb2.Volume:
+def capability_for(block: bool, mode: int = Mode.SINGLE_NODE_WRITER) -> csi_pb2.VolumeCapability:
+    if block:
+        capability = block_capability()
+        capability.access_mode.mode = mode
+        return capability
+    return mount_capability(mode)
+
+
+def create(client: Client, name: str, size: int = 64 * MiB, *, block: bool = False,
+           **parameters: str) -> csi_pb2.Volume:
     parameters.setdefault("allocation", "thin")
     return client.controller.CreateVolume(csi_pb2.CreateVolumeRequest(
         name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
-        volume_capabilities=[mount_capability()], parameters=parameters), timeout=120).volume
+        volume_capabilities=[capability_for(block)], parameters=parameters), timeout=120).volume
 
 
-def stage_request(volume_id: str, staging: str) -> csi_pb2.NodeStageVolumeRequest:
+def stage_request(volume_id: str, staging: str, *, block: bool = False,
+                  mode: int = Mode.SINGLE_NODE_WRITER) -> csi_pb2.NodeStageVolumeRequest:
     return csi_pb2.NodeStageVolumeRequest(volume_id=volume_id, staging_target_path=staging,
-                                          volume_capability=mount_capability())
+                                          volume_capability=capability_for(block, mode))
 
 
 def publish_request(volume_id: str, staging: str, target: str, *, readonly: bool = False,
-                    mode: int = Mode.SINGLE_NODE_WRITER) -> csi_pb2.NodePublishVolumeRequest:
+                    mode: int = Mode.SINGLE_NODE_WRITER,
+                    block: bool = False) -> csi_pb2.NodePublishVolumeRequest:
     return csi_pb2.NodePublishVolumeRequest(volume_id=volume_id, staging_target_path=staging,
                                             target_path=target, readonly=readonly,
-                                            volume_capability=mount_capability(mode))
+                                            volume_capability=capability_for(block, mode))
 
 
-def stage(client: Client, volume_id: str, staging: str) -> None:
-    client.node.NodeStageVolume(stage_request(volume_id, staging), timeout=120)
+def stage(client: Client, volume_id: str, staging: str, **kwargs: object) -> None:
+    client.node.NodeStageVolume(stage_request(volume_id, staging, **kwargs),  # type: ignore[arg-type]
+                                timeout=120)
 
 
 def publish(client: Client, volume_id: str, staging: str, target: str, **kwargs: object) -> None:
-    client.node.NodePublishVolume(publish_request(volume_id, staging, target, **kwargs), timeout=120)
+    client.node.NodePublishVolume(publish_request(volume_id, staging, target, **kwargs),  # type: ignore[arg-type]
+                                  timeout=120)
 
 
 def unpublish(client: Client, volume_id: str, target: str) -> None:
@@ -432,11 +445,14 @@ def test_inline_volume_lives_and_dies_with_the_pod(csi: Client, driver: Driver) 
 
 
 def _node_calls(kind: str, client: Client, driver: Driver) -> None:
-    """The call under test: stage, publish or delete of volume pvc-k (already set up)."""
+    """The call under test: stage, publish or delete of volume pvc-k (already set up); a
+    "block-" kind is the same call on a raw block volume."""
+    block = kind.startswith("block-")
+    kind = kind.removeprefix("block-")
     if kind == "stage":
-        stage(client, "pvc-k", driver.dir("staging"))
+        stage(client, "pvc-k", driver.dir("staging"), block=block)
     elif kind == "publish":
-        publish(client, "pvc-k", driver.dir("staging"), driver.dir("target"))
+        publish(client, "pvc-k", driver.dir("staging"), driver.dir("target"), block=block)
     elif kind == "unpublish":
         unpublish(client, "pvc-k", driver.dir("target"))
     elif kind == "unstage":
@@ -455,16 +471,24 @@ def _set_up(kind: str, client: Client, driver: Driver) -> None:
     if kind == "inline-unpublish":
         client.node.NodePublishVolume(inline_request(INLINE_ID, driver.dir("inline")), timeout=120)
         return
-    create(client, "pvc-k")
+    block = kind.startswith("block-")
+    kind = kind.removeprefix("block-")
+    create(client, "pvc-k", block=block)
+    # The CO makes the staging dir (and a target's parent); the plugin makes the rest.
+    os.makedirs(driver.dir("staging"), exist_ok=True)
     if kind in ("publish", "unpublish", "unstage"):
-        stage(client, "pvc-k", driver.dir("staging"))
+        stage(client, "pvc-k", driver.dir("staging"), block=block)
     if kind == "unpublish":
-        publish(client, "pvc-k", driver.dir("staging"), driver.dir("target"))
+        publish(client, "pvc-k", driver.dir("staging"), driver.dir("target"), block=block)
 
 
 def _check_and_undo(kind: str, client: Client, driver: Driver, step: str) -> None:
     """After the retry: exactly the state the call promises, then back to nothing."""
+    block = kind.startswith("block-")
+    kind = kind.removeprefix("block-")
     staging, target = driver.dir("staging"), driver.dir("target")
+    # A raw block volume is staged on a file named for it in the staging dir.
+    staged_at = os.path.join(staging, "pvc-k") if block else staging
     if kind == "inline-publish":
         assert len(mounted(driver.dir("inline"))) == 1 and len(driver.loops()) == 1, step
         unpublish(client, INLINE_ID, driver.dir("inline"))
@@ -477,30 +501,37 @@ def _check_and_undo(kind: str, client: Client, driver: Driver, step: str) -> Non
         assert not (driver.root / "records" / "pvc-k.json").exists(), step
         return
     if kind == "unstage":
-        assert not mounted(staging) and driver.loops() == [], f"unstage after a kill at {step}"
+        assert not mounted(staged_at) and driver.loops() == [], f"unstage after a kill at {step}"
+        assert not os.path.lexists(os.path.join(staging, "pvc-k")), f"staging file left after {step}"
         delete(client, "pvc-k")
         return
     if kind == "unpublish":
-        assert not mounted(target) and not os.path.exists(target), f"unpublish after a kill at {step}"
-        assert len(mounted(staging)) == 1, step
+        assert not mounted(target) and not os.path.lexists(target), f"unpublish after a kill at {step}"
+        assert len(mounted(staged_at)) == 1, step
         unstage(client, "pvc-k", staging)
         delete(client, "pvc-k")
         return
-    assert len(mounted(staging)) == 1, f"{kind} after a kill at {step}: {mounted(staging)}"
+    assert len(mounted(staged_at)) == 1, f"{kind} after a kill at {step}: {mounted(staged_at)}"
     if kind == "publish":
-        assert len(mounted(target)) == 1 and mounted(target)[0].source == mounted(staging)[0].source, step
+        assert len(mounted(target)) == 1, step
+        device = kernel.device_of_mount(mounted(staged_at)[0])
+        assert kernel.device_of_mount(mounted(target)[0]) == device, step
         unpublish(client, "pvc-k", target)
     assert len(driver.loops()) == 1, f"{kind} after a kill at {step}: {driver.loops()}"
+    if block:
+        assert driver.record("pvc-k")["formatted"] is None, f"a raw block volume formatted after {step}"
     unstage(client, "pvc-k", staging)
     delete(client, "pvc-k")
 
 
 @pytest.mark.parametrize("kind", ["stage", "publish", "unpublish", "unstage", "delete",
-                                  "inline-publish", "inline-unpublish"])
+                                  "inline-publish", "inline-unpublish", "block-stage", "block-publish",
+                                  "block-unpublish", "block-unstage"])
 def test_calls_killed_at_every_step_converge_on_retry(plugin: Plugin, driver: Driver, kind: str) -> None:
-    """A plugin SIGKILLed at any step of NodeStageVolume, NodePublishVolume, their inverses or
-    DeleteVolume, restarted and retried (as the kubelet and the provisioner do) ends in the state
-    the call promises (one mount and loop device, none, or the volume gone); nothing leaked."""
+    """A plugin SIGKILLed at any step of NodeStageVolume, NodePublishVolume (filesystem or raw
+    block), their inverses or DeleteVolume, restarted and retried (as the kubelet and the
+    provisioner do) ends in the state the call promises (one mount and loop device, none, or
+    the volume gone); nothing leaked."""
     trace = driver.base / "trace"
     client = plugin.start()
     _set_up(kind, client, driver)

@@ -102,7 +102,7 @@ def test_required_above_limit_is_invalid(service: Controller) -> None:
 @pytest.mark.parametrize(("request_", "why"), [
     (create(name=""), "no name"),
     (create(capabilities=[]), "no capability"),
-    (create(capabilities=[block_capability()]), "raw block not yet served"),
+    (create(capabilities=[block_capability(), mount_capability()]), "raw block and filesystem at once"),
     (create(capabilities=[mount_capability(Mode.MULTI_NODE_MULTI_WRITER)]), "multi-node mode"),
     (create(capabilities=[csi_pb2.VolumeCapability(access_mode=Mode(mode=Mode.SINGLE_NODE_WRITER))]),
      "no access type"),
@@ -260,9 +260,13 @@ def test_capacity_is_the_budgets_available_figure(service: Controller, config: C
 def test_capacity_elsewhere_or_for_unserved_capabilities_is_zero(service: Controller) -> None:
     other_node = csi_pb2.GetCapacityRequest(
         accessible_topology=csi_pb2.Topology(segments={names.TOPOLOGY_KEY: "node-b"}))
-    block = csi_pb2.GetCapacityRequest(volume_capabilities=[block_capability()])
-    for request in (other_node, block):
+    both = csi_pb2.GetCapacityRequest(volume_capabilities=[block_capability(), mount_capability()])
+    shared = csi_pb2.GetCapacityRequest(volume_capabilities=[mount_capability(Mode.MULTI_NODE_MULTI_WRITER)])
+    for request in (other_node, both, shared):
         assert service.GetCapacity(request, FakeContext()).available_capacity == 0
+    block = service.GetCapacity(csi_pb2.GetCapacityRequest(volume_capabilities=[block_capability()]),
+                                FakeContext())
+    assert block.available_capacity > 0 and block.minimum_volume_size.value == 4096
     assert code(service.GetCapacity, csi_pb2.GetCapacityRequest(parameters={"colour": "blue"})) == \
         Code.INVALID_ARGUMENT
 

@@ -59,7 +59,6 @@ def publish(volume_id: str = "pvc-1", target: str = "/tmp/flexvol-never/target",
     (stage("", capability=mount_capability()), "no volume id"),
     (stage(path="", capability=mount_capability()), "no staging path"),
     (stage(), "no capability"),
-    (stage(capability=block_capability()), "raw block not yet served"),
 ])
 def test_stage_refuses_bad_requests(service: Node, request_: object, why: str) -> None:
     assert code(service.NodeStageVolume, request_) == Code.INVALID_ARGUMENT, why
@@ -73,7 +72,6 @@ def test_stage_of_an_unknown_volume_is_not_found(service: Node) -> None:
     (publish("", capability=mount_capability()), "no volume id"),
     (publish(target="", capability=mount_capability()), "no target path"),
     (publish(), "no capability"),
-    (publish(capability=block_capability()), "raw block not yet served"),
 ])
 def test_publish_refuses_bad_requests(service: Node, request_: object, why: str) -> None:
     assert code(service.NodePublishVolume, request_) == Code.INVALID_ARGUMENT, why
@@ -116,6 +114,20 @@ def test_inline_volumes_refuse_bad_attributes(service: Node, config: Config, con
                                    "csi.storage.k8s.io/pod.name": "web-0", **context})
     assert code(service.NodePublishVolume, request) == Code.INVALID_ARGUMENT, why
     assert not any(Path(config.volumes_dir).iterdir())
+
+
+def test_inline_block_volumes_are_refused_with_a_reason(service: Node, config: Config) -> None:
+    request = publish("csi-" + "a" * 64, staging="", capability=block_capability())
+    request.volume_context.update({"csi.storage.k8s.io/ephemeral": "true"})
+    with pytest.raises(Exception, match="block access type is not served") as caught:
+        service.NodePublishVolume(request, FakeContext())
+    assert caught.value.code == Code.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert not any(Path(config.volumes_dir).iterdir())
+
+
+def test_block_volumes_need_a_volume_that_exists(service: Node) -> None:
+    assert code(service.NodeStageVolume, stage("nope", capability=block_capability())) == Code.NOT_FOUND
+    assert code(service.NodePublishVolume, publish("nope", capability=block_capability())) == Code.NOT_FOUND
 
 
 def test_node_info_pins_volumes_to_the_node(service: Node) -> None:
