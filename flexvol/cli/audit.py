@@ -46,14 +46,15 @@ def journaled(config: Config, action: str, volume_id: str = "",
     call.volume_id = volume_id
     call.args = list(args)
     call.who = who()
-    started = len(runner.history)
     done = Action(call)
-    try:
-        yield done
-    except FlexvolError as error:
-        journal.append(config, call, "Failure", error.message, runner.history[started:])
-        raise
-    except Exception as error:
-        journal.append(config, call, "Failure", f"{type(error).__name__}: {error}", runner.history[started:])
-        raise
-    journal.append(config, call, "Success", done.message or f"{action} done", runner.history[started:])
+    # A call of its own: its journal line lists only the commands this action ran.
+    with runner.call() as context:
+        try:
+            yield done
+        except FlexvolError as error:
+            journal.append(config, call, "Failure", error.message, context.history)
+            raise
+        except Exception as error:
+            journal.append(config, call, "Failure", f"{type(error).__name__}: {error}", context.history)
+            raise
+        journal.append(config, call, "Success", done.message or f"{action} done", context.history)

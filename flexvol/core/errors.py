@@ -49,11 +49,12 @@ class CommandFailed(FlexvolError):
     """An external command exited with an unexpected status."""
 
     def __init__(self, message: str, hint: str = "", *, argv: list[str] | None = None,
-                 code: int | None = None, stderr: str = "") -> None:
+                 code: int | None = None, stderr: str = "", stdout: str = "") -> None:
         super().__init__(message, hint)
         self.argv = argv or []
         self.code = code
         self.stderr = stderr
+        self.stdout = stdout
 
 
 class CommandTimedOut(CommandFailed):

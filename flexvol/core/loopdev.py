@@ -5,7 +5,7 @@ what is three system calls: LOOP_CTL_GET_FREE on /dev/loop-control picks a free 
 LOOP_CONFIGURE (Linux 5.8+) binds the file with its flags in one step, so no half-configured
 device is ever visible. `losetup --detach` is one LOOP_CLR_FD. Where this path is not available
 (an older kernel, a /dev without the device nodes) `Unavailable` tells the caller to run losetup.
-Each step is added to runner.history, so the call journal still says what was done.
+Each step is added to the call's history (runner.current()), so the call journal still says what was done.
 """
 
 from __future__ import annotations
@@ -175,4 +175,4 @@ def _open_node(device: str, mode: int) -> int:
 
 
 def _journal(line: str, started: float) -> None:
-    runner.history.append((line, 0, round((time.monotonic() - started) * 1000, 1)))
+    runner.current().history.append((line, 0, round((time.monotonic() - started) * 1000, 1)))

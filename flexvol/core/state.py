@@ -208,16 +208,14 @@ HOLDER_WIDTH = 10  # pids are at most 7 digits (pid_max is at most 2**22)
 class VolumeLock:
     """An exclusive flock on one volume, with a bounded wait.
 
-    The descriptor is inherited by commands we start (see runner.inherited_fds), so a mkfs or
-    losetup orphaned by a killed driver keeps the volume locked until it exits.
+    The descriptor is inherited by the commands its call starts (runner.CallContext.fds), and
+    by no other call's, so a mkfs or losetup orphaned by a killed driver keeps the volume
+    locked until it exits.
 
-    Re-entrant in one thread: a caller that holds a volume's lock (repair acting on a finding)
-    may call what takes it again (an operation, a step) without waiting on itself. Another
-    thread or process waits, as before.
+    Re-entrant within one call: a caller that holds a volume's lock (repair acting on a
+    finding) may call what takes it again (an operation, a step) without waiting on itself.
+    Another call, thread or process waits, as before.
     """
-
-    # (lock path, thread id) -> how deep this thread holds it.
-    _held: dict[tuple[str, int], int] = {}  # noqa: RUF012
 
     def __init__(self, config: Config, volume_id: str, wait: float = LOCK_WAIT_SECONDS) -> None:
         self.path = config.lock_path(volume_id)
@@ -226,17 +224,17 @@ class VolumeLock:
         self.wait = wait
         self.fd: int | None = None
         self.nested = False
+        self.context: runner.CallContext | None = None  # the call that holds it
 
     def __enter__(self) -> VolumeLock:
-        import _thread  # built in: costs no file lookup on the driver's path
-
-        key = (self.path, _thread.get_ident())
-        if key in VolumeLock._held:
-            VolumeLock._held[key] += 1
+        self.context = runner.current()
+        held = self.context.held
+        if self.path in held:
+            held[self.path] += 1
             self.nested = True
             return self
         self._acquire()
-        VolumeLock._held[key] = 1
+        held[self.path] = 1
         return self
 
     def _acquire(self) -> None:
@@ -259,7 +257,8 @@ class VolumeLock:
         except OSError:
             pass  # the holder's pid only informs a Busy message; a full data root must not fail here
         self.fd = fd
-        runner.inherited_fds.add(fd)
+        if self.context is not None:
+            self.context.fds.add(fd)
 
     def _open(self) -> int:
         try:
@@ -289,16 +288,14 @@ class VolumeLock:
                 delay = min(delay * 2, 0.2)
 
     def __exit__(self, *exc: object) -> None:
-        import _thread
-
-        key = (self.path, _thread.get_ident())
-        if key in VolumeLock._held:
-            VolumeLock._held[key] -= 1
-            if VolumeLock._held[key]:
+        context = self.context or runner.current()
+        if self.path in context.held:
+            context.held[self.path] -= 1
+            if context.held[self.path]:
                 return
-            del VolumeLock._held[key]
+            del context.held[self.path]
         if self.fd is not None:
-            runner.inherited_fds.discard(self.fd)
+            context.fds.discard(self.fd)
             if self.config is not None and not _volume_exists(self.config, self.volume_id):
                 try:
                     os.unlink(self.path)  # still held: a waiter re-checks the path (above)

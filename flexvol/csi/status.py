@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from flexvol.core import runner
 from flexvol.core.errors import Busy, Conflict, FlexvolError, InvalidInput, Refused
 
 log = logging.getLogger("flexvol.csi")
@@ -73,7 +74,10 @@ def rpc(method: F) -> F:
     def wrapper(self: object, request: object, context: grpc.ServicerContext) -> object:
         started = time.monotonic()
         try:
-            reply = method(self, request, context)
+            # A call of its own (runner.CallContext): its children inherit only its locks, never
+            # those of an RPC on another pool thread, and its commands are its own.
+            with runner.call():
+                reply = method(self, request, context)
         except CsiError as error:
             code, message = error.code, error.message
         except FlexvolError as error:

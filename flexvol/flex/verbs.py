@@ -206,27 +206,30 @@ def main(argv: list[str], *, data_root: str | None = None, attach: bool | None =
         os.close(reply_fd)
         checkpoint("replied")
         return reply.exit_code
+    from flexvol.core import runner
     from flexvol.core.journal import CallInfo
 
     call = CallInfo(argv[0] if argv else "")
-    try:
-        checkpoint("dispatched")
-        reply = dispatch(config, argv, call)
-    except FlexvolError as error:
-        reply = protocol.failure(str(error))
-    except Exception as error:
-        import traceback
+    # The call's own context: the commands its journal line lists, the locks its children inherit.
+    with runner.call() as context:
+        try:
+            checkpoint("dispatched")
+            reply = dispatch(config, argv, call)
+        except FlexvolError as error:
+            reply = protocol.failure(str(error))
+        except Exception as error:
+            import traceback
 
-        call.error_detail = traceback.format_exc()[-4000:]
-        reply = protocol.failure(f"internal error in {call.verb or 'driver'}: "
-                                 f"{type(error).__name__}: {error}; see {config.journal_path}")
+            call.error_detail = traceback.format_exc()[-4000:]
+            reply = protocol.failure(f"internal error in {call.verb or 'driver'}: "
+                                     f"{type(error).__name__}: {error}; see {config.journal_path}")
     protocol.write_reply(reply, reply_fd)
     os.close(reply_fd)
     checkpoint("replied")
     if call.verb != "init" and call.verb in VERBS:
-        from flexvol.core import journal, runner
+        from flexvol.core import journal
 
-        journal.append(config, call, reply.status, reply.message, runner.history)
+        journal.append(config, call, reply.status, reply.message, context.history)
     return reply.exit_code
 
 

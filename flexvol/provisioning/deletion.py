@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from flexvol.core import state
+from flexvol.core import runner, state
 from flexvol.core.config import Config
 from flexvol.core.options import check_volume_id
 from flexvol.toolkit import lifecycle
@@ -22,4 +22,5 @@ def delete_volume(config: Config, volume_id: str) -> bool:
         return False
     if state.load_record(config, volume_id) is None and not os.path.exists(config.backing_file(volume_id)):
         return False
-    return bool(lifecycle.delete(config, volume_id))
+    with runner.call():  # one call each: the long-running agent keeps no command list between them
+        return bool(lifecycle.delete(config, volume_id))

@@ -3,18 +3,20 @@
 docs/flexvolume.md section 2: no shell, argv = [exe, verb, args...], stdin /dev/null, a minimal
 environment, stdout and stderr read as one stream (Go's CombinedOutput), exactly one JSON
 object. Unlike the kubelet, every call has a timeout, and a timed-out call's whole process
-group is killed, so a child that holds the pipe cannot hang the checker.
+group is killed, so a child that holds the pipe cannot hang the checker. The driver is started
+through flexvol's one runner (core/runner.py), in the checker's working directory: posix_spawn
+cannot change a child's, where the kubelet's is usually /.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from flexvol.core import runner
+from flexvol.core.errors import CommandFailed, CommandTimedOut
 
 MINIMAL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 STATUSES = ("Success", "Failure", "Not supported")
@@ -140,34 +142,19 @@ class Caller:
 
 
 def exec_driver(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str, bool]:
-    """Exec argv as the kubelet does; return (exit code or None, combined output, timed out)."""
-    try:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, env=env, cwd="/", start_new_session=True)
-    except OSError as error:
-        return None, f"cannot execute {argv[0]}: {error.strerror}", False
-    try:
-        out, _ = process.communicate(timeout=timeout)
-        return process.returncode, out.decode(errors="replace"), False
-    except subprocess.TimeoutExpired:
-        _kill_group(process.pid)
-        try:
-            out, _ = process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            # A child left our session and still holds the pipe: stop reading.
-            process.kill()
-            if process.stdout:
-                process.stdout.close()
-            process.wait()
-            out = b""
-        return None, out.decode(errors="replace"), True
+    """Exec argv as the kubelet does; return (exit code or None, combined output, timed out).
 
-
-def _kill_group(pid: int) -> None:
+    A timed-out call's process group is killed and its output so far kept; a child that left
+    the group and still holds the pipe is not waited for.
+    """
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        done = runner.run(argv, timeout=timeout, ok=None, merge_stderr=True, env=env)
+    except CommandTimedOut as error:
+        return None, error.stdout, True
+    except CommandFailed as error:  # could not be started
+        reason = error.message.rpartition(": ")[2]
+        return None, f"cannot execute {argv[0]}: {reason}", False
+    return done.code, done.out, False
 
 
 class KubeletCache:

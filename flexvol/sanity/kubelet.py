@@ -216,8 +216,8 @@ def _remove_after_unmount(path: str, verb: str, call: Call) -> None:
 
 def _bind(source: str, target: str, read_only: bool) -> None:
     done = run(["mount", "--bind", source, target])
-    if done.returncode:
-        raise CheckFailed(f"the kubelet's bind mount of {source} failed: {done.stdout.strip()}")
+    if done.code:
+        raise CheckFailed(f"the kubelet's bind mount of {source} failed: {done.out.strip()}")
     if read_only:
         run(["mount", "-o", "remount,bind,ro", target])
 
@@ -225,19 +225,19 @@ def _bind(source: str, target: str, read_only: bool) -> None:
 def _umount(path: str) -> None:
     if is_mount_point(path):
         done = run(["umount", path])
-        if done.returncode:
-            raise CheckFailed(f"the kubelet's own umount of {path} failed: {done.stdout.strip()}")
+        if done.code:
+            raise CheckFailed(f"the kubelet's own umount of {path} failed: {done.out.strip()}")
 
 
 def _format_and_mount(device: str, path: str, fs_type: str, read_only: bool) -> None:
     """The kubelet's SafeFormatAndMount for mountdevice "Not supported" (docs/flexvolume.md section 3)."""
     fs_type = fs_type or "ext4"
     probe = run(["blkid", "-p", device])
-    if probe.returncode == 2 and not read_only:
+    if probe.code == 2 and not read_only:
         flags = ["-F", "-m0"] if fs_type.startswith("ext") else ["-f"] if fs_type == "xfs" else []
         made = run([f"mkfs.{fs_type}", *flags, device])
-        if made.returncode:
-            raise CheckFailed(f"the kubelet's mkfs.{fs_type} {device} failed: {made.stdout.strip()[-300:]}")
+        if made.code:
+            raise CheckFailed(f"the kubelet's mkfs.{fs_type} {device} failed: {made.out.strip()[-300:]}")
     done = run(["mount", "-t", fs_type, "-o", "ro" if read_only else "rw", device, path])
-    if done.returncode:
-        raise CheckFailed(f"the kubelet's mount of {device} failed: {done.stdout.strip()}")
+    if done.code:
+        raise CheckFailed(f"the kubelet's mount of {device} failed: {done.out.strip()}")

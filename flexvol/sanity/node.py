@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 
-from flexvol.core import kernel
+from flexvol.core import kernel, runner
+from flexvol.core.errors import CommandFailed
 
 COMMAND_TIMEOUT = 60
 
@@ -104,14 +104,14 @@ class Node:
                 break
             for mount in sorted(mounts, key=lambda item: -len(item.mount_point)):
                 done = run(["umount", mount.mount_point])
-                if done.returncode:
+                if done.code:
                     done = run(["umount", "-l", mount.mount_point])
-                if done.returncode:
-                    errors.append(f"umount {mount.mount_point}: {done.stdout.strip()}")
+                if done.code:
+                    errors.append(f"umount {mount.mount_point}: {done.out.strip()}")
         for device in sorted(self.loops()):
             done = run(["losetup", "--detach", device])
-            if done.returncode:
-                errors.append(f"losetup --detach {device}: {done.stdout.strip()}")
+            if done.code:
+                errors.append(f"losetup --detach {device}: {done.out.strip()}")
         return errors
 
     def remove(self) -> list[str]:
@@ -124,14 +124,14 @@ class Node:
         return errors
 
 
-def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """A command of the kubelet's own (mount, umount, blkid, mkfs), output combined."""
+def run(argv: list[str]) -> runner.Done:
+    """A command of the kubelet's own (mount, umount, blkid, mkfs), output combined in `out`;
+    exit code 127 with the reason when it could not be started or did not finish."""
     try:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=COMMAND_TIMEOUT, check=False,
-                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return subprocess.CompletedProcess(argv, 127, str(error), None)
+        return runner.run(argv, timeout=COMMAND_TIMEOUT, ok=None, merge_stderr=True,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+    except CommandFailed as error:
+        return runner.Done(argv, 127, str(error), "")
 
 
 def is_mount_point(path: str) -> bool:

@@ -246,6 +246,7 @@ def run_checker(argv: list[str], *, on_line: Lines, on_fraction: Fraction,
     started = time.monotonic()
     devnull = open(os.devnull, "rb")  # noqa: SIM115 - closed in finally, after the checker ends
     try:
+        # sh, not core/runner.py: the runner returns output at the end, a checker streams progress.
         process = sh.Command(executable)(
             *argv[1:], _out=out.feed, _err=err.feed, _out_bufsize=0, _err_bufsize=0,
             _tty_out=False, _in=devnull, _env=dict(runner.ENVIRONMENT), _bg=True,
@@ -274,7 +275,8 @@ def run_checker(argv: list[str], *, on_line: Lines, on_fraction: Fraction,
             os.set_inheritable(fd, False)
     out.close()
     err.close()
-    runner.history.append((runner.shell_line(argv), code, round((time.monotonic() - started) * 1000, 1)))
+    elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+    runner.current().history.append((runner.shell_line(argv), code, elapsed_ms))
     return code, out.lines + err.lines
 
 

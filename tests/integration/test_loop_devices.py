@@ -31,7 +31,7 @@ def backing() -> Iterator[Path]:
 
 
 def test_attach_binds_the_file_with_direct_io_and_detach_releases_it(backing: Path) -> None:
-    runner.history.clear()
+    runner.current().history.clear()
     recorded: list[tuple[str | None, str | None]] = []
 
     def record(chosen: str | None) -> None:
@@ -45,12 +45,12 @@ def test_attach_binds_the_file_with_direct_io_and_detach_releases_it(backing: Pa
     listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE,DIO", device],
                             capture_output=True, text=True, check=True).stdout.split()
     assert listed == [str(backing), "1"]
-    assert runner.history[-1][0] == f"ioctl LOOP_CONFIGURE {device} {backing}"
+    assert runner.current().history[-1][0] == f"ioctl LOOP_CONFIGURE {device} {backing}"
 
     loop.detach_loop(device)
     assert kernel.loop_backing_file(device) is None
     assert kernel.loops_of_file(str(backing)) == []
-    assert runner.history[-1][0] == f"ioctl LOOP_CLR_FD {device}"
+    assert runner.current().history[-1][0] == f"ioctl LOOP_CLR_FD {device}"
 
 
 def test_each_caller_gets_its_own_device(backing: Path) -> None:
@@ -68,11 +68,11 @@ def test_each_caller_gets_its_own_device(backing: Path) -> None:
 def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loopdev, "LOOP_CONTROL", str(backing.parent / "no-loop-control"))
-    runner.history.clear()
+    runner.current().history.clear()
     recorded: list[str | None] = []
     device = loop._attach_loop(str(backing), recorded.append)
     assert kernel.loop_backing_file(device) == str(backing)
-    assert runner.history[-1][0].startswith("losetup --find --show --direct-io=on")
+    assert runner.current().history[-1][0].startswith("losetup --find --show --direct-io=on")
     # losetup picks the device itself: "attaching" is recorded before it, the device after.
     assert recorded == [None, device]
 
@@ -82,7 +82,7 @@ def test_without_the_ioctl_path_losetup_does_the_same(backing: Path,
     monkeypatch.setattr(loopdev, "detach", no_node)
     loop.detach_loop(device)
     assert kernel.loop_backing_file(device) is None
-    assert runner.history[-1][0] == f"losetup --detach {device}"
+    assert runner.current().history[-1][0] == f"losetup --detach {device}"
 
 
 def test_set_capacity_makes_the_device_take_the_grown_file(backing: Path) -> None:
@@ -90,9 +90,9 @@ def test_set_capacity_makes_the_device_take_the_grown_file(backing: Path) -> Non
     try:
         assert kernel.block_size_bytes(device) == 64 << 20
         os.truncate(backing, 96 << 20)
-        runner.history.clear()
+        runner.current().history.clear()
         loop.set_loop_capacity(device)
         assert kernel.block_size_bytes(device) == 96 << 20
-        assert runner.history[-1][0] == f"ioctl LOOP_SET_CAPACITY {device}"
+        assert runner.current().history[-1][0] == f"ioctl LOOP_SET_CAPACITY {device}"
     finally:
         loop.detach_loop(device)
