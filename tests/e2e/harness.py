@@ -24,9 +24,9 @@ from typing import Any
 
 from flexvol.core import guard, kernel
 from flexvol.core.errors import FlexvolError
+from tests.e2e import release
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO / "scripts" / "e2e-build.sh"
 IMAGE_SCRIPT = REPO / "scripts" / "flexvol_image.py"
 PAUSE_IMAGE = "localhost/flexvol-e2e/pause:1"
 APP_IMAGE = "localhost/flexvol-e2e/app:1"
@@ -48,10 +48,11 @@ class E2EError(AssertionError):
 
 
 def build() -> Path:
-    """The cached binaries' directory (building them on the first run)."""
-    done = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    """The cached binaries' directory of the release FLEXVOL_E2E_K8S names (built on the first run)."""
+    script = release.BUILD_SCRIPTS[release.chosen()]
+    done = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
-        raise E2EError(f"{BUILD_SCRIPT} failed ({done.returncode}); its log is above")
+        raise E2EError(f"{script} failed ({done.returncode}); its log is above")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -94,6 +95,8 @@ class Cluster:
         fcntl.flock(self._lock, fcntl.LOCK_EX)  # waits while another run's cluster is up
         self.bin = binaries / "bin"
         self.images = binaries / "images"
+        self.current = release.is_current(binaries)
+        self.fixed_paths = FIXED_PATHS + list(release.EXTRA_FIXED_PATHS if self.current else ())
         self.base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self.name = self.base.name
         self.node_name = socket.gethostname().lower()
@@ -109,7 +112,7 @@ class Cluster:
         self.kubeconfig: Path | None = None
         self.api_port = 0
         self.cgroup_root = f"/{self.name}"
-        self.existing_fixed = {p for p in FIXED_PATHS if p.exists()}
+        self.existing_fixed = {p for p in self.fixed_paths if p.exists()}
         self.existing_k8s_cgroups = {p for p in CGROUP_BASE.glob("*/k8s.io")}
         self.env = {"PATH": f"{self.bin}:{SYSTEM_PATH}", "HOME": str(self.base)}
         self.kubelet_args: list[str] = []
@@ -123,6 +126,8 @@ class Cluster:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
         log.write(f"=== {' '.join(argv)}\n".encode())
         log.flush()
+        if self.current:
+            argv = release.adapt(argv)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env={**self.env, **(env or {})}, start_new_session=True)
         log.close()
@@ -186,7 +191,11 @@ class Cluster:
             {"cniVersion": "0.4.0", "name": "unused", "plugins": [{"type": "loopback"}]}))
         config = d / "config.toml"
         d.mkdir(exist_ok=True)
-        config.write_text(f"""version = 2
+        if self.current:
+            config.write_text(release.containerd_config(d, self.socket, self.bin / "runc",
+                                                        self.base / "cni" / "bin", cni_conf, PAUSE_IMAGE))
+        else:
+            config.write_text(f"""version = 2
 root = "{d}/root"
 state = "{d}/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
@@ -332,6 +341,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "--sync-frequency=3s", "--file-check-frequency=2s", "--image-gc-high-threshold=100",
             "--image-gc-low-threshold=99", "--eviction-hard=", "--enforce-node-allocatable=",
             f"--hostname-override={self.node_name}", "--v=2", *(extra or [])]
+        if self.current:
+            config = release.kubelet_config(self.base / "kubelet-config.json")
+            self.kubelet_args.insert(1, f"--config={config}")
         if self.kubeconfig:
             self.kubelet_args.append(f"--kubeconfig={self.kubeconfig}")
         else:
@@ -367,6 +379,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             raise E2EError(f"could not simulate a reboot: {errors}")
         self.start_runtime()
         self.restart_kubelet()
+
+    def plugin_loaded(self, name: str = DRIVER_NAME) -> str:
+        """What this release's kubelet logs when it loads the volume plugin `name`."""
+        return release.plugin_loaded(self.current, name)
+
+    def setup_succeeded(self, volume: str) -> str:
+        """What this release's kubelet logs when it has set up `volume` for a pod."""
+        return release.setup_succeeded(self.current, volume)
 
     def current_log(self, name: str) -> str:
         """The log of the component's latest start only."""
@@ -444,7 +464,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         errors += self._detach_loops()
         errors += self._remove_cgroups()
         errors += self._lift_write_guards()
-        for path in FIXED_PATHS:
+        for path in self.fixed_paths:
             if path not in self.existing_fixed and path.exists():
                 with contextlib.suppress(OSError):
                     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()

@@ -45,7 +45,7 @@ def test_static_pod_data_survives_a_second_pod(node: Cluster) -> None:
     assert "/volumes/flexvol~loop/data" in mount_point
     assert "/pods/" in mount_point
     # init answers without writing to the journal; the kubelet logs that it probed the driver.
-    assert 'Loaded volume plugin "flexvol/loop"' in (node.logs / "kubelet.log").read_text()
+    assert node.plugin_loaded() in (node.logs / "kubelet.log").read_text()
     assert node.verbs(volume) == ["mount"]
 
     writer.unlink()
