@@ -33,7 +33,8 @@ APP_IMAGE = "localhost/flexvol-e2e/app:1"
 DRIVER_NAME = "flexvol/loop"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CGROUP_BASE = Path("/sys/fs/cgroup")
-# Fixed paths kubelet 1.20 and containerd 1.6 create whatever their configured dirs are.
+# Fixed paths kubelet 1.20 and containerd 1.6 create whatever their configured dirs are (1.37
+# and containerd 2.2 create no others: NRI, which would, is turned off in tests/e2e/release.py).
 # One cluster at a time on a machine: clusters share the kubelet's fixed paths and the runtime's
 # `k8s.io` cgroups, and each one's cleanup removes those it found absent.
 MACHINE_LOCK = Path("/run/flexvol-e2e.lock")
@@ -96,7 +97,6 @@ class Cluster:
         self.bin = binaries / "bin"
         self.images = binaries / "images"
         self.current = release.is_current(binaries)
-        self.fixed_paths = FIXED_PATHS + list(release.EXTRA_FIXED_PATHS if self.current else ())
         self.base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self.name = self.base.name
         self.node_name = socket.gethostname().lower()
@@ -112,7 +112,7 @@ class Cluster:
         self.kubeconfig: Path | None = None
         self.api_port = 0
         self.cgroup_root = f"/{self.name}"
-        self.existing_fixed = {p for p in self.fixed_paths if p.exists()}
+        self.existing_fixed = {p for p in FIXED_PATHS if p.exists()}
         self.existing_k8s_cgroups = {p for p in CGROUP_BASE.glob("*/k8s.io")}
         self.env = {"PATH": f"{self.bin}:{SYSTEM_PATH}", "HOME": str(self.base)}
         self.kubelet_args: list[str] = []
@@ -464,7 +464,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         errors += self._detach_loops()
         errors += self._remove_cgroups()
         errors += self._lift_write_guards()
-        for path in self.fixed_paths:
+        for path in FIXED_PATHS:
             if path not in self.existing_fixed and path.exists():
                 with contextlib.suppress(OSError):
                     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()

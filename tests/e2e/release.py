@@ -17,8 +17,6 @@ BUILD_SCRIPTS = {"1.20": REPO / "scripts" / "e2e-build.sh",
 # Flags the 1.20 components take that a current release has dropped (insecure serving went in
 # 1.24, the dockershim switch in 1.27).
 REMOVED_FLAGS = ("--insecure-port=", "--port=0", "--container-runtime=")
-# Paths outside its configured dirs that containerd 2.x creates (the NRI socket's dir).
-EXTRA_FIXED_PATHS = (Path("/var/run/nri"), Path("/run/nri"))
 
 
 def chosen() -> str:
