@@ -95,7 +95,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     version_ldflags+=" -X $pkg.gitTreeState=clean"
 done
 cmds=(kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl)
-(cd "$work/k8s" && timed k8s-modules go mod download all 2>/dev/null || true)
 for cmd in "${cmds[@]}"; do
     log "building $cmd (nice, 2 jobs)"
     (cd "$work/k8s" && timed "$cmd" go_build -mod=mod -ldflags "-s -w $version_ldflags" \
