@@ -123,11 +123,11 @@ class Cluster:
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start a logged process (logs/<name>.log); stop() stops it if the test did not."""
+        if self.current:
+            argv = release.adapt(argv)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
         log.write(f"=== {' '.join(argv)}\n".encode())
         log.flush()
-        if self.current:
-            argv = release.adapt(argv)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env={**self.env, **(env or {})}, start_new_session=True)
         log.close()
