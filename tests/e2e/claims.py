@@ -118,7 +118,8 @@ def grow_to_400mi(cluster: Cluster, claim_name: str, pv_name: str, volume: str, 
 
 
 def check_grown_by_expandfs(calls: list[dict]) -> None:
-    """Kubernetes 1.20 grows a FlexVolume with expandfs on the node, never expandvolume."""
+    """Kubernetes (1.20 and 1.37 alike) grows a FlexVolume with expandfs on the node, never
+    expandvolume."""
     verbs = [c["verb"] for c in calls]
     assert "expandfs" in verbs and "expandvolume" not in verbs, verbs
     expand = next(c for c in calls if c["verb"] == "expandfs")

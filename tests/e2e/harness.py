@@ -24,16 +24,17 @@ from typing import Any
 
 from flexvol.core import guard, kernel
 from flexvol.core.errors import FlexvolError
+from tests.e2e import release
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO / "scripts" / "e2e-build.sh"
 IMAGE_SCRIPT = REPO / "scripts" / "flexvol_image.py"
 PAUSE_IMAGE = "localhost/flexvol-e2e/pause:1"
 APP_IMAGE = "localhost/flexvol-e2e/app:1"
 DRIVER_NAME = "flexvol/loop"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CGROUP_BASE = Path("/sys/fs/cgroup")
-# Fixed paths kubelet 1.20 and containerd 1.6 create whatever their configured dirs are.
+# Fixed paths kubelet 1.20 and containerd 1.6 create whatever their configured dirs are (1.37
+# and containerd 2.2 create no others: NRI, which would, is turned off in tests/e2e/release.py).
 # One cluster at a time on a machine: clusters share the kubelet's fixed paths and the runtime's
 # `k8s.io` cgroups, and each one's cleanup removes those it found absent.
 MACHINE_LOCK = Path("/run/flexvol-e2e.lock")
@@ -48,10 +49,11 @@ class E2EError(AssertionError):
 
 
 def build() -> Path:
-    """The cached binaries' directory (building them on the first run)."""
-    done = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    """The cached binaries' directory of the release FLEXVOL_E2E_K8S names (built on the first run)."""
+    script = release.BUILD_SCRIPTS[release.chosen()]
+    done = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
-        raise E2EError(f"{BUILD_SCRIPT} failed ({done.returncode}); its log is above")
+        raise E2EError(f"{script} failed ({done.returncode}); its log is above")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -94,6 +96,7 @@ class Cluster:
         fcntl.flock(self._lock, fcntl.LOCK_EX)  # waits while another run's cluster is up
         self.bin = binaries / "bin"
         self.images = binaries / "images"
+        self.current = release.is_current(binaries)
         self.base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self.name = self.base.name
         self.node_name = socket.gethostname().lower()
@@ -120,6 +123,8 @@ class Cluster:
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start a logged process (logs/<name>.log); stop() stops it if the test did not."""
+        if self.current:
+            argv = release.adapt(argv)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
         log.write(f"=== {' '.join(argv)}\n".encode())
         log.flush()
@@ -186,7 +191,11 @@ class Cluster:
             {"cniVersion": "0.4.0", "name": "unused", "plugins": [{"type": "loopback"}]}))
         config = d / "config.toml"
         d.mkdir(exist_ok=True)
-        config.write_text(f"""version = 2
+        if self.current:
+            config.write_text(release.containerd_config(d, self.socket, self.bin / "runc",
+                                                        self.base / "cni" / "bin", cni_conf, PAUSE_IMAGE))
+        else:
+            config.write_text(f"""version = 2
 root = "{d}/root"
 state = "{d}/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
@@ -332,6 +341,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "--sync-frequency=3s", "--file-check-frequency=2s", "--image-gc-high-threshold=100",
             "--image-gc-low-threshold=99", "--eviction-hard=", "--enforce-node-allocatable=",
             f"--hostname-override={self.node_name}", "--v=2", *(extra or [])]
+        if self.current:
+            config = release.kubelet_config(self.base / "kubelet-config.json")
+            self.kubelet_args.insert(1, f"--config={config}")
         if self.kubeconfig:
             self.kubelet_args.append(f"--kubeconfig={self.kubeconfig}")
         else:
@@ -367,6 +379,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             raise E2EError(f"could not simulate a reboot: {errors}")
         self.start_runtime()
         self.restart_kubelet()
+
+    def plugin_loaded(self, name: str = DRIVER_NAME) -> str:
+        """What this release's kubelet logs when it loads the volume plugin `name`."""
+        return release.plugin_loaded(self.current, name)
+
+    def setup_succeeded(self, volume: str) -> str:
+        """What this release's kubelet logs when it has set up `volume` for a pod."""
+        return release.setup_succeeded(self.current, volume)
 
     def current_log(self, name: str) -> str:
         """The log of the component's latest start only."""

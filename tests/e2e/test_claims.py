@@ -60,7 +60,7 @@ def test_kubelet_restart_keeps_the_mount_and_unmounts_a_pod_deleted_meanwhile(cl
     cluster.restart_kubelet()
     # The restarted kubelet finds the volume set up already (it checks the mount point itself).
     wait_for("the restarted kubelet to confirm the pod's volume",
-             lambda: 'MountVolume.SetUp succeeded for volume "pv-restart"' in cluster.current_log("kubelet"),
+             lambda: cluster.setup_succeeded("pv-restart") in cluster.current_log("kubelet"),
              120, on_timeout=cluster.errors_in_log)
     assert cluster.volume_mounts(volume) == mounts_before
     assert [c["verb"] for c in cluster.calls()[calls_before:] if c["verb"] != "init"] == []

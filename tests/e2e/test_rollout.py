@@ -21,8 +21,6 @@ from tests.e2e.claims import claim_survives_the_pod
 from tests.e2e.harness import DRIVER_NAME, Cluster, free_port, wait_for
 from tests.e2e.rollout import DEPLOY, agent_daemonset, image_of
 
-LOADED = f'Loaded volume plugin "{DRIVER_NAME}"'
-
 
 def agent_pods(cluster: Cluster) -> list[dict]:
     out = cluster.kubectl("get", "pods", "-n", "flexvol", "-l", "app=flexvol-agent", "-o", "json")
@@ -71,7 +69,7 @@ def test_daemonset_rolls_out_the_driver_and_a_claim_runs_on_it(bare_cluster: Clu
     cluster = bare_cluster
     phase = Phases()
     assert list(cluster.plugin_dir.iterdir()) == []
-    assert LOADED not in cluster.current_log("kubelet")
+    assert cluster.plugin_loaded() not in cluster.current_log("kubelet")
     lib_dir = cluster.base / "lib"
     metrics_port = free_port()
     daemonset = agent_daemonset(cluster, lib_dir, metrics_port)
@@ -109,9 +107,9 @@ def test_daemonset_rolls_out_the_driver_and_a_claim_runs_on_it(bare_cluster: Clu
     claim_survives_the_pod(cluster, "e2e-rollout", "pv-rollout", "rollout")
     phase("scenario 2")
     kubelet_log = cluster.current_log("kubelet")
-    assert LOADED in kubelet_log, "the kubelet never loaded the driver"
-    first_mount = kubelet_log.index('MountVolume.SetUp succeeded for volume "pv-rollout"')
-    assert kubelet_log.index(LOADED) < first_mount
+    assert cluster.plugin_loaded() in kubelet_log, "the kubelet never loaded the driver"
+    first_mount = kubelet_log.index(cluster.setup_succeeded("pv-rollout"))
+    assert kubelet_log.index(cluster.plugin_loaded()) < first_mount
     # About the driver, not the flexvol namespace's pods: its name or its dir in the plugin dir.
     driver_errors = cluster.log_errors(needle=DRIVER_NAME) + cluster.log_errors(needle="flexvol~loop")
     assert driver_errors == [], cluster.errors_in_log()
