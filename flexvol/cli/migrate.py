@@ -14,23 +14,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from flexvol.cli.common import (
-    DEFAULT_ROOT,
-    EXIT_FAILED,
-    RootOption,
-    console,
-    error_console,
-    friendly_errors,
-    load_config,
-)
+from flexvol.cli.audit import journaled
+from flexvol.cli.common import DEFAULT_ROOT, RootOption, console, friendly_errors, load_config
 from flexvol.cli.main import app
-
-
-def _refused(message: str, hint: str) -> typer.Exit:
-    error_console().print(f"[bold red]error:[/] {escape(message)}")
-    if hint:
-        error_console().print(f"  hint: {escape(hint)}")
-    return typer.Exit(EXIT_FAILED)
+from flexvol.core.errors import FlexvolError
 
 
 @app.command("migrate-pv")
@@ -65,15 +52,16 @@ def migrate_pv(
     try:
         cluster = KubeCluster(api_client(str(kubeconfig) if kubeconfig else None))
     except (ConfigException, OSError) as error:
-        raise _refused(f"cannot load the Kubernetes configuration: {error}",
-                       "pass --kubeconfig") from None
+        raise FlexvolError(f"cannot load the Kubernetes configuration: {error}",
+                           "pass --kubeconfig") from None
     migrator = Migrator(cluster, config, node, timeout=timeout, say=lambda line: out.print(escape(line)))
     try:
+        plan, started = migrator.plan(pv)
+        if plan is None:
+            out.print(f"PersistentVolume {escape(pv)} is a CSI PV of {migration.CSI_DRIVER} already: "
+                      "nothing to do")
+            return
         if dry_run:
-            plan, started = migrator.plan(pv)
-            if plan is None:
-                out.print(f"PersistentVolume {escape(pv)} is a CSI PV already: nothing to do")
-                return
             if started:
                 out.print(f"a migration began; its plan is {escape(state_path(config, pv))}; "
                           "a run goes on from the first step not yet done")
@@ -82,8 +70,9 @@ def migrate_pv(
             out.print("the new PersistentVolume:")
             typer.echo(json.dumps(migration.csi_pv(plan), indent=2))
             return
-        out.print(escape(migrator.run(pv)))
-    except migration.MigrationRefused as error:
-        raise _refused(error.message, error.hint) from None
+        # Who moved a volume to CSI, and how far it got, is worth finding in `flexvol calls`.
+        with journaled(config, "migrate-pv", plan.volume_id, (pv,)) as action:
+            action.message = migrator.run(pv)
+        out.print(escape(action.message))
     except ApiError as error:
-        raise _refused(f"the API server refused: {error}", "run this again once it answers") from None
+        raise FlexvolError(f"the API server refused: {error}", "run this again once it answers") from None

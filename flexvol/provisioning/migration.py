@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from flexvol.core.config import DRIVER_NAME as FLEX_DRIVER
+from flexvol.core.errors import Refused
 from flexvol.csi.names import DRIVER_NAME as CSI_DRIVER
 from flexvol.csi.names import TOPOLOGY_KEY
 from flexvol.provisioning import claims, names
@@ -37,13 +38,8 @@ SPEC_KEYS = ("accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinit
              "persistentVolumeReclaimPolicy", "storageClassName", "volumeMode")
 
 
-class MigrationRefused(Exception):
-    """The PV cannot be migrated (now); the message says why and what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+class MigrationRefused(Refused):
+    """The PV cannot be migrated (now); the message says why, the hint what to do."""
 
 
 @dataclass

@@ -24,6 +24,21 @@ BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 
 
 class BinderCluster(FakeCluster):
+    def __init__(self, auto_sync: bool = False) -> None:
+        super().__init__()
+        # The controllers run before every read, as if they were always quicker than the caller.
+        self.auto_sync = auto_sync
+
+    def get_pv(self, name: str) -> dict | None:
+        if self.auto_sync:
+            self.sync()
+        return super().get_pv(name)
+
+    def get_claim(self, namespace: str, name: str) -> dict | None:
+        if self.auto_sync:
+            self.sync()
+        return super().get_claim(namespace, name)
+
     def delete_pv(self, name: str, uid: str) -> None:
         self._check("delete_pv")
         pv = self.pvs.get(name)

@@ -15,8 +15,10 @@ from flexvol.core.config import Config
 from flexvol.csi.controller import Controller
 from flexvol.csi.node import Node
 from flexvol.csi.proto import csi_pb2
+from flexvol.provisioning import kube
 from flexvol.provisioning.migration import MigrationRefused
 from flexvol.provisioning.migrator import Migrator, state_path
+from tests.helpers.cli import flexvol
 from tests.helpers.csi import FakeContext, mount_capability
 from tests.helpers.driver import Driver, is_mount_point, options
 from tests.helpers.fakebinder import BinderCluster, bound_pair, csi_node
@@ -43,7 +45,7 @@ def cluster() -> BinderCluster:
 
 
 def test_a_flexvolume_volume_migrated_is_staged_by_csi_with_its_data_and_deleted_by_it(
-        driver: Driver, cluster: BinderCluster) -> None:
+        driver: Driver, cluster: BinderCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     config = Config(str(driver.root))
     pod_dir = driver.dir("pod")
     driver.ok("mount", pod_dir, options(VOLUME, size="64Mi", pv=VOLUME))
@@ -59,7 +61,15 @@ def test_a_flexvolume_volume_migrated_is_staged_by_csi_with_its_data_and_deleted
     before = digest(driver.backing_file(VOLUME))
     record_before = driver.record(VOLUME)
 
-    assert "is Bound" in migrator(cluster, config).run(VOLUME)
+    # Through the command, as an operator runs it (the API server is the in-memory one).
+    monkeypatch.setattr(kube, "api_client", lambda kubeconfig: None)
+    monkeypatch.setattr(kube, "KubeCluster", lambda api: cluster)
+    cluster.auto_sync = True
+    result = flexvol("migrate-pv", VOLUME, "--node", "worker-1", root=config.data_root)
+    assert result.exit_code == 0, result.output
+    assert "created CSI PersistentVolume" in result.stdout and "claim shop/data is Bound" in result.stdout
+    journal = (driver.root / "log" / "calls.jsonl").read_text().splitlines()
+    assert '"toolkit:migrate-pv"' in journal[-1] and '"Success"' in journal[-1]
     pv = cluster.pvs[VOLUME]
     assert pv["spec"]["csi"]["volumeHandle"] == VOLUME and pv["spec"]["csi"]["fsType"] == "ext4"
     assert cluster.claims[("shop", "data")]["status"]["phase"] == "Bound"
