@@ -135,7 +135,7 @@ def check_claim(pv: dict, claim: dict | None, *, started: bool) -> None:
     if not ref:
         raise MigrationRefused(f"PersistentVolume {name} is not bound to a claim",
                                "only a bound PV is migrated; an unbound one can be recreated as CSI")
-    key = f"{ref.get('namespace')}/{ref.get('name')}"
+    key = f"{ref.get('namespace') or '?'}/{ref.get('name') or '?'}"
     if claim is None:
         raise MigrationRefused(f"claim {key} of PersistentVolume {name} does not exist")
     phase = (claim.get("status") or {}).get("phase", "")

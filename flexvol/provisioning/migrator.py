@@ -90,7 +90,8 @@ class Migrator:
             raise MigrationRefused(f"PersistentVolume {pv_name} is not a flexvol FlexVolume PV "
                                    f"(driver {migration.FLEX_DRIVER}); its source is {source}")
         ref = (pv.get("spec") or {}).get("claimRef") or {}
-        claim = self.cluster.get_claim(ref["namespace"], ref["name"]) if ref else None
+        claim = (self.cluster.get_claim(ref.get("namespace", ""), ref.get("name", ""))
+                 if ref.get("namespace") and ref.get("name") else None)
         migration.check_claim(pv, claim, started=False)
         assert claim is not None
         node_name = migration.node_of(pv, self.cluster.list_nodes())

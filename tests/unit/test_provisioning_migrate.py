@@ -196,6 +196,14 @@ def _pod_uses_claim(cluster: BinderCluster, config: Config) -> None:
                                        "status": {"phase": "Pending"}}
 
 
+def _no_claim_ref(cluster: BinderCluster, config: Config) -> None:
+    del cluster.pvs[PV]["spec"]["claimRef"]
+
+
+def _claim_ref_without_namespace(cluster: BinderCluster, config: Config) -> None:
+    del cluster.pvs[PV]["spec"]["claimRef"]["namespace"]
+
+
 def _claim_pending(cluster: BinderCluster, config: Config) -> None:
     cluster.claims[("shop", "data")]["status"]["phase"] = "Pending"
 
@@ -232,6 +240,8 @@ def _mounted(cluster: BinderCluster, config: Config) -> None:
 @pytest.mark.parametrize(("change", "expected"), [
     (_not_flexvol, "is not a flexvol FlexVolume PV"),
     (_pod_uses_claim, "is used by pod(s) web-0"),
+    (_no_claim_ref, "is not bound to a claim"),
+    (_claim_ref_without_namespace, "claim ?/data of PersistentVolume"),
     (_claim_pending, "is not bound to PersistentVolume"),
     (_claim_lost, "is not bound to PersistentVolume"),
     (_node_unknown, "cannot tell which node"),
