@@ -24,7 +24,7 @@ app = helpfmt.Typer(
 # One module per command group; each adds its commands to `app` when imported.
 COMMAND_MODULES: tuple[str, ...] = (
     "volumes", "calls", "repair", "doctor", "install", "sanity", "simulate", "provision",
-    "share", "top", "fsck", "csi", "snapshots",
+    "share", "top", "fsck", "csi", "snapshots", "migrate",
 )
 
 

@@ -121,6 +121,19 @@ class KubeCluster:
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid or None))
         call(self.core.delete_persistent_volume, name, body=options)
 
+    def get_pv(self, name: str) -> dict | None:
+        return optional(self.core.read_persistent_volume, name)
+
+    def replace_pv(self, body: dict) -> dict:
+        # The body's resourceVersion makes this a compare-and-swap (409 Conflict when stale).
+        return raw(self.core.replace_persistent_volume, body["metadata"]["name"], body)
+
+    def get_claim(self, namespace: str, name: str) -> dict | None:
+        return optional(self.core.read_namespaced_persistent_volume_claim, name, namespace)
+
+    def list_pods(self, namespace: str) -> list[dict]:
+        return raw(self.core.list_namespaced_pod, namespace).get("items") or []
+
     def list_capacities(self) -> list[dict]:
         try:
             return call(self.custom.list_cluster_custom_object, *CAPACITY).get("items") or []

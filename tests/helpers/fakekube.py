@@ -32,6 +32,7 @@ class FakeCluster:
         self.classes: dict[str, dict] = {}
         self.nodes: dict[str, dict] = {}
         self.pvs: dict[str, dict] = {}
+        self.pods: dict[tuple[str, str], dict] = {}
         self.capacities: dict[str, dict] = {}
         self.leases: dict[tuple[str, str], dict] = {}
         self.events: list[dict] = []
@@ -129,6 +130,33 @@ class FakeCluster:
             raise Conflict(f"precondition failed: uid {uid} of {name}")
         del self.pvs[name]
         self.writes.append(f"delete pv {name}")
+
+    def get_pv(self, name: str) -> dict | None:
+        self._check("get_pv")
+        return copy.deepcopy(self.pvs.get(name))
+
+    def replace_pv(self, body: dict) -> dict:
+        self._check("replace_pv")
+        name = body["metadata"]["name"]
+        current = self.pvs.get(name)
+        if current is None:
+            raise NotFound(f"persistentvolumes {name!r} not found")
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise Conflict(f"the object has been modified: persistentvolumes {name!r}")
+        body = copy.deepcopy(body)
+        body["metadata"]["uid"] = current["metadata"]["uid"]
+        body["status"] = copy.deepcopy(current.get("status") or {})
+        self.pvs[name] = self._stamp(body)
+        self.writes.append(f"replace pv {name}")
+        return copy.deepcopy(self.pvs[name])
+
+    def get_claim(self, namespace: str, name: str) -> dict | None:
+        self._check("get_claim")
+        return copy.deepcopy(self.claims.get((namespace, name)))
+
+    def list_pods(self, namespace: str) -> list[dict]:
+        self._check("list_pods")
+        return [copy.deepcopy(pod) for (space, _name), pod in self.pods.items() if space == namespace]
 
     def list_capacities(self) -> list[dict]:
         return [copy.deepcopy(item) for item in self.capacities.values()]

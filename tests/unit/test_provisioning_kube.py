@@ -216,3 +216,64 @@ def test_agent_round_through_the_real_client(cluster: KubeCluster, tmp_path: Pat
     assert not any(method == "DELETE" for method, _ in calls)
     assert [body.get("reclaimed") for method, path, _, body in Api.seen
             if (method, path) == ("POST", capacities)] == [{}, {name: pv["metadata"]["uid"]}]
+
+
+def test_the_calls_of_migrate_pv_through_the_real_client(cluster: KubeCluster, tmp_path: Path) -> None:
+    """get_pv, replace_pv (a compare-and-swap on resourceVersion), get_claim, list_pods; then
+    `flexvol migrate-pv --dry-run` through a kubeconfig: the plan, and nothing written."""
+    from flexvol.core import state
+    from flexvol.provisioning.migration import csi_pv
+    from flexvol.provisioning.migrator import Migrator
+    from tests.helpers.cli import flexvol
+
+    pv = fixture("pv-released-delete") | {"status": {"phase": "Bound"}}
+    name = pv["metadata"]["name"]
+    claim = fixture("claim-bound")
+    node = fixture("node-worker-1")
+    node["metadata"]["labels"]["topology.flexvol.io/node"] = "worker-1"
+    node["status"] = {}
+    Api.routes.update({
+        ("GET", f"/api/v1/persistentvolumes/{name}"): (200, pv),
+        ("PUT", f"/api/v1/persistentvolumes/{name}"): (409, status(409, "Conflict", "modified")),
+        ("GET", "/api/v1/namespaces/shop/persistentvolumeclaims/data"): (200, claim),
+        ("GET", "/api/v1/namespaces/shop/pods"): (200, {"metadata": {}, "items": []}),
+        ("GET", "/api/v1/nodes"): (200, {"metadata": {}, "items": [node]}),
+        ("GET", "/api/v1/nodes/worker-1"): (200, node),
+    })
+    assert cluster.get_pv(name) == pv
+    assert cluster.get_pv("missing") is None
+    assert cluster.get_claim("shop", "data") == claim
+    assert cluster.get_claim("shop", "missing") is None
+    assert cluster.list_pods("shop") == []
+    with pytest.raises(Conflict):
+        cluster.replace_pv(pv)
+    assert Api.seen[-1][:2] == ("PUT", f"/api/v1/persistentvolumes/{name}")
+    assert Api.seen[-1][3]["metadata"]["resourceVersion"] == pv["metadata"]["resourceVersion"]
+
+    config = Config(str(tmp_path / "root"))
+    state.ensure_dirs(config)
+    record = state.new_record(name, 1 << 30, "ext4")
+    state.save_record(config, record)
+    Path(config.backing_file(name)).write_bytes(b"data")
+    plan, _ = Migrator(cluster, config, "worker-1").plan(name)
+    assert plan is not None
+    host = cluster.core.api_client.configuration.host
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": host}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+        "users": [{"name": "test", "user": {"token": "secret"}}],
+    }))
+    Api.seen.clear()
+    result = flexvol("migrate-pv", name, "--dry-run", "--node", "worker-1", "--kubeconfig",
+                     str(kubeconfig), root=config.data_root)
+    assert result.exit_code == 0, result.output
+    assert "1. record the plan" in result.stdout and "6. wait until claim shop/data is Bound" in result.stdout
+    assert json.loads(result.stdout[result.stdout.index("{"):]) == csi_pv(plan)
+    assert {method for method, *_ in Api.seen} == {"GET"}
+    result = flexvol("migrate-pv", name, "--node", "worker-2", "--kubeconfig", str(kubeconfig),
+                     root=config.data_root)
+    assert result.exit_code == 1
+    assert "error: the volume is on node worker-1, and this is node worker-2" in result.stderr
+    assert "Traceback" not in result.output
