@@ -14,7 +14,7 @@ import os
 
 from google.protobuf import timestamp_pb2
 
-from flexvol.core import snapshots, state
+from flexvol.core import restore, snapshots, state
 from flexvol.core.journal import CallInfo
 from flexvol.core.options import SIZE_ALIGNMENT, VolumeSpec
 from flexvol.csi import capability, names, records
@@ -124,7 +124,14 @@ class SnapshotController(Controller):
         fs_parameter, allocation = parse_parameters(dict(request.parameters))
         content = request.volume_content_source
         source_size, source_fs, origin = self._source(content)
-        if choose_fs_type(fs_parameter, capabilities) != source_fs and (
+        block = capability.access_type(capabilities)
+        # A copy keeps its source's kind: raw block bytes are never formatted, nor a
+        # filesystem handed out raw.
+        if block != (not source_fs):
+            raise invalid("the source is a raw block volume: its copy is one too (access type block)"
+                          if block is False else "the source holds a filesystem: its copy is one too "
+                          "(access type mount)")
+        if not block and choose_fs_type(fs_parameter, capabilities) != source_fs and (
                 fs_parameter or any(item.mount.fs_type for item in capabilities)):
             raise invalid(f"the source holds {source_fs}: a restored or cloned volume keeps it")
         capacity = request.capacity_range
@@ -136,29 +143,32 @@ class SnapshotController(Controller):
         volume_id = names.volume_id_for(name)
         record = self._existing(volume_id, name, origin)
         if record is None:
-            spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=source_fs,
+            spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=source_fs or "",
                               allocation=allocation)
-            record = snapshots.create_from(self.config, spec, CallInfo("csi:CreateVolume"), **origin,
+            record = restore.create_from(self.config, spec, CallInfo("csi:CreateVolume"), **origin,
                                            created_by=names.CREATED_BY, fields={names.RECORD_NAME: name})
         volume = self._volume(record)
         volume.content_source.CopyFrom(content)
         return csi_pb2.CreateVolumeResponse(volume=volume)
 
     def _source(self, content: csi_pb2.VolumeContentSource) -> tuple[int, str, dict[str, str]]:
-        """(size, filesystem, create_from's source argument) of the content source, or NOT_FOUND."""
+        """(size, filesystem ("" for a raw block source), create_from's source argument) of the
+        content source, or NOT_FOUND."""
         if content.HasField("snapshot"):
             snapshot_id = require(content.snapshot.snapshot_id, "source snapshot id")
             record = snapshots.load_snapshot(self.config, snapshot_id) \
                 if names.is_volume_id(snapshot_id) else None
             if record is None or not record.get("ready"):
                 raise CsiError(Code.NOT_FOUND, f"snapshot {snapshot_id[:80]!r} does not exist")
-            return int(record["size_bytes"]), str(record.get("fs_type")), {"from_snapshot": snapshot_id}
+            fs_type = "" if record.get("block") else str(record.get("fs_type"))
+            return int(record["size_bytes"]), fs_type, {"from_snapshot": snapshot_id}
         if content.HasField("volume"):
             volume_id = require(content.volume.volume_id, "source volume id")
             record = records.known(self.config, volume_id)
             size = os.stat(self.config.backing_file(volume_id)).st_size \
                 if os.path.exists(self.config.backing_file(volume_id)) else int(record.size_bytes or 0)
-            return size, records.fs_type(record), {"from_volume": volume_id}
+            fs_type = "" if records.is_block(record) else records.fs_type(record)
+            return size, fs_type, {"from_volume": volume_id}
         raise invalid("volume_content_source names neither a snapshot nor a volume")
 
     def _existing(self, volume_id: str, name: str, origin: dict[str, str]) -> state.Record | None:
