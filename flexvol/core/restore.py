@@ -86,12 +86,12 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
         with source_lock:
             if from_snapshot:
                 origin = load_snapshot(config, from_snapshot)
-                if origin is None or not origin.get("ready"):
+                if origin is None or not origin.ready:
                     raise Refused(f"snapshot {from_snapshot} does not exist", "see 'flexvol snapshot ls'")
-                path, fs_type = snapshot_file(config, from_snapshot), str(origin.get("fs_type") or "")
-                old_uuid = str(origin.get("uuid") or "")
+                path, fs_type = snapshot_file(config, from_snapshot), origin.fs_type or ""
+                old_uuid = origin.uuid or ""
                 source = {"from_snapshot": from_snapshot}
-                block = bool(origin.get("block"))
+                block = bool(origin.block)
             else:
                 origin = copyable_source(config, from_volume)
                 path, fs_type = config.backing_file(from_volume), origin.formatted_fs

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 
-from flexvol.core import filecopy, freeze, state, wirejson
-from flexvol.core.errors import Busy, InvalidInput, Refused
+from flexvol.core import filecopy, freeze, layout, state, wirejson
+from flexvol.core.errors import Busy, InvalidInput, Refused, StateCorrupt
 from flexvol.core.faults import checkpoint
+from flexvol.core.records import Snapshot
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 # ---- paths and records -----------------------------------------------------------------------
 
 def snapshots_dir(config: Config) -> str:
-    return os.path.join(config.data_root, "snapshots")
+    return layout.snapshots_dir(config)
 
 
 def snapshot_file(config: Config, name: str) -> str:
@@ -67,12 +68,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def load_snapshot(config: Config, name: str) -> dict | None:
-    return state.read_json(record_path(config, name))
+def load_snapshot(config: Config, name: str) -> Snapshot | None:
+    return layout.load_snapshot(config, name)
 
 
-def _save(config: Config, record: dict) -> None:
-    state.atomic_write(record_path(config, record["name"]), (wirejson.dumps(record) + "\n").encode())
+def _save(config: Config, record: Snapshot) -> None:
+    state.atomic_write(record_path(config, record.name), (wirejson.dumps(record.to_json()) + "\n").encode())
 
 
 def ensure_dir(config: Config) -> None:
@@ -87,24 +88,13 @@ def allocated_bytes(path: str) -> int:
         return 0
 
 
-def list_snapshots(config: Config, volume_id: str = "", *, partial: bool = False) -> list[dict]:
-    """Snapshot records, oldest first, each with `allocated_bytes` (what its file holds) and
-    `file`; only ready ones unless `partial`."""
-    try:
-        names = sorted(name for name in os.listdir(snapshots_dir(config))
-                       if name.endswith(".json") and not name.startswith("."))
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        record = state.read_json(os.path.join(snapshots_dir(config), name))
-        if record is None or (not partial and not record.get("ready")):
-            continue
-        if volume_id and record.get("source_volume") != volume_id:
-            continue
-        path = snapshot_file(config, record["name"])
-        found.append({**record, "file": path, "allocated_bytes": allocated_bytes(path)})
-    found.sort(key=lambda item: (str(item.get("created_at")), item["name"]))
+def list_snapshots(config: Config, volume_id: str = "", *, partial: bool = False,
+                   on_corrupt: layout.OnCorrupt = None) -> list[Snapshot]:
+    """Snapshot records, oldest first; only ready ones unless `partial` (a corrupt one raises
+    StateCorrupt unless `on_corrupt`, layout.py)."""
+    found = [record for record in layout.iter_snapshots(config, on_corrupt)
+             if (partial or record.ready) and (not volume_id or record.source_volume == volume_id)]
+    found.sort(key=lambda item: (item.created_at, item.name))
     return found
 
 
@@ -113,8 +103,11 @@ def list_snapshots(config: Config, volume_id: str = "", *, partial: bool = False
 def discard_partial(config: Config, name: str) -> list[str]:
     """Remove an unready snapshot's file and record (the caller holds its lock)."""
     removed = []
-    record = load_snapshot(config, name)
-    if record is not None and record.get("ready"):
+    try:
+        record = load_snapshot(config, name)
+    except StateCorrupt:
+        record = None  # unreadable: only its file and record are removed, as for any partial one
+    if record is not None and record.ready:
         return removed
     for path in (snapshot_file(config, name), record_path(config, name)):
         if state.remove(path, durable=True):
@@ -126,13 +119,14 @@ def clean_leftovers(config: Config) -> list[str]:
     """Thaw what killed calls left frozen and remove the partial snapshots nobody is making
     (their lock is free); notes of what was done."""
     notes = freeze.thaw_leftovers(config)
-    for record in list_snapshots(config, partial=True):
-        if record.get("ready"):
+    # A corrupt record is repair's own finding, not a partial snapshot.
+    for record in list_snapshots(config, partial=True, on_corrupt=lambda *_: None):
+        if record.ready:
             continue
         try:
-            with lock(config, record["name"], wait=0):
+            with lock(config, record.name, wait=0):
                 notes.extend(f"removed partial snapshot file {path}"
-                             for path in discard_partial(config, record["name"]))
+                             for path in discard_partial(config, record.name))
         except Busy:
             continue
     return notes
@@ -141,7 +135,7 @@ def clean_leftovers(config: Config) -> list[str]:
 # ---- snapshot, delete ----------------------------------------------------------------------------
 
 def snapshot(config: Config, volume_id: str, name: str, call: CallInfo, *,
-             progress: Progress | None = None, fields: dict | None = None) -> dict:
+             progress: Progress | None = None, fields: dict | None = None) -> Snapshot:
     """Take snapshot `name` of volume `volume_id`, mounted or not; return its record (with
     `fields`, a front end's own). A repeat for the same volume returns the snapshot taken."""
     from flexvol.core.options import check_volume_id
@@ -153,35 +147,37 @@ def snapshot(config: Config, volume_id: str, name: str, call: CallInfo, *,
     call.notes.extend(clean_leftovers(config))
     with state.VolumeLock(config, volume_id, wait=30), lock(config, name):
         existing = load_snapshot(config, name)
-        if existing is not None and existing.get("ready"):
-            if existing.get("source_volume") == volume_id:
+        if existing is not None and existing.ready:
+            if existing.source_volume == volume_id:
                 call.notes.append(f"snapshot {name} exists already")
                 return existing
-            raise Refused(f"snapshot {name} already exists, of volume {existing.get('source_volume')}",
+            raise Refused(f"snapshot {name} already exists, of volume {existing.source_volume}",
                           "choose another name, or delete that snapshot first")
         call.notes.extend(f"removed partial snapshot file {path}" for path in discard_partial(config, name))
         source = copyable_source(config, volume_id)
         path = config.backing_file(volume_id)
         check_room(config, allocated_bytes(path), f"snapshot {name} of volume {volume_id}")
-        record = {"schema": state.SCHEMA, "name": name, "source_volume": volume_id,
-                  "size_bytes": os.stat(path).st_size, "fs_type": (source.formatted or {}).get("fs_type"),
-                  "uuid": (source.formatted or {}).get("uuid"), "created_at": state.now(), "ready": False,
-                  **({"block": True} if source.block else {}), **(fields or {})}
+        record = Snapshot(name, volume_id, os.stat(path).st_size, state.now())
+        record.fs_type = (source.formatted or {}).get("fs_type")
+        record.uuid = (source.formatted or {}).get("uuid")
+        if source.block:
+            record.block = True
+        record.set_fields(fields or {})
         _save(config, record)
         checkpoint("snapshot-claimed")
         try:
             with Quiesced(config, source) as frozen:
-                record["frozen"] = frozen.frozen
-                record["method"] = filecopy.copy_file(path, snapshot_file(config, name), progress=progress)
+                record.frozen = frozen.frozen
+                record.method = filecopy.copy_file(path, snapshot_file(config, name), progress=progress)
                 checkpoint("copied")
-            record["ready"] = True
+            record.ready = True
             _save(config, record)
             checkpoint("snapshot-ready")
         except BaseException:
             discard_partial(config, name)
             raise
-        call.notes.append(f"snapshot {name} of {volume_id} taken by {record['method']}"
-                          + (" while frozen" if record["frozen"] else ""))
+        call.notes.append(f"snapshot {name} of {volume_id} taken by {record.method}"
+                          + (" while frozen" if record.frozen else ""))
         return record
 
 
@@ -191,10 +187,14 @@ def delete_snapshot(config: Config, name: str, call: CallInfo) -> list[str]:
     check_name(name)
     ensure_dir(config)
     with lock(config, name):
-        record = load_snapshot(config, name)
-        if record is None and not os.path.exists(snapshot_file(config, name)):
+        try:
+            record = load_snapshot(config, name)
+        except StateCorrupt:
+            record = None  # an unreadable record is deleted with its file
+        if record is None and not any(os.path.exists(path) for path in
+                                      (snapshot_file(config, name), record_path(config, name))):
             raise Refused(f"snapshot {name} does not exist", "see 'flexvol snapshot ls'")
-        call.volume_id = (record or {}).get("source_volume") or ""
+        call.volume_id = record.source_volume if record is not None else ""
         removed = [path for path in (snapshot_file(config, name), record_path(config, name))
                    if state.remove(path, durable=True)]
         call.notes.extend(f"removed {path}" for path in removed)

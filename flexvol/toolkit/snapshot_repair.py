@@ -23,12 +23,12 @@ def findings(config: Config) -> list[Finding]:
                              f"a snapshot or clone froze the filesystem at {where} (pid {marker.get('pid')}) "
                              "and did not thaw it: its pod's writes wait",
                              f"thaw {where} once no call holds the volume's lock"))
-    for record in snapshots.list_snapshots(config, partial=True):
-        if not record.get("ready"):
-            found.append(Finding(PARTIAL_SNAPSHOT, str(record.get("source_volume") or ""),
-                                 snapshots.record_path(config, record["name"]),
-                                 f"snapshot {record['name']} was never finished (its record says not ready)",
-                                 f"remove its partial file and record (snapshot {record['name']})"))
+    for record in snapshots.list_snapshots(config, partial=True, on_corrupt=lambda *_: None):
+        if not record.ready:
+            found.append(Finding(PARTIAL_SNAPSHOT, record.source_volume,
+                                 snapshots.record_path(config, record.name),
+                                 f"snapshot {record.name} was never finished (its record says not ready)",
+                                 f"remove its partial file and record (snapshot {record.name})"))
     for volume_id in restore.unfinished_restores(config):
         found.append(Finding(UNFINISHED_RESTORE, volume_id, snapshots.partial_file(config, volume_id),
                              f"volume {volume_id} was being copied from a snapshot or volume, unfinished",
