@@ -93,6 +93,10 @@ def test_block_snapshot_restore_gives_back_the_bytes_written_through_the_device(
     snap_record = json.loads((driver.root / "snapshots" / f"{taken.snapshot_id}.json").read_text())
     assert snap_record["block"] is True and snap_record["fs_type"] is None
     assert snap_record["frozen"] is False
+    shown = flexvol("snapshot", "show", taken.snapshot_id, root=str(driver.root))
+    assert shown.exit_code == 0 and "none: a raw block volume's" in shown.output, shown.output
+    listed = flexvol("snapshot", "ls", root=str(driver.root))
+    assert "raw block" in listed.output and "None" not in listed.output, listed.output
     os.close(write_buffered(source.target, PATTERN_AT, b"\xff" * len(pattern)))
 
     restored = csi.controller.CreateVolume(block_from("pvc-raw-restored", snapshot_id=taken.snapshot_id),
