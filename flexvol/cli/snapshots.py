@@ -55,6 +55,11 @@ def _size(key: str) -> Callable[[Row], str]:
     return lambda row: human_bytes(int(row[key])) if row.get(key) is not None else "-"  # type: ignore[call-overload]
 
 
+def _kind(row: Row) -> str:
+    """The snapshot's filesystem, or "raw block" for a raw block volume's."""
+    return "raw block" if row.get("block") else str(row.get("fs_type"))
+
+
 def _source(row: Row) -> str:
     return str(row.get("source_volume")) + ("" if row.get("source_exists") else " (deleted)")
 
@@ -64,7 +69,7 @@ SNAPSHOT_COLUMNS = (
     Column("VOLUME", _source),
     Column("SIZE", _size("size_bytes"), justify="right"),
     Column("HOLDS", _size("allocated_bytes"), justify="right"),
-    Column("FS", "fs_type"),
+    Column("FS", lambda row: _kind(row)),
     Column("COPY", "method"),
     Column("CREATED", "created_at"),
     Column("FROZEN", lambda row: "yes" if row.get("frozen") else "no", wide=True),
@@ -103,10 +108,10 @@ def create(volume_id: VolumeArgument, name: NameArgument, root: RootOption = DEF
     with journaled(config, "snapshot", volume_id, (volume_id, name)) as action:
         with copy_progress(out, "copying") as progress:
             record = snapshotting.take(config, volume_id, name, progress)
-        how = "reflink" if record.get("method") == "reflink" else "sparse copy"
-        frozen = ", taken frozen" if record.get("frozen") else ""
-        action.message = (f"snapshot {name} of {volume_id}: {human_bytes(record['size_bytes'])} "
-                          f"{record.get('fs_type')} by {how}{frozen}")
+        how = "reflink" if record.method == "reflink" else "sparse copy"
+        frozen = ", taken frozen" if record.frozen else ""
+        action.message = (f"snapshot {name} of {volume_id}: {human_bytes(record.size_bytes)} "
+                          f"{_kind(record.to_json())} by {how}{frozen}")
     out.print(action.message)
 
 
@@ -149,7 +154,8 @@ def show(name: NameArgument,
     for label, value in (("Name", row["name"]), ("Volume", _source(row)),
                          ("Size", human_bytes(int(row["size_bytes"]))),
                          ("Holds", human_bytes(int(row["allocated_bytes"]))),
-                         ("Filesystem", f"{row.get('fs_type')} (uuid {row.get('uuid')})"),
+                         ("Filesystem", f"{row.get('fs_type')} (uuid {row.get('uuid')})"
+                          if not row.get("block") else "none: a raw block volume's"),
                          ("Copy", row.get("method")),
                          ("Frozen", "yes" if row.get("frozen") else "no (not mounted)"),
                          ("Created", row.get("created_at")), ("File", row["file"])):

@@ -238,7 +238,8 @@ def resize(volume_id: VolumeArgument,
            size: Annotated[str, typer.Argument(help="The new size, a Kubernetes quantity (never smaller).",
                                                metavar="SIZE")],
            root: RootOption = DEFAULT_ROOT) -> None:
-    """Grow a volume and its filesystem, mounted or not (the driver's expandfs steps).
+    """Grow a volume and its filesystem, mounted or not (the driver's expandfs steps); a raw
+    block volume (CSI) has no filesystem: its file and loop device grow, as the device shows.
 
     Example: [bold]flexvol resize data-1 20Gi[/]
     """

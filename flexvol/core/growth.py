@@ -24,12 +24,13 @@ GROW_TIMEOUT = 600
 
 
 def grow(config: Config, record: state.Record, new_bytes: int, undo: Undo) -> bool:
-    """Grow the backing file, the loop device and the filesystem to at least new_bytes.
+    """Grow the backing file, the loop device and the filesystem to at least new_bytes (a raw
+    block volume: its file and loop device only, what its user sees through the device).
 
     Never shrinks; repeating it is a no-op. Returns True if the file grew.
     """
     volume_id = record.volume_id
-    if not record.formatted:
+    if not record.formatted and not record.block:
         raise Refused(f"volume {volume_id} has never been formatted, so there is nothing to grow",
                       "mount it once first")
     grew = grow_file(config, record, new_bytes)
@@ -38,6 +39,13 @@ def grow(config: Config, record: state.Record, new_bytes: int, undo: Undo) -> bo
     if (kernel.block_size_bytes(device) or 0) < os.stat(path).st_size:
         loop.set_loop_capacity(device)
         checkpoint("loop-capacity-set")
+    if record.block:
+        # A raw block volume is its file and device: nothing inside to catch up.
+        size = os.stat(path).st_size
+        if int(record.size_bytes or 0) != size:
+            record.size_bytes = size
+            state.save_record(config, record)
+        return grew
     grow_filesystem(config, record, device, os.stat(path).st_size)
     return grew
 

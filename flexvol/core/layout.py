@@ -1,5 +1,5 @@
 """Walking the record directories of the data root (docs/layout.md section 1): the one place
-that lists `records/`, `targets/` and `pvs/`, so every reader skips the same temporary files
+that lists `records/`, `targets/`, `pvs/` and `snapshots/`, so every reader skips the same temporary files
 and meets corrupt entries the same way.
 
 Each walk is sorted by file name. A corrupt entry raises StateCorrupt, unless the caller
@@ -13,7 +13,7 @@ import os
 from flexvol.core import state
 from flexvol.core.config import Config
 from flexvol.core.errors import StateCorrupt
-from flexvol.core.records import Attachment, Record, Target
+from flexvol.core.records import Attachment, Record, Snapshot, Target
 
 TYPE_CHECKING = False
 
@@ -66,6 +66,27 @@ def iter_attachments(config: Config, on_corrupt: OnCorrupt = None) -> Iterator[A
     """Every PV record."""
     for _path, attachment in _walk(Attachment, config.pvs_dir, on_corrupt):
         yield attachment
+
+
+def snapshots_dir(config: Config) -> str:
+    return os.path.join(config.data_root, "snapshots")
+
+
+def load_snapshot(config: Config, name: str) -> Snapshot | None:
+    """Snapshot `name`'s record, None when there is none; StateCorrupt when unreadable."""
+    return _load(Snapshot, os.path.join(snapshots_dir(config), name + SUFFIX))  # type: ignore[return-value]
+
+
+def iter_snapshots(config: Config, on_corrupt: OnCorrupt = None) -> Iterator[Snapshot]:
+    """Every snapshot record, ready or not; one whose `name` is not its file's name counts as
+    corrupt."""
+    for path, snapshot in _walk(Snapshot, snapshots_dir(config), on_corrupt):
+        if snapshot.name + SUFFIX != os.path.basename(path):  # type: ignore[attr-defined]
+            _corrupt(on_corrupt, path, StateCorrupt(
+                f"snapshot record {path} names snapshot {snapshot.name!r}",  # type: ignore[attr-defined]
+                "move it aside: its file can be removed by hand"))
+            continue
+        yield snapshot  # type: ignore[misc]
 
 
 def _walk(kind: type, directory: str, on_corrupt: OnCorrupt) -> Iterator[tuple[str, object]]:

@@ -254,16 +254,16 @@ def create(config: Config, spec: VolumeSpec, call: CallInfo, *, created_by: str 
     after (backing.ensure_reserved). A failure leaves nothing behind.
 
     With `from_snapshot` or `from_volume` the new volume is a copy of that snapshot (restore)
-    or volume (clone) instead of a blank filesystem (snapshots.create_from).
+    or volume (clone) instead of a blank filesystem (restore.create_from).
     """
     from flexvol.core import backing, formatting, loop
     from flexvol.core.undo import Undo
 
     if from_snapshot or from_volume:
-        from flexvol.core import snapshots
+        from flexvol.core import restore
 
-        return snapshots.create_from(config, spec, call, from_snapshot=from_snapshot,
-                                     from_volume=from_volume, created_by=created_by, progress=progress)
+        return restore.create_from(config, spec, call, from_snapshot=from_snapshot,
+                                   from_volume=from_volume, created_by=created_by, progress=progress)
     call.volume_id = spec.volume_id
     state.ensure_dirs(config)
     with state.VolumeLock(config, spec.volume_id, wait=10):

@@ -1,6 +1,6 @@
-"""The three kinds of record flexvol keeps under its data root, typed (docs/layout.md
-sections 2-4): `Record` (a volume), `Target` (a mount dir -> its volume) and `Attachment`
-(a PV name -> its volume and the nodes it is attached to).
+"""The kinds of record flexvol keeps under its data root, typed (docs/layout.md sections 2-4
+and 8): `Record` (a volume), `Target` (a mount dir -> its volume), `Attachment` (a PV name ->
+its volume and the nodes it is attached to) and `Snapshot` (a snapshot of a volume).
 
 Each is read with `from_json`, which checks the schema and every known field's type and
 raises StateCorrupt naming the file and the field, and written with `to_json`, which gives
@@ -34,7 +34,7 @@ _OPTIONAL = False
 
 
 class _Stored:
-    """What the three record classes share: the field table, validation and the round trip."""
+    """What the record classes share: the field table, validation and the round trip."""
 
     __slots__ = ("_order", "extra", "schema")
     # (name, kind, always written, default); the identity fields come first and are required.
@@ -239,3 +239,54 @@ class Attachment(_Stored):
         self.pv_name = pv_name
         self.volume_id = volume_id
         self.nodes = sorted(nodes)
+
+
+class Snapshot(_Stored):
+    """A snapshot's record: `snapshots/<name>.json` (docs/layout.md section 8)."""
+
+    __slots__ = ("block", "created_at", "csi_name", "frozen", "fs_type", "method", "name", "ready",
+                 "size_bytes", "source_volume", "uuid")
+    _WHAT = "snapshot record"
+    _REQUIRED = ("name", "source_volume")
+    _HINT = ("move it aside: a snapshot whose record is unreadable is not listed, and its file "
+             "can be removed by hand")
+    _FIELDS = (
+        ("name", "str", _ALWAYS, ""),
+        ("source_volume", "str", _ALWAYS, ""),
+        ("size_bytes", "int", _ALWAYS, 0),
+        ("fs_type", "str?", _ALWAYS, None),
+        ("uuid", "str?", _ALWAYS, None),
+        ("created_at", "str", _ALWAYS, ""),
+        ("ready", "bool", _ALWAYS, False),
+        ("block", "bool?", _OPTIONAL, None),
+        ("csi_name", "str?", _OPTIONAL, None),
+        ("frozen", "bool?", _OPTIONAL, None),
+        ("method", "str?", _OPTIONAL, None),
+    )
+
+    name: str
+    source_volume: str
+    size_bytes: int                 # the volume's file when taken
+    fs_type: str | None             # the volume's filesystem; None for a raw block volume
+    uuid: str | None
+    created_at: str
+    ready: bool                     # false until the copy is whole: never listed, never restored
+    block: bool | None              # of a raw block volume: its copies are raw block volumes
+    csi_name: str | None
+    frozen: bool | None             # its filesystem was frozen for the copy (mounted)
+    method: str | None              # "reflink" or "copy", once taken
+
+    def __init__(self, name: str, source_volume: str, size_bytes: int, created_at: str) -> None:
+        self._init()
+        self.name = name
+        self.source_volume = source_volume
+        self.size_bytes = size_bytes
+        self.created_at = created_at
+
+    def set_fields(self, fields: dict) -> None:
+        """A front end's own fields (the CSI name): known ones as attributes, others kept."""
+        for key, value in fields.items():
+            if any(key == name for name, *_rest in self._FIELDS):
+                setattr(self, key, value)
+            else:
+                self.extra[key] = value

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from flexvol.core import backing, growth, kernel, loop, mounting, state
+from flexvol.core import backing, devicenode, growth, kernel, loop, mounting, state
 from flexvol.core.config import Config
 from flexvol.core.errors import InvalidInput, Refused
 from flexvol.core.faults import checkpoint
@@ -102,10 +102,14 @@ def controller_expand(config: Config, request: csi_pb2.ControllerExpandVolumeReq
 def node_expand(config: Config, request: csi_pb2.NodeExpandVolumeRequest) -> csi_pb2.NodeExpandVolumeResponse:
     volume_id = names.volume_id_for(require(request.volume_id, "volume id"))
     path = require(request.volume_path, "volume path")
-    records.known(config, volume_id)
-    block = _is_block(request)
-    target = mounting.check_target(path, config, what="volume path")
-    block = block or (os.path.exists(target) and not os.path.isdir(target))
+    block = _is_block(request) or records.is_block(records.known(config, volume_id))
+    # A raw block volume is published on a file (its device node bound there), and staged on a
+    # file named for it in the staging dir (node.block_file).
+    block = block or (os.path.lexists(path) and not os.path.isdir(path))
+    if block and os.path.isdir(path):
+        path = os.path.join(path.rstrip("/") or "/", volume_id)
+    target = (devicenode.check_target(path, config, what="volume path") if block
+              else mounting.check_target(path, config, what="volume path"))
     with state.VolumeLock(config, volume_id, wait=LOCK_WAIT):
         record = records.known(config, volume_id)
         device = _device_at(config, volume_id, target, block)
@@ -116,6 +120,9 @@ def node_expand(config: Config, request: csi_pb2.NodeExpandVolumeRequest) -> csi
         _grow_file(config, record, size)
         size = os.stat(backing_file).st_size
         _refresh_capacity(device, size)
+        if block and int(record.size_bytes or 0) != size:
+            record.size_bytes = size
+            state.save_record(config, record)
         if not block and backing.growth_pending(record, size):
             growth.grow_filesystem(config, record, device, size)
     return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=size)
@@ -131,9 +138,11 @@ def _device_at(config: Config, volume_id: str, target: str, block: bool) -> str:
     if block:
         # A block volume is its device node bound onto a file: the device is the file's loop.
         devices = kernel.loops_of_file(config.backing_file(volume_id))
-        if not devices:
-            raise CsiError(Code.NOT_FOUND, f"volume {volume_id} has no loop device on this node")
-        return devices[0]
+        bound = [device for device in devices if devicenode.bound_here(target, device, here)]
+        if not bound:
+            raise CsiError(Code.FAILED_PRECONDITION, f"{target} is not the device node of volume "
+                           f"{volume_id}; refusing to grow it")
+        return bound[0]
     if mounting.volume_of_mount(config, here[-1]) != volume_id:
         raise CsiError(Code.FAILED_PRECONDITION, f"{target} is mounted from {here[-1].source}, not "
                        f"from volume {volume_id}; refusing to grow it")

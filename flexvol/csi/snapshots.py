@@ -14,9 +14,10 @@ import os
 
 from google.protobuf import timestamp_pb2
 
-from flexvol.core import snapshots, state
+from flexvol.core import restore, snapshots, state
 from flexvol.core.journal import CallInfo
 from flexvol.core.options import SIZE_ALIGNMENT, VolumeSpec
+from flexvol.core.records import Snapshot
 from flexvol.csi import capability, names, records
 from flexvol.csi.controller import CO_PREFIX, RPC, Controller, choose_fs_type, parse_parameters
 from flexvol.csi.proto import csi_pb2
@@ -27,22 +28,22 @@ TOKEN_PREFIX = "from:"
 CAPABILITIES = (RPC.CREATE_DELETE_SNAPSHOT, RPC.LIST_SNAPSHOTS, RPC.CLONE_VOLUME)
 
 
-def snapshot_message(record: dict) -> csi_pb2.Snapshot:
+def snapshot_message(record: Snapshot) -> csi_pb2.Snapshot:
     created = timestamp_pb2.Timestamp()
     try:
-        created.FromJsonString(str(record.get("created_at")))
+        created.FromJsonString(record.created_at)
     except ValueError:
         pass
-    return csi_pb2.Snapshot(size_bytes=int(record.get("size_bytes") or 0), snapshot_id=record["name"],
-                            source_volume_id=str(record.get("source_volume") or ""),
-                            creation_time=created, ready_to_use=bool(record.get("ready")))
+    return csi_pb2.Snapshot(size_bytes=record.size_bytes, snapshot_id=record.name,
+                            source_volume_id=record.source_volume, creation_time=created,
+                            ready_to_use=record.ready)
 
 
-def csi_snapshots(config: object) -> list[dict]:
+def csi_snapshots(config: object) -> list[Snapshot]:
     """Ready snapshots made through CSI, by snapshot id."""
     found = [record for record in snapshots.list_snapshots(config)  # type: ignore[arg-type]
-             if record.get(names.RECORD_NAME)]
-    return sorted(found, key=lambda record: record["name"])
+             if record.csi_name]
+    return sorted(found, key=lambda record: record.name)
 
 
 class SnapshotController(Controller):
@@ -60,11 +61,11 @@ class SnapshotController(Controller):
         records.known(self.config, source)
         snapshot_id = names.volume_id_for(name)
         existing = snapshots.load_snapshot(self.config, snapshot_id)
-        if existing is not None and existing.get("ready"):
-            if existing.get(names.RECORD_NAME) != name or existing.get("source_volume") != source:
+        if existing is not None and existing.ready:
+            if existing.csi_name != name or existing.source_volume != source:
                 raise CsiError(Code.ALREADY_EXISTS,
-                               f"snapshot {name!r} exists, of volume {existing.get('source_volume')}"
-                               if existing.get(names.RECORD_NAME) == name else
+                               f"snapshot {name!r} exists, of volume {existing.source_volume}"
+                               if existing.csi_name == name else
                                f"snapshot id {snapshot_id} is taken by a snapshot not made for CSI "
                                f"name {name!r}")
             return csi_pb2.CreateSnapshotResponse(snapshot=snapshot_message(existing))
@@ -82,7 +83,7 @@ class SnapshotController(Controller):
         record = snapshots.load_snapshot(self.config, snapshot_id)
         if record is None and not os.path.exists(snapshots.snapshot_file(self.config, snapshot_id)):
             return csi_pb2.DeleteSnapshotResponse()
-        if record is not None and record.get("ready") and not record.get(names.RECORD_NAME):
+        if record is not None and record.ready and not record.csi_name:
             raise CsiError(Code.FAILED_PRECONDITION,
                            f"snapshot {snapshot_id} was not made through CSI ('flexvol snapshot create' "
                            "made it); delete it with 'flexvol snapshot delete'")
@@ -103,15 +104,15 @@ class SnapshotController(Controller):
                 raise CsiError(Code.ABORTED, f"starting_token {request.starting_token[:80]!r} is not "
                                "one this plugin gave out")
         wanted_id, wanted_source = request.snapshot_id, request.source_volume_id
-        found = [record for record in csi_snapshots(self.config) if record["name"] >= start
-                 and (not wanted_id or record["name"] == wanted_id)
-                 and (not wanted_source or record.get("source_volume") == wanted_source)]
+        found = [record for record in csi_snapshots(self.config) if record.name >= start
+                 and (not wanted_id or record.name == wanted_id)
+                 and (not wanted_source or record.source_volume == wanted_source)]
         limit = request.max_entries or len(found)
         page, rest = found[:limit], found[limit:]
         return csi_pb2.ListSnapshotsResponse(
             entries=[csi_pb2.ListSnapshotsResponse.Entry(snapshot=snapshot_message(record))
                      for record in page],
-            next_token=TOKEN_PREFIX + rest[0]["name"] if rest else "")
+            next_token=TOKEN_PREFIX + rest[0].name if rest else "")
 
     @rpc
     def CreateVolume(self, request: csi_pb2.CreateVolumeRequest,
@@ -124,7 +125,14 @@ class SnapshotController(Controller):
         fs_parameter, allocation = parse_parameters(dict(request.parameters))
         content = request.volume_content_source
         source_size, source_fs, origin = self._source(content)
-        if choose_fs_type(fs_parameter, capabilities) != source_fs and (
+        block = capability.access_type(capabilities)
+        # A copy keeps its source's kind: raw block bytes are never formatted, nor a
+        # filesystem handed out raw.
+        if block != (not source_fs):
+            raise invalid("the source is a raw block volume: its copy is one too (access type block)"
+                          if block is False else "the source holds a filesystem: its copy is one too "
+                          "(access type mount)")
+        if not block and choose_fs_type(fs_parameter, capabilities) != source_fs and (
                 fs_parameter or any(item.mount.fs_type for item in capabilities)):
             raise invalid(f"the source holds {source_fs}: a restored or cloned volume keeps it")
         capacity = request.capacity_range
@@ -136,29 +144,32 @@ class SnapshotController(Controller):
         volume_id = names.volume_id_for(name)
         record = self._existing(volume_id, name, origin)
         if record is None:
-            spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=source_fs,
+            spec = VolumeSpec(volume_id, size_bytes=size, size_given=True, fs_type=source_fs or "",
                               allocation=allocation)
-            record = snapshots.create_from(self.config, spec, CallInfo("csi:CreateVolume"), **origin,
+            record = restore.create_from(self.config, spec, CallInfo("csi:CreateVolume"), **origin,
                                            created_by=names.CREATED_BY, fields={names.RECORD_NAME: name})
         volume = self._volume(record)
         volume.content_source.CopyFrom(content)
         return csi_pb2.CreateVolumeResponse(volume=volume)
 
     def _source(self, content: csi_pb2.VolumeContentSource) -> tuple[int, str, dict[str, str]]:
-        """(size, filesystem, create_from's source argument) of the content source, or NOT_FOUND."""
+        """(size, filesystem ("" for a raw block source), create_from's source argument) of the
+        content source, or NOT_FOUND."""
         if content.HasField("snapshot"):
             snapshot_id = require(content.snapshot.snapshot_id, "source snapshot id")
             record = snapshots.load_snapshot(self.config, snapshot_id) \
                 if names.is_volume_id(snapshot_id) else None
-            if record is None or not record.get("ready"):
+            if record is None or not record.ready:
                 raise CsiError(Code.NOT_FOUND, f"snapshot {snapshot_id[:80]!r} does not exist")
-            return int(record["size_bytes"]), str(record.get("fs_type")), {"from_snapshot": snapshot_id}
+            fs_type = "" if record.block else str(record.fs_type)
+            return record.size_bytes, fs_type, {"from_snapshot": snapshot_id}
         if content.HasField("volume"):
             volume_id = require(content.volume.volume_id, "source volume id")
             record = records.known(self.config, volume_id)
             size = os.stat(self.config.backing_file(volume_id)).st_size \
                 if os.path.exists(self.config.backing_file(volume_id)) else int(record.size_bytes or 0)
-            return size, records.fs_type(record), {"from_volume": volume_id}
+            fs_type = "" if records.is_block(record) else records.fs_type(record)
+            return size, fs_type, {"from_volume": volume_id}
         raise invalid("volume_content_source names neither a snapshot nor a volume")
 
     def _existing(self, volume_id: str, name: str, origin: dict[str, str]) -> state.Record | None:

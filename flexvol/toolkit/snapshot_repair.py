@@ -3,7 +3,7 @@ a volume left frozen (its pod's writes block), a half-made snapshot, an unfinish
 
 from __future__ import annotations
 
-from flexvol.core import freeze, snapshots, state
+from flexvol.core import freeze, restore, snapshots, state
 from flexvol.core.config import Config
 from flexvol.core.errors import Refused
 from flexvol.toolkit.repair import Finding
@@ -23,13 +23,13 @@ def findings(config: Config) -> list[Finding]:
                              f"a snapshot or clone froze the filesystem at {where} (pid {marker.get('pid')}) "
                              "and did not thaw it: its pod's writes wait",
                              f"thaw {where} once no call holds the volume's lock"))
-    for record in snapshots.list_snapshots(config, partial=True):
-        if not record.get("ready"):
-            found.append(Finding(PARTIAL_SNAPSHOT, str(record.get("source_volume") or ""),
-                                 snapshots.record_path(config, record["name"]),
-                                 f"snapshot {record['name']} was never finished (its record says not ready)",
-                                 f"remove its partial file and record (snapshot {record['name']})"))
-    for volume_id in snapshots.unfinished_restores(config):
+    for record in snapshots.list_snapshots(config, partial=True, on_corrupt=lambda *_: None):
+        if not record.ready:
+            found.append(Finding(PARTIAL_SNAPSHOT, record.source_volume,
+                                 snapshots.record_path(config, record.name),
+                                 f"snapshot {record.name} was never finished (its record says not ready)",
+                                 f"remove its partial file and record (snapshot {record.name})"))
+    for volume_id in restore.unfinished_restores(config):
         found.append(Finding(UNFINISHED_RESTORE, volume_id, snapshots.partial_file(config, volume_id),
                              f"volume {volume_id} was being copied from a snapshot or volume, unfinished",
                              "remove the unfinished copy, its file and record (the source is untouched)"))
@@ -51,6 +51,6 @@ def apply(config: Config, finding: Finding) -> str:
         return f"removed {', '.join(removed)}" if removed else "nothing to do: it was finished meanwhile"
     if finding.kind == UNFINISHED_RESTORE:
         with state.VolumeLock(config, finding.volume_id, wait=10):
-            notes = snapshots.discard_restore(config, finding.volume_id)
+            notes = restore.discard_restore(config, finding.volume_id)
         return "; ".join(notes) if notes else "nothing to do: it was finished meanwhile"
     raise Refused(f"{finding.kind}: not a snapshot finding")
