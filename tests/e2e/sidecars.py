@@ -58,6 +58,12 @@ def build() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def crd_dir(bin_dir: Path) -> Path:
+    """The snapshot CRDs of the snapshotter's release, beside the bin dir (apply them before
+    the snapshot-controller and csi-snapshotter start)."""
+    return bin_dir.parent / "crd"
+
+
 def container(name: str) -> dict:
     """The manifest's container spec of sidecar `name`."""
     if name not in SIDECARS:
