@@ -71,15 +71,18 @@ tree="$(unpack github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_V
 build "$tree" csi-provisioner "$PROVISIONER_VERSION"
 tree="$(unpack github.com/kubernetes-csi/external-resizer/v2 "$RESIZER_VERSION")"
 build "$tree" csi-resizer "$RESIZER_VERSION"
+# The snapshotter's client/ directory is a module of its own (so not in the snapshotter's zip),
+# released under the same tag; the snapshotter's go.mod replaces it with ./client, so it goes
+# back where the repository has it. It also holds the CRDs.
+client="$(unpack github.com/kubernetes-csi/external-snapshotter/client/v8 "$SNAPSHOTTER_VERSION")"
 tree="$(unpack github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION")"
+mv "$client" "$tree/client"
 build "$tree" csi-snapshotter "$SNAPSHOTTER_VERSION"
 build "$tree" snapshot-controller "$SNAPSHOTTER_VERSION"
-
-# The CRDs live in the snapshotter's client module (a module of its own, so not in the
-# snapshotter's zip), released under the same tag.
-tree="$(unpack github.com/kubernetes-csi/external-snapshotter/client/v8 "$SNAPSHOTTER_VERSION")"
 mkdir -p "$cache/crd.partial"
-cp "$tree"/config/crd/*.yaml "$cache/crd.partial/"
+# The CRDs only (not the directory's kustomization.yaml), so `kubectl apply -f crd/` works.
+cp "$tree"/client/config/crd/*.storage.k8s.io_*.yaml "$cache/crd.partial/"
+chmod 0644 "$cache/crd.partial"/*.yaml
 rm -rf "$cache/crd" && mv "$cache/crd.partial" "$cache/crd"
 
 cat >"$bin.partial/versions.txt" <<EOF

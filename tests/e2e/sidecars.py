@@ -146,7 +146,7 @@ class Sidecar:
 
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM to its process group (it runs in a session of its own), SIGKILL after
-        `timeout`; the exit code."""
+        `timeout`; the exit code (-15 for the sidecars, which end by the signal itself)."""
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
