@@ -357,6 +357,44 @@ def test_unmounted_live_device_is_released(config: Config, monkeypatch: pytest.M
     assert sysfs.detached == ["/dev/loop8"]
 
 
+def test_loop_scan_opens_only_bound_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node keeps every loop device node it ever made, most unbound: the scan finds every
+    bound one (a backing file named, or empty) yet opens no unbound node's attribute."""
+    block = tmp_path / "block"
+    for name, content in (("loop0", "/data/a.img\n"), ("loop1", None), ("loop2", None),
+                          ("loop7", "/data/b.img (deleted)\n"), ("loop9", "")):
+        (block / name).mkdir(parents=True)
+        if content is not None:
+            (block / name / "loop").mkdir()
+            (block / name / "loop" / "backing_file").write_text(content)
+    (block / "ram0").mkdir()
+    monkeypatch.setattr(kernel, "SYS_VIRTUAL_BLOCK", str(block))
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        opened.append(path)
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(kernel.os, "open", counting_open)
+    assert kernel.loop_devices() == {"/dev/loop0": "/data/a.img", "/dev/loop7": "/data/b.img (deleted)"}
+    assert sorted(opened[1:]) == ["loop0/loop/backing_file", "loop7/loop/backing_file",
+                                  "loop9/loop/backing_file"]
+
+
+def test_release_reads_the_mount_table_once(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every unmount and detach releases the loop: one read of mountinfo serves the scratch
+    check and the in-use check (the table grows with the node's pods)."""
+    path = make_file(config, "v1", written=False)
+    Sysfs(monkeypatch, {"/dev/loop8": os.path.realpath(path)}, (DATA / "mountinfo.txt").read_text())
+    captured = kernel.read_mounts
+    reads = []
+    monkeypatch.setattr(kernel, "read_mounts", lambda: reads.append(1) or captured())
+    loop_record(config, "/dev/loop8")
+    assert loop.release_loop(config, "v1") == ["/dev/loop8"]
+    assert len(reads) == 1
+
+
 # --- target safety ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("path", "error"), [
