@@ -193,6 +193,30 @@ def test_created_blank_is_never_persisted(config: Config, monkeypatch: pytest.Mo
     assert created is False
 
 
+@pytest.mark.parametrize("saved_size", [SIZE, SIZE // 2], ids=["record-says-it-all", "record-differs"])
+def test_new_file_rewrites_the_record_only_when_it_changes(
+        config: Config, monkeypatch: pytest.MonkeyPatch, saved_size: int) -> None:
+    """The CSI plugin saves size, filesystem and allocation (with the CSI name) before making
+    the file; making the file then writes the record again only if it says something else."""
+    spec = VolumeSpec("v1", size_bytes=SIZE, fs_type="ext4", allocation="thick")
+    first = state.new_record("v1", saved_size, "ext4")
+    first.allocation = "thick"
+    first.csi_name = "pvc-1"
+    state.save_record(config, first)
+    writes: list[str] = []
+    real_write = state.atomic_write
+    monkeypatch.setattr(state, "atomic_write",
+                        lambda path, data, durable=True: writes.append(path) or real_write(path, data,
+                                                                                           durable=durable))
+    record, created = backing.ensure_file(config, spec, Undo(), may_create=True)
+    assert created is True and os.path.getsize(config.backing_file("v1")) == SIZE
+    assert len(writes) == (0 if saved_size == SIZE else 1)
+    on_disk = state.load_record(config, "v1")
+    assert on_disk is not None and on_disk.to_json() == record.to_json()
+    assert (on_disk.size_bytes, on_disk.fs_type, on_disk.allocation, on_disk.csi_name) == (
+        SIZE, "ext4", "thick", "pvc-1")
+
+
 def test_stale_created_blank_in_an_old_record_is_ignored(config: Config,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A record left by an older version with created_blank set is probed like any other."""
