@@ -87,13 +87,17 @@ def ensure_file(config: Config, spec: VolumeSpec, undo: Undo, *,
     checkpoint("file-created")
     created_record = record is None
     record = record or state.new_record(volume_id, spec.size_bytes, spec.fs_type)
+    # The CSI plugin saved all three with the CSI name, before the file: no second write.
+    said = not created_record and (record.size_bytes, record.fs_type, record.allocation) == (
+        spec.size_bytes, spec.fs_type, spec.allocation)
     record.size_bytes = spec.size_bytes
     record.fs_type = spec.fs_type
     # Decided once, here: ensure_reserved reads it on every mount and growth.
     record.allocation = spec.allocation
     # Not fsynced: until the formatted-once record is durable, a lost record only means the
     # file is adopted (or re-created) by the next call; nothing of value is in it yet.
-    state.save_record(config, record, durable=False)
+    if not said:
+        state.save_record(config, record, durable=False)
     if created_record:
         undo.push(f"remove new record of {volume_id}",
                   lambda: state.remove(config.record_path(volume_id)),

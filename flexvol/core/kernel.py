@@ -224,9 +224,14 @@ def loop_devices() -> dict[str, str]:
             if not name.startswith("loop"):
                 continue
             # Relative to the open dir: a node keeps every loop device node it ever made, and
-            # most are unbound (no loop/ dir), so each look must cost as little as it can.
+            # most are unbound (no loop/ dir), so each look must cost as little as it can. An
+            # access() answers "unbound" without the exception a failed open raises: half the
+            # cost per node. A bound one is then opened and read as before.
+            attribute = f"{name}/loop/backing_file"
+            if not os.access(attribute, os.F_OK, dir_fd=block):
+                continue
             try:
-                fd = os.open(f"{name}/loop/backing_file", os.O_RDONLY | os.O_CLOEXEC, dir_fd=block)
+                fd = os.open(attribute, os.O_RDONLY | os.O_CLOEXEC, dir_fd=block)
             except OSError:
                 continue
             try:

@@ -258,12 +258,15 @@ def release_loop(config: Config, volume_id: str, also: tuple[str, ...] = (),
     path = config.backing_file(volume_id)
     # A scratch mount outside a running expandfs was left by a killed one (the lock is ours).
     scratch = os.path.join(config.scratch_dir, volume_id)
-    if kernel.mounts_at(scratch):
+    # One read of the mount table serves the scratch check and the in-use checks below; it is
+    # read again only when a scratch mount was released.
+    mounts = kernel.read_mounts()
+    if kernel.mounts_at(scratch, mounts):
         mounting.release_mount(scratch)
         os.rmdir(scratch)
+        mounts = kernel.read_mounts()
     detached = []
     kept = []
-    mounts = kernel.read_mounts()
     try:
         record = state.load_record(config, volume_id)
     except FlexvolError:

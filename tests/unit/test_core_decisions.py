@@ -193,6 +193,30 @@ def test_created_blank_is_never_persisted(config: Config, monkeypatch: pytest.Mo
     assert created is False
 
 
+@pytest.mark.parametrize("saved_size", [SIZE, SIZE // 2], ids=["record-says-it-all", "record-differs"])
+def test_new_file_rewrites_the_record_only_when_it_changes(
+        config: Config, monkeypatch: pytest.MonkeyPatch, saved_size: int) -> None:
+    """The CSI plugin saves size, filesystem and allocation (with the CSI name) before making
+    the file; making the file then writes the record again only if it says something else."""
+    spec = VolumeSpec("v1", size_bytes=SIZE, fs_type="ext4", allocation="thick")
+    first = state.new_record("v1", saved_size, "ext4")
+    first.allocation = "thick"
+    first.csi_name = "pvc-1"
+    state.save_record(config, first)
+    writes: list[str] = []
+    real_write = state.atomic_write
+    monkeypatch.setattr(state, "atomic_write",
+                        lambda path, data, durable=True: writes.append(path) or real_write(path, data,
+                                                                                           durable=durable))
+    record, created = backing.ensure_file(config, spec, Undo(), may_create=True)
+    assert created is True and os.path.getsize(config.backing_file("v1")) == SIZE
+    assert len(writes) == (0 if saved_size == SIZE else 1)
+    on_disk = state.load_record(config, "v1")
+    assert on_disk is not None and on_disk.to_json() == record.to_json()
+    assert (on_disk.size_bytes, on_disk.fs_type, on_disk.allocation, on_disk.csi_name) == (
+        SIZE, "ext4", "thick", "pvc-1")
+
+
 def test_stale_created_blank_in_an_old_record_is_ignored(config: Config,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A record left by an older version with created_blank set is probed like any other."""
@@ -355,6 +379,44 @@ def test_unmounted_live_device_is_released(config: Config, monkeypatch: pytest.M
     loop_record(config, "/dev/loop8")
     assert loop.release_loop(config, "v1") == ["/dev/loop8"]
     assert sysfs.detached == ["/dev/loop8"]
+
+
+def test_loop_scan_opens_only_bound_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node keeps every loop device node it ever made, most unbound: the scan finds every
+    bound one (a backing file named, or empty) yet opens no unbound node's attribute."""
+    block = tmp_path / "block"
+    for name, content in (("loop0", "/data/a.img\n"), ("loop1", None), ("loop2", None),
+                          ("loop7", "/data/b.img (deleted)\n"), ("loop9", "")):
+        (block / name).mkdir(parents=True)
+        if content is not None:
+            (block / name / "loop").mkdir()
+            (block / name / "loop" / "backing_file").write_text(content)
+    (block / "ram0").mkdir()
+    monkeypatch.setattr(kernel, "SYS_VIRTUAL_BLOCK", str(block))
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        opened.append(path)
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(kernel.os, "open", counting_open)
+    assert kernel.loop_devices() == {"/dev/loop0": "/data/a.img", "/dev/loop7": "/data/b.img (deleted)"}
+    assert sorted(opened[1:]) == ["loop0/loop/backing_file", "loop7/loop/backing_file",
+                                  "loop9/loop/backing_file"]
+
+
+def test_release_reads_the_mount_table_once(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every unmount and detach releases the loop: one read of mountinfo serves the scratch
+    check and the in-use check (the table grows with the node's pods)."""
+    path = make_file(config, "v1", written=False)
+    Sysfs(monkeypatch, {"/dev/loop8": os.path.realpath(path)}, (DATA / "mountinfo.txt").read_text())
+    captured = kernel.read_mounts
+    reads = []
+    monkeypatch.setattr(kernel, "read_mounts", lambda: reads.append(1) or captured())
+    loop_record(config, "/dev/loop8")
+    assert loop.release_loop(config, "v1") == ["/dev/loop8"]
+    assert len(reads) == 1
 
 
 # --- target safety ---------------------------------------------------------------------------
