@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 
-from flexvol.core import guard, kernel
+from flexvol.core import guard, kernel, state
 from flexvol.core.config import Config
 from flexvol.core.errors import CommandFailed, FlexvolError, Refused
 from flexvol.core.faults import checkpoint
@@ -181,3 +181,17 @@ def apply_fs_group(target: str, spec: VolumeSpec) -> bool:
         finally:
             os.close(fd)
     return changed
+
+
+def remember_target(config: Config, target: str, volume_id: str, undo: Undo, *, what: str = "mount target",
+                    mode: str = "", fs_type: str = "", mount_options: tuple[str, ...] = (),
+                    pod: str = "") -> None:
+    """Record the dir's volume before anything is made there, so that an unmount (of any front
+    end) finds the volume of a half-made mount; forgotten again by the rollback."""
+    if state.load_target(config, target) is not None:
+        return
+    state.save_target(config, target, volume_id, pod, mode=mode, fs_type=fs_type,
+                      mount_options=mount_options)
+    undo.push(f"forget {what}", lambda: state.remove_target(config, target),
+              undo.path_gone(state.target_path(config, target)))
+    checkpoint("target-saved")

@@ -56,13 +56,9 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
         undo = Undo()
         try:
             # Written first so that unmount can find the volume of a half-made mount.
-            if state.load_target(config, target) is None:
-                pod = f"{spec.pod_namespace}/{spec.pod_name}" if spec.pod_name else ""
-                state.save_target(config, target, spec.volume_id, pod, mode=spec.mode, fs_type=spec.fs_type,
-                                  mount_options=spec.mount_options)
-                undo.push("forget mount target", lambda: state.remove_target(config, target),
-                          undo.path_gone(state.target_path(config, target)))
-                checkpoint("target-saved")
+            mounting.remember_target(config, target, spec.volume_id, undo, mode=spec.mode,
+                                     fs_type=spec.fs_type, mount_options=spec.mount_options,
+                                     pod=f"{spec.pod_namespace}/{spec.pod_name}" if spec.pod_name else "")
             record, device = _ready(config, spec, undo, call, may_create=not spec.read_only)
             try:
                 mounting.ensure_mounted(device, target, spec, undo, config=config)

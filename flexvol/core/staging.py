@@ -44,15 +44,12 @@ def stage(config: Config, target: str, spec: VolumeSpec, call: CallInfo, *, bloc
         undo = Undo()
         try:
             # Written first so that unstage (and the FlexVolume unmount) find a half-made stage.
-            if state.load_target(config, target) is None:
-                if block:
-                    state.save_target(config, target, spec.volume_id)
-                else:
-                    state.save_target(config, target, spec.volume_id, mode=spec.mode,
-                                      fs_type=spec.fs_type, mount_options=spec.mount_options)
-                undo.push("forget staging path", lambda: state.remove_target(config, target),
-                          undo.path_gone(state.target_path(config, target)))
-                checkpoint("target-saved")
+            if block:
+                mounting.remember_target(config, target, spec.volume_id, undo, what="staging path")
+            else:
+                mounting.remember_target(config, target, spec.volume_id, undo, what="staging path",
+                                         mode=spec.mode, fs_type=spec.fs_type,
+                                         mount_options=spec.mount_options)
             record, device = operations._ready(config, spec, undo, call, may_create=False, block=block)
             if block:
                 # A read-only bind does not stop writes through a device node; a read-only

@@ -84,6 +84,20 @@ def size_for(capacity: csi_pb2.CapacityRange, fs_type: str) -> int:
     return size
 
 
+def page_start(max_entries: int, token: str) -> str:
+    """The first id of the page a List call's token names ("" for the first page): a token
+    names an id, not an offset, so an entry deleted between pages never shifts the ones after
+    it; a token this plugin never gave out is ABORTED, as the spec names."""
+    if max_entries < 0:
+        raise invalid("max_entries must not be negative")
+    if not token:
+        return ""
+    start = token.removeprefix(TOKEN_PREFIX)
+    if not token.startswith(TOKEN_PREFIX) or not names.is_volume_id(start):
+        raise CsiError(Code.ABORTED, f"starting_token {token[:80]!r} is not one this plugin gave out")
+    return start
+
+
 class Controller(csi_pb2_grpc.ControllerServicer):
     def __init__(self, config: Config, node_id: str) -> None:
         self.config = config
@@ -271,14 +285,7 @@ class Controller(csi_pb2_grpc.ControllerServicer):
                     context: object) -> csi_pb2.ListVolumesResponse:
         """The volumes made through CSI, by volume id. A token names the first id of the next
         page, so a volume deleted between pages never shifts the ones after it."""
-        if request.max_entries < 0:
-            raise invalid("max_entries must not be negative")
-        start = ""
-        if request.starting_token:
-            start = request.starting_token.removeprefix(TOKEN_PREFIX)
-            if not request.starting_token.startswith(TOKEN_PREFIX) or not names.is_volume_id(start):
-                raise CsiError(Code.ABORTED, f"starting_token {request.starting_token[:80]!r} is not "
-                               "one this plugin gave out")
+        start = page_start(request.max_entries, request.starting_token)
         found = [record for record in _csi_records(self.config) if record.volume_id >= start]
         limit = request.max_entries or len(found)
         page, rest = found[:limit], found[limit:]

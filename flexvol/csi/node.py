@@ -179,11 +179,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return csi_pb2.NodePublishVolumeResponse()
             undo = Undo()
             try:
-                if state.load_target(config, target) is None:
-                    state.save_target(config, target, volume_id)
-                    undo.push("forget target path", lambda: state.remove_target(config, target),
-                              undo.path_gone(state.target_path(config, target)))
-                    checkpoint("target-saved")
+                mounting.remember_target(config, target, volume_id, undo, what="target path")
                 bind(config, staging, target, staged[-1].source, volume_id, read_only, undo)
                 if access.apply_mount_group(target, volume_id, request.volume_capability, read_only):
                     checkpoint("fsgroup-applied")
@@ -214,11 +210,7 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return
             undo = Undo()
             try:
-                if state.load_target(config, target) is None:
-                    state.save_target(config, target, volume_id)
-                    undo.push("forget target path", lambda: state.remove_target(config, target),
-                              undo.path_gone(state.target_path(config, target)))
-                    checkpoint("target-saved")
+                mounting.remember_target(config, target, volume_id, undo, what="target path")
                 devicenode.ensure_bound(device, target, read_only, undo, config=config)
             except BaseException:
                 undo.rollback()
@@ -248,12 +240,8 @@ class Node(csi_pb2_grpc.NodeServicer):
                 return
             undo = Undo()
             try:
-                if state.load_target(config, target) is None:
-                    state.save_target(config, target, volume_id, mode=spec.mode, fs_type=fs_type,
-                                      mount_options=spec.mount_options)
-                    undo.push("forget target path", lambda: state.remove_target(config, target),
-                              undo.path_gone(state.target_path(config, target)))
-                    checkpoint("target-saved")
+                mounting.remember_target(config, target, volume_id, undo, what="target path", mode=spec.mode,
+                                         fs_type=fs_type, mount_options=spec.mount_options)
                 record, device = store.make(config, spec, request.volume_id, undo, ephemeral=True)
                 growth.finish_growth(config, record, device)
                 access.check_namespace(config, volume_id, dict(request.volume_context))

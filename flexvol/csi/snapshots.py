@@ -19,12 +19,19 @@ from flexvol.core.journal import CallInfo
 from flexvol.core.options import SIZE_ALIGNMENT, VolumeSpec
 from flexvol.core.records import Snapshot
 from flexvol.csi import capability, names, records
-from flexvol.csi.controller import CO_PREFIX, RPC, Controller, choose_fs_type, parse_parameters
+from flexvol.csi.controller import (
+    CO_PREFIX,
+    RPC,
+    TOKEN_PREFIX,
+    Controller,
+    choose_fs_type,
+    page_start,
+    parse_parameters,
+)
 from flexvol.csi.proto import csi_pb2
 from flexvol.csi.status import Code, CsiError, invalid, require, rpc
 
 # ListSnapshots page tokens: this prefix and the first snapshot id of the next page.
-TOKEN_PREFIX = "from:"
 CAPABILITIES = (RPC.CREATE_DELETE_SNAPSHOT, RPC.LIST_SNAPSHOTS, RPC.CLONE_VOLUME)
 
 
@@ -95,14 +102,7 @@ class SnapshotController(Controller):
                       context: object) -> csi_pb2.ListSnapshotsResponse:
         """The ready snapshots made through CSI, by id; a token names the first id of the next
         page, so a snapshot deleted between pages never shifts the ones after it."""
-        if request.max_entries < 0:
-            raise invalid("max_entries must not be negative")
-        start = ""
-        if request.starting_token:
-            start = request.starting_token.removeprefix(TOKEN_PREFIX)
-            if not request.starting_token.startswith(TOKEN_PREFIX) or not names.is_volume_id(start):
-                raise CsiError(Code.ABORTED, f"starting_token {request.starting_token[:80]!r} is not "
-                               "one this plugin gave out")
+        start = page_start(request.max_entries, request.starting_token)
         wanted_id, wanted_source = request.snapshot_id, request.source_volume_id
         found = [record for record in csi_snapshots(self.config) if record.name >= start
                  and (not wanted_id or record.name == wanted_id)
