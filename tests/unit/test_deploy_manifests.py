@@ -170,6 +170,25 @@ CSI_PROVISIONER_CALLS = {
     *{("", "persistentvolumeclaims", verb) for verb in ("get", "list", "watch", "update")},
     *{("storage.k8s.io", "storageclasses", verb) for verb in ("get", "list", "watch")},
     *{("", "events", verb) for verb in ("list", "watch", "create", "update", "patch")},
+    # A claim restored from a VolumeSnapshot.
+    *{("snapshot.storage.k8s.io", resource, verb)
+      for resource in ("volumesnapshots", "volumesnapshotcontents") for verb in ("get", "list")},
+}
+# The node-deployed csi-snapshotter (kubernetes-csi/external-snapshotter
+# deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml, less the leases).
+CSI_SNAPSHOTTER_CALLS = {
+    *{("", "events", verb) for verb in ("list", "watch", "create", "update", "patch")},
+    *{(group, classes, verb) for group, classes in (
+        ("snapshot.storage.k8s.io", "volumesnapshotclasses"),
+        ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses")) for verb in ("get", "list", "watch")},
+    *{(group, contents, verb) for group, contents in (
+        ("snapshot.storage.k8s.io", "volumesnapshotcontents"),
+        ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents"))
+      for verb in ("get", "list", "watch", "update", "patch")},
+    *{(group, status, verb) for group, status in (
+        ("snapshot.storage.k8s.io", "volumesnapshotcontents/status"),
+        ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents/status"))
+      for verb in ("update", "patch")},
 }
 # Namespaced: the node's CSIStorageCapacity object and the pod read to find its owner.
 CSI_CAPACITY_CALLS = {
@@ -180,7 +199,10 @@ CSI_CAPACITY_CALLS = {
 
 
 def csi_documents() -> list[dict]:
-    return [doc for path in sorted(CSI_DEPLOY.glob("*.yaml")) for doc in documents(path)]
+    """The plugin's own manifests; snapshot-controller.yaml is the cluster's component, checked
+    in test_deploy_csi_sidecars.py."""
+    return [doc for path in sorted(CSI_DEPLOY.glob("*.yaml")) if path.name != "snapshot-controller.yaml"
+            for doc in documents(path)]
 
 
 def csi_kind(kind: str) -> dict:
@@ -263,7 +285,9 @@ def test_csi_plugin_and_sidecars_use_the_same_socket() -> None:
     socket = socket_path(argument(plugin, "--endpoint"))
     # The plugin registers itself and tells the kubelet this path: it must be the host's too.
     assert host_path(plugin, socket) == socket
-    for name in ("csi-provisioner", "liveness-probe"):
+    sidecars = [c["name"] for c in csi_pod()["containers"] if c["name"] != "plugin"]
+    assert {"csi-provisioner", "csi-snapshotter", "liveness-probe"} <= set(sidecars)
+    for name in sidecars:
         sidecar = csi_container(name)
         assert host_path(sidecar, argument(sidecar, "--csi-address")) == socket, name
 
@@ -323,7 +347,7 @@ def test_csi_rbac_grants_the_node_provisioner_exactly_what_it_calls() -> None:
     cluster = [doc for doc in docs if doc["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     namespaced = [doc for doc in docs if doc["kind"] in ("Role", "RoleBinding")]
     assert all(doc["metadata"]["namespace"] == namespace for doc in namespaced)
-    assert granted(account, cluster) == CSI_PROVISIONER_CALLS
+    assert granted(account, cluster) == CSI_PROVISIONER_CALLS | CSI_SNAPSHOTTER_CALLS
     assert granted(account, namespaced) == CSI_CAPACITY_CALLS
     everything_granted = granted(account, docs)
     assert not any("*" in part for grant in everything_granted for part in grant)
