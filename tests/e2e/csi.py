@@ -124,3 +124,12 @@ def capacities(cluster: Cluster) -> list[dict]:
 
 def sidecar_tail(running: list[sidecars.Sidecar]) -> str:
     return sidecars.collect_logs(running, 30)
+
+
+def start_resizer(cluster: Cluster, bin_dir: Path) -> None:
+    """csi-resizer beside the plugin, as deploy/csi does not run it (README, CSI: no per-node
+    mode). On a one-node cluster the one resizer calls the node's own plugin, which holds every
+    volume, so ControllerExpandVolume reaches the right pool."""
+    assert cluster.kubeconfig
+    cluster.spawn("csi-resizer", [str(bin_dir / "csi-resizer"), f"--csi-address={plugin_socket(cluster)}",
+                                  f"--kubeconfig={cluster.kubeconfig}", "--leader-election=false", "--v=2"])

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import sidecars
-from tests.e2e.claims import delete_pod, describe, wait_released, wait_running
+from tests.e2e.claims import (
+    DF_SCRIPT,
+    delete_pod,
+    describe,
+    grow_to_400mi,
+    wait_file,
+    wait_released,
+    wait_running,
+)
 from tests.e2e.csi import (
     CSI_DIR,
     DRIVER,
@@ -25,6 +33,7 @@ from tests.e2e.csi import (
     flexvol,
     pv_gone,
     start_plugin,
+    start_resizer,
     start_sidecar,
     volume_loops,
     wait_log,
@@ -49,12 +58,14 @@ def csi(cluster: Cluster) -> Iterator[Cluster]:
     try:
         start_plugin(cluster)
         running.append(start_sidecar(cluster, "csi-provisioner", bin_dir))
+        start_resizer(cluster, bin_dir)
         cluster.csi_sidecars = running  # type: ignore[attr-defined]
         print(f"\nCSI plugin and provisioner up in {time.monotonic() - started:.0f}s")
         yield cluster
     finally:
         print("\n" + sidecars.collect_logs(running, 40))
         sidecars.stop_all(running)
+        cluster.stop_process("csi-resizer")
         cluster.stop_process("csi")
 
 
@@ -235,3 +246,21 @@ def test_migrate_pv_moves_an_idle_flexvolume_pv_to_csi_and_a_new_pod_reads_its_d
         [m.mount_point for m in mounts]
     release_pod(cluster, "csi-migrated-reader", "migrated")
     cluster.kubectl("delete", "pvc", "csi-migrating", "--wait=false")
+
+
+def test_a_running_pods_xfs_claim_grows_online_through_the_resizer(csi: Cluster) -> None:
+    cluster = csi
+    cluster.apply(csi_class("flexvol-csi-xfs", fs_type="xfs"),
+                  claim("csi-grow", size="300Mi", storage_class="flexvol-csi-xfs"),
+                  claim_pod("csi-grower", DF_SCRIPT, "csi-grow"))
+    wait_claim_bound(cluster, "csi-grow")
+    pv = bound_pv(cluster, "csi-grow")
+    volume = volume_of(pv)
+    wait_running(cluster, "csi-grower")
+    wait_file(cluster, volume, "df")
+    [mount_point] = [m for m in cluster.volume_mounts(volume) if "/pods/" in m]
+    assert [m.fs_type for m in cluster.mounts() if m.mount_point == mount_point] == ["xfs"]
+    grow_to_400mi(cluster, "csi-grow", pv["metadata"]["name"], volume, mount_point)
+    assert backing(cluster, volume).stat().st_size == 400 << 20
+    release_pod(cluster, "csi-grower", volume)
+    cluster.kubectl("delete", "pvc", "csi-grow", "--wait=false")
