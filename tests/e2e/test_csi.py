@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from flexvol.core import budget
+from flexvol.core.config import Config
+from flexvol.core.quantity import parse_quantity
 from tests.e2e import sidecars
 from tests.e2e.claims import (
     DF_SCRIPT,
@@ -29,6 +32,7 @@ from tests.e2e.csi import (
     block_claim,
     block_pod,
     bound_pv,
+    capacities,
     csi_class,
     flexvol,
     pv_gone,
@@ -40,6 +44,7 @@ from tests.e2e.csi import (
 )
 from tests.e2e.harness import Cluster, wait_for
 from tests.e2e.pods import claim, claim_pod, persistent_volume, pod, storage_class
+from tests.e2e.provisioning import events
 
 DELETE_CLASS = "flexvol-csi"
 RETAIN_CLASS = "flexvol-csi-retain"
@@ -264,3 +269,46 @@ def test_a_running_pods_xfs_claim_grows_online_through_the_resizer(csi: Cluster)
     assert backing(cluster, volume).stat().st_size == 400 << 20
     release_pod(cluster, "csi-grower", volume)
     cluster.kubectl("delete", "pvc", "csi-grow", "--wait=false")
+
+
+def published(cluster: Cluster, storage_class: str) -> dict | None:
+    """This node's CSIStorageCapacity object for the class, once it has a capacity."""
+    for item in capacities(cluster):
+        labels = ((item.get("nodeTopology") or {}).get("matchLabels") or {})
+        mine = labels == {TOPOLOGY_KEY: cluster.node_name}
+        if item["storageClassName"] == storage_class and mine and item.get("capacity"):
+            return item
+    return None
+
+
+def test_storage_capacity_reflects_the_pool_and_a_claim_past_it_stays_pending(csi: Cluster) -> None:
+    cluster = csi
+    found = wait_for(f"a CSIStorageCapacity of {DELETE_CLASS} for node {cluster.node_name}",
+                     lambda: published(cluster, DELETE_CLASS), 90,
+                     on_timeout=lambda: cluster.kubectl("get", "csistoragecapacities", "-A", "-o", "yaml")
+                     + provisioner_log(cluster))
+    offered = parse_quantity(found["capacity"])
+    assert parse_quantity(found["maximumVolumeSize"]) == offered
+    pool = budget.measure(Config(str(cluster.data_root)))
+    # The pool's free space moves with the machine's other files: the same figure within 256 MiB.
+    assert abs(offered - pool.available_bytes) < 256 << 20, (offered, pool.as_dict())
+    for name in (RETAIN_CLASS,):
+        assert published(cluster, name), f"no CSIStorageCapacity for {name}"
+
+    too_big = -(-(offered + (1 << 30)) // (1 << 30))  # GiB, past the offer
+    cluster.apply(claim("csi-huge", size=f"{too_big}Gi", storage_class=DELETE_CLASS),
+                  claim_pod("csi-huge-pod", "echo never", "csi-huge"))
+    event = wait_for("the scheduler's FailedScheduling for csi-huge-pod",
+                     lambda: next((e for e in events(cluster, "Pod", "csi-huge-pod")
+                                   if e["reason"] == "FailedScheduling"), None), 60,
+                     on_timeout=lambda: describe(cluster, "pod", "csi-huge-pod"))
+    assert "did not have enough free storage" in event["message"], event["message"]
+    time.sleep(3)
+    assert cluster.get("pvc", "csi-huge")["status"]["phase"] == "Pending"
+    assert cluster.get("pod", "csi-huge-pod")["status"]["phase"] == "Pending"
+    assert not cluster.get("pvc", "csi-huge")["spec"].get("volumeName")
+    claim_events = events(cluster, "PersistentVolumeClaim", "csi-huge")
+    assert "ProvisioningSucceeded" not in [e["reason"] for e in claim_events], claim_events
+    assert not [p for p in cluster.data_root.glob("volumes/*.img") if p.stat().st_size >= too_big << 30]
+    cluster.kubectl("delete", "pod", "csi-huge-pod", "--wait=false")
+    cluster.kubectl("delete", "pvc", "csi-huge", "--wait=false")
