@@ -4,6 +4,8 @@ host process, and the scenarios use only Kubernetes objects: StorageClass, claim
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.e2e.claims import (
     DF_SCRIPT,
     delete_pod,
     describe,
+    file_in_volume,
     grow_to_400mi,
     wait_file,
     wait_released,
@@ -312,3 +315,107 @@ def test_storage_capacity_reflects_the_pool_and_a_claim_past_it_stays_pending(cs
     assert not [p for p in cluster.data_root.glob("volumes/*.img") if p.stat().st_size >= too_big << 30]
     cluster.kubectl("delete", "pod", "csi-huge-pod", "--wait=false")
     cluster.kubectl("delete", "pvc", "csi-huge", "--wait=false")
+
+
+# Appends a line to /data/ticks every half second: a pod that keeps using its volume.
+TICK_SCRIPT = 'trap "exit 0" TERM\nwhile true; do date +%s%N >> /data/ticks; sleep 0.5; done'
+
+
+def ticks(cluster: Cluster, volume: str) -> int:
+    return len(file_in_volume(cluster, volume, "ticks").splitlines())
+
+
+def test_the_plugin_killed_and_restarted_under_running_pods(csi: Cluster) -> None:
+    cluster = csi
+    cluster.apply(claim("csi-steady", size="64Mi", storage_class=DELETE_CLASS),
+                  claim_pod("csi-steady-pod", TICK_SCRIPT, "csi-steady"))
+    wait_claim_bound(cluster, "csi-steady")
+    volume = volume_of(bound_pv(cluster, "csi-steady"))
+    wait_for("the pod's first ticks", lambda: ticks(cluster, volume) > 2, 120,
+             on_timeout=lambda: describe(cluster, "pod", "csi-steady-pod"))
+
+    plugin = cluster.procs["csi"]
+    os.kill(plugin.pid, signal.SIGKILL)
+    plugin.wait(10)
+    # Without its plugin the volume stays mounted and the pod keeps writing to it.
+    before = ticks(cluster, volume)
+    wait_for("ticks while the plugin is down", lambda: ticks(cluster, volume) >= before + 4, 30)
+    assert cluster.volume_mounts(volume)
+
+    start_plugin(cluster)
+    before = ticks(cluster, volume)
+    wait_for("ticks after the restart", lambda: ticks(cluster, volume) >= before + 2, 30)
+    # The next operations: a new claim's volume, then the old pod's teardown and deletion.
+    cluster.apply(claim("csi-after", size="64Mi", storage_class=DELETE_CLASS),
+                  claim_pod("csi-after-pod", "echo after > /data/a && echo READ:$(cat /data/a)", "csi-after"))
+    wait_log(cluster, "csi-after-pod", "READ:after")
+    after = volume_of(bound_pv(cluster, "csi-after"))
+    pairs = (("csi-steady-pod", "csi-steady", volume), ("csi-after-pod", "csi-after", after))
+    for pod_name, claim_name, vol in pairs:
+        pv_name = cluster.get("pvc", claim_name)["spec"]["volumeName"]
+        release_pod(cluster, pod_name, vol)
+        cluster.kubectl("delete", "pvc", claim_name, "--wait=false")
+        wait_for(f"volume {vol} to be deleted",
+                 lambda pv_name=pv_name, vol=vol: pv_gone(cluster, pv_name)
+                 and not backing(cluster, vol).exists(),
+                 120, on_timeout=lambda: provisioner_log(cluster) + cluster.log_tail("csi"))
+
+
+def snapshot(name: str, claim_name: str) -> dict:
+    return {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"volumeSnapshotClassName": "flexvol-csi",
+                     "source": {"persistentVolumeClaimName": claim_name}}}
+
+
+def restored_claim(name: str, snapshot_name: str, storage_class: str, size: str = "64Mi") -> dict:
+    spec = claim(name, size=size, storage_class=storage_class)
+    spec["spec"]["dataSource"] = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
+                                  "name": snapshot_name}
+    return spec
+
+
+def test_a_snapshot_of_a_running_pods_claim_restores_into_a_new_claim(csi: Cluster) -> None:
+    cluster = csi
+    bin_dir = sidecars.build()
+    for crd in sorted(sidecars.crd_dir(bin_dir).glob("snapshot.storage.k8s.io_*.yaml")):
+        cluster.kubectl("apply", "-f", str(crd))
+    cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
+                    "crd/volumesnapshots.snapshot.storage.k8s.io",
+                    "crd/volumesnapshotcontents.snapshot.storage.k8s.io",
+                    "crd/volumesnapshotclasses.snapshot.storage.k8s.io")
+    cluster.kubectl("apply", "-f", str(CSI_DIR / "snapshotclass.yaml"))
+    running = [start_sidecar(cluster, name, bin_dir) for name in ("snapshot-controller", "csi-snapshotter")]
+    try:
+        cluster.apply(claim("csi-snapsrc", size="64Mi", storage_class=DELETE_CLASS),
+                      claim_pod("csi-snapsrc-pod",
+                                f"echo snap-bytes > /data/s && sync && echo WROTE\n{TICK_SCRIPT}",
+                                "csi-snapsrc"))
+        wait_log(cluster, "csi-snapsrc-pod", "WROTE")
+        cluster.apply(snapshot("csi-snap", "csi-snapsrc"))
+        wait_for("VolumeSnapshot csi-snap to be readyToUse",
+                 lambda: (cluster.get("volumesnapshot", "csi-snap").get("status") or {}).get("readyToUse"),
+                 120, on_timeout=lambda: describe(cluster, "volumesnapshot", "csi-snap")
+                 + sidecars.collect_logs(running, 40) + cluster.log_tail("csi"))
+        content = cluster.get("volumesnapshot", "csi-snap")["status"]["boundVolumeSnapshotContentName"]
+        cluster.apply(restored_claim("csi-restored", "csi-snap", DELETE_CLASS),
+                      claim_pod("csi-restored-pod", "echo READ:$(cat /data/s)", "csi-restored"))
+        wait_log(cluster, "csi-restored-pod", "READ:snap-bytes")
+        source = volume_of(bound_pv(cluster, "csi-snapsrc"))
+        restored = volume_of(bound_pv(cluster, "csi-restored"))
+        assert restored != source and backing(cluster, restored).exists()
+        for pod_name, vol in (("csi-restored-pod", restored), ("csi-snapsrc-pod", source)):
+            release_pod(cluster, pod_name, vol)
+        cluster.kubectl("delete", "volumesnapshot", "csi-snap", "--wait=false")
+        wait_for(f"VolumeSnapshotContent {content} to be deleted",
+                 lambda: not cluster.kubectl("get", "volumesnapshotcontent", content, "--ignore-not-found",
+                                             "-o", "name"), 120,
+                 on_timeout=lambda: describe(cluster, "volumesnapshotcontent", content)
+                 + sidecars.collect_logs(running, 40))
+        for claim_name, vol in (("csi-restored", restored), ("csi-snapsrc", source)):
+            cluster.kubectl("delete", "pvc", claim_name, "--wait=false")
+            wait_for(f"volume {vol} to be deleted", lambda vol=vol: not backing(cluster, vol).exists(), 120,
+                     on_timeout=lambda: provisioner_log(cluster) + cluster.log_tail("csi"))
+    finally:
+        print("\n" + sidecars.collect_logs(running, 40))
+        sidecars.stop_all(running)
