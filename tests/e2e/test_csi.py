@@ -20,30 +20,37 @@ from tests.e2e.claims import (
     DF_SCRIPT,
     delete_pod,
     describe,
-    file_in_volume,
     grow_to_400mi,
     wait_file,
-    wait_released,
     wait_running,
 )
 from tests.e2e.csi import (
     CSI_DIR,
     DRIVER,
     NAMESPACE,
+    TICK_SCRIPT,
     TOPOLOGY_KEY,
     backing,
     block_claim,
     block_pod,
     bound_pv,
-    capacities,
     csi_class,
     flexvol,
+    provisioner_log,
+    published,
     pv_gone,
+    release_pod,
+    restart_exited_sidecars,
+    restored_claim,
     sidecars_bin_dir,
+    snapshot,
     start_plugin,
     start_resizer,
     start_sidecar,
+    ticks,
     volume_loops,
+    volume_of,
+    wait_claim_bound,
     wait_log,
 )
 from tests.e2e.harness import Cluster, wait_for
@@ -78,28 +85,6 @@ def csi(cluster: Cluster) -> Iterator[Cluster]:
         sidecars.stop_all(running)
         cluster.stop_process("csi-resizer")
         cluster.stop_process("csi")
-
-
-def provisioner_log(cluster: Cluster) -> str:
-    return sidecars.collect_logs(cluster.csi_sidecars, 40)  # type: ignore[attr-defined]
-
-
-def wait_claim_bound(cluster: Cluster, name: str) -> dict:
-    return wait_for(f"claim {name} to bind",
-                    lambda: (c := cluster.get("pvc", name)).get("status", {}).get("phase") == "Bound" and c,
-                    120, on_timeout=lambda: describe(cluster, "pvc", name) + "\n" + provisioner_log(cluster)
-                    + "\n" + cluster.log_tail("csi"))
-
-
-def volume_of(pv: dict) -> str:
-    return pv["spec"]["csi"]["volumeHandle"]
-
-
-def release_pod(cluster: Cluster, name: str, volume: str) -> None:
-    delete_pod(cluster, name)
-    wait_released(cluster, volume)
-    wait_for(f"pod {name} to go", lambda: not cluster.kubectl("get", "pod", name, "--ignore-not-found",
-                                                             "-o", "name"), 60)
 
 
 def test_a_wait_for_first_consumer_claim_gets_a_node_pinned_volume_that_outlives_its_pod(
@@ -277,16 +262,6 @@ def test_a_running_pods_xfs_claim_grows_online_through_the_resizer(csi: Cluster)
     cluster.kubectl("delete", "pvc", "csi-grow", "--wait=false")
 
 
-def published(cluster: Cluster, storage_class: str) -> dict | None:
-    """This node's CSIStorageCapacity object for the class, once it has a capacity."""
-    for item in capacities(cluster):
-        labels = ((item.get("nodeTopology") or {}).get("matchLabels") or {})
-        mine = labels == {TOPOLOGY_KEY: cluster.node_name}
-        if item["storageClassName"] == storage_class and mine and item.get("capacity"):
-            return item
-    return None
-
-
 def test_storage_capacity_reflects_the_pool_and_a_claim_past_it_stays_pending(csi: Cluster) -> None:
     cluster = csi
     found = wait_for(f"a CSIStorageCapacity of {DELETE_CLASS} for node {cluster.node_name}",
@@ -318,32 +293,6 @@ def test_storage_capacity_reflects_the_pool_and_a_claim_past_it_stays_pending(cs
     assert not [p for p in cluster.data_root.glob("volumes/*.img") if p.stat().st_size >= too_big << 30]
     cluster.kubectl("delete", "pod", "csi-huge-pod", "--wait=false")
     cluster.kubectl("delete", "pvc", "csi-huge", "--wait=false")
-
-
-# Appends a line to /data/ticks every half second: a pod that keeps using its volume.
-TICK_SCRIPT = 'trap "exit 0" TERM\nwhile true; do date +%s%N >> /data/ticks; sleep 0.5; done'
-
-
-def ticks(cluster: Cluster, volume: str) -> int:
-    return len(file_in_volume(cluster, volume, "ticks").splitlines())
-
-
-def restart_exited_sidecars(cluster: Cluster) -> list[str]:
-    """Start again the sidecars that exited: they exit once they find the plugin's socket gone
-    ("Lost connection to CSI driver, exiting"), and in the DaemonSet the kubelet restarts their
-    containers; here the test does. The names of those restarted."""
-    bin_dir = sidecars.build()
-    running = cluster.csi_sidecars  # type: ignore[attr-defined]
-    restarted = []
-    for index, sidecar in enumerate(running):
-        if not sidecar.alive():
-            running[index] = start_sidecar(cluster, sidecar.name, bin_dir)
-            restarted.append(sidecar.name)
-    resizer = cluster.procs.get("csi-resizer")
-    if resizer is None or resizer.poll() is not None:
-        start_resizer(cluster, bin_dir)
-        restarted.append("csi-resizer")
-    return restarted
 
 
 def test_the_plugin_killed_and_restarted_under_running_pods(csi: Cluster) -> None:
@@ -386,20 +335,6 @@ def test_the_plugin_killed_and_restarted_under_running_pods(csi: Cluster) -> Non
                  lambda pv_name=pv_name, vol=vol: pv_gone(cluster, pv_name)
                  and not backing(cluster, vol).exists(),
                  120, on_timeout=lambda: provisioner_log(cluster) + cluster.log_tail("csi"))
-
-
-def snapshot(name: str, claim_name: str) -> dict:
-    return {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"volumeSnapshotClassName": "flexvol-csi",
-                     "source": {"persistentVolumeClaimName": claim_name}}}
-
-
-def restored_claim(name: str, snapshot_name: str, storage_class: str, size: str = "64Mi") -> dict:
-    spec = claim(name, size=size, storage_class=storage_class)
-    spec["spec"]["dataSource"] = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
-                                  "name": snapshot_name}
-    return spec
 
 
 def test_a_snapshot_of_a_running_pods_claim_restores_into_a_new_claim(csi: Cluster) -> None:
