@@ -1,0 +1,135 @@
+"""`flexvol csi` on a real cluster: the plugin as a host process registering itself with the
+kubelet, the CSI sidecars of deploy/csi beside it (tests/e2e/sidecars.py), and the objects the
+CSI scenarios create."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.e2e import sidecars
+from tests.e2e.claims import describe
+from tests.e2e.harness import APP_IMAGE, REPO, Cluster, wait_for
+from tests.e2e.pods import KEEP_RUNNING
+
+DRIVER = "loop.flexvol.io"
+NAMESPACE = "flexvol"
+CSI_DIR = REPO / "deploy" / "csi"
+TOPOLOGY_KEY = "topology.flexvol.io/node"
+
+
+def plugin_socket(cluster: Cluster) -> Path:
+    return cluster.kubelet_root / "plugins" / DRIVER / "csi.sock"
+
+
+def flexvol(cluster: Cluster) -> str:
+    return str(cluster.base / "bin" / "flexvol")
+
+
+def start_plugin(cluster: Cluster) -> None:
+    """`flexvol csi` with plugin.yaml's flags, paths under the cluster's root; waits until the
+    kubelet has registered it (the CSINode object lists the driver)."""
+    socket = plugin_socket(cluster)
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    registry = cluster.kubelet_root / "plugins_registry"
+    registry.mkdir(exist_ok=True)
+    cluster.spawn("csi", [flexvol(cluster), "csi", "--endpoint", f"unix://{socket}",
+                          "--node-id", cluster.node_name, "--registration-dir", str(registry),
+                          "--root", str(cluster.data_root), "--verbose"])
+    wait_for("the kubelet to register the CSI plugin", lambda: cluster.alive("csi") and registered(cluster),
+             60, on_timeout=lambda: cluster.log_tail("csi") + "\n" + cluster.errors_in_log(needle=DRIVER))
+
+
+def registered(cluster: Cluster) -> bool:
+    node = cluster.get("csinode", cluster.node_name)
+    return any(d["name"] == DRIVER for d in (node.get("spec") or {}).get("drivers") or [])
+
+
+def stop_plugin(cluster: Cluster) -> None:
+    cluster.stop_process("csi")
+
+
+def start_sidecar(cluster: Cluster, name: str, bin_dir: Path) -> sidecars.Sidecar:
+    assert cluster.kubeconfig
+    return sidecars.start(name, bin_dir=bin_dir, socket=plugin_socket(cluster), kubeconfig=cluster.kubeconfig,
+                          node_name=cluster.node_name, namespace=NAMESPACE, log_dir=cluster.logs)
+
+
+def csi_class(name: str, reclaim: str = "Delete", fs_type: str | None = None,
+              binding: str = "WaitForFirstConsumer") -> dict:
+    """deploy/csi/storageclass.yaml under another name, with its parameters."""
+    import yaml
+
+    spec = yaml.safe_load((CSI_DIR / "storageclass.yaml").read_text())
+    spec["metadata"] = {"name": name}
+    spec["reclaimPolicy"] = reclaim
+    spec["volumeBindingMode"] = binding
+    if fs_type:
+        spec["parameters"]["fsType"] = fs_type
+    return spec
+
+
+def block_claim(name: str, storage_class: str, size: str = "64Mi") -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                     "volumeMode": "Block", "resources": {"requests": {"storage": size}}}}
+
+
+def block_pod(name: str, script: str, claim: str) -> dict:
+    """A pod with the claim as the raw device /dev/xvda."""
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "hostNetwork": True, "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 2,
+            "containers": [{"name": "app", "image": APP_IMAGE, "imagePullPolicy": "Never",
+                            "command": ["sh", "-c", f"{script}\n{KEEP_RUNNING}"],
+                            "volumeDevices": [{"name": "data", "devicePath": "/dev/xvda"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+        },
+    }
+
+
+def pod_log(cluster: Cluster, name: str) -> str:
+    return cluster.kubectl("logs", name, check=False)
+
+
+def wait_log(cluster: Cluster, name: str, text: str, timeout: float = 120) -> str:
+    return wait_for(f"{text!r} in pod {name}'s log", lambda: text in (log := pod_log(cluster, name)) and log,
+                    timeout, on_timeout=lambda: describe(cluster, "pod", name) + "\n" + pod_log(cluster, name)
+                    + "\n" + cluster.log_tail("csi"))
+
+
+def bound_pv(cluster: Cluster, claim: str) -> dict:
+    name = cluster.get("pvc", claim)["spec"]["volumeName"]
+    return cluster.get("pv", name)
+
+
+def pv_gone(cluster: Cluster, name: str) -> bool:
+    return not cluster.kubectl("get", "pv", name, "--ignore-not-found", "-o", "name")
+
+
+def backing(cluster: Cluster, volume: str) -> Path:
+    return cluster.data_root / "volumes" / f"{volume}.img"
+
+
+def volume_loops(cluster: Cluster, volume: str) -> list[str]:
+    return [dev for dev, path in cluster.loops().items() if path == str(backing(cluster, volume))]
+
+
+def capacities(cluster: Cluster) -> list[dict]:
+    out = cluster.kubectl("get", "csistoragecapacities", "-n", NAMESPACE, "-o", "json")
+    return json.loads(out)["items"]
+
+
+def sidecar_tail(running: list[sidecars.Sidecar]) -> str:
+    return sidecars.collect_logs(running, 30)
+
+
+def start_resizer(cluster: Cluster, bin_dir: Path) -> None:
+    """csi-resizer beside the plugin, as deploy/csi does not run it (README, CSI: no per-node
+    mode). On a one-node cluster the one resizer calls the node's own plugin, which holds every
+    volume, so ControllerExpandVolume reaches the right pool."""
+    assert cluster.kubeconfig
+    cluster.spawn("csi-resizer", [str(bin_dir / "csi-resizer"), f"--csi-address={plugin_socket(cluster)}",
+                                  f"--kubeconfig={cluster.kubeconfig}", "--leader-election=false", "--v=2"])
