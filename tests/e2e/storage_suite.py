@@ -104,6 +104,29 @@ def install_pod_network(cluster: Cluster) -> None:
          "plugins": [{"type": NETWORK_TYPE, "leaseDir": str(cluster.base / "cni" / "leases")}]}))
 
 
+def private_netns(config: str) -> str:
+    """containerd's config with the pods' network namespaces mounted under its own state dir
+    (inside the cluster's root, unmounted with it) instead of the host's /var/run/netns."""
+    anchor = "  restrict_oom_score_adj = true\n"
+    if anchor not in config:
+        raise SystemExit("the harness's containerd config has no CRI runtime section to extend")
+    return config.replace(anchor, anchor + "  netns_mounts_under_state_dir = true\n", 1)
+
+
+def start_runtime(cluster: Cluster) -> None:
+    """The harness's containerd (hostNetwork pods only, so it never set this) with private_netns."""
+    from tests.e2e import release
+
+    if not cluster.current:
+        raise SystemExit("the storage suite runs on the current release only (FLEXVOL_E2E_K8S=current)")
+    original = release.containerd_config
+    release.containerd_config = lambda *args, **kw: private_netns(original(*args, **kw))  # type: ignore[assignment]
+    try:
+        cluster.start_runtime()
+    finally:
+        release.containerd_config = original  # type: ignore[assignment]
+
+
 def summarize(report: Path) -> dict[str, list[tuple[str, str]]]:
     """Ginkgo's JSON report -> state -> [(spec, message)] for the driver's specs that were
     selected (specs the focus left out are not listed)."""
@@ -179,7 +202,7 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
     try:
         started = time.monotonic()
         install_pod_network(cluster)
-        cluster.start_runtime()
+        start_runtime(cluster)
         for name in suite_images(suite):
             cluster.ctr("images", "tag", "--force", APP_IMAGE, name)
         cluster.start_control_plane()

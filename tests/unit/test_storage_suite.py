@@ -196,3 +196,14 @@ def test_the_suite_is_given_the_driver_the_repository_and_the_clusters_paths(tmp
 ])
 def test_only_images_whose_pods_get_a_command_are_stood_in_for(name: str, stands_in: bool) -> None:
     assert bool(storage_suite.BUSYBOX_LIKE.search(name)) is stands_in
+
+
+def test_pod_network_namespaces_stay_inside_the_clusters_root(tmp_path: Path) -> None:
+    from tests.e2e import release
+
+    config = release.containerd_config(tmp_path, tmp_path / "sock", tmp_path / "runc", tmp_path / "cni-bin",
+                                       tmp_path / "cni-conf", "pause:1")
+    patched = storage_suite.private_netns(config)
+    runtime = patched.split("[plugins.'io.containerd.cri.v1.runtime']\n", 1)[1].split("\n  [", 1)[0]
+    assert "  netns_mounts_under_state_dir = true" in runtime.splitlines()
+    assert patched.replace("  netns_mounts_under_state_dir = true\n", "") == config
