@@ -154,8 +154,9 @@ def format_summary(found: dict[str, list[tuple[str, str]]]) -> str:
     return "\n".join(lines)
 
 
-def start_csi(cluster: Cluster, bin_dir: Path) -> list:
-    """The CSIDriver, CRDs, the plugin and its sidecars; returns the sidecars to stop."""
+def start_csi(cluster: Cluster, bin_dir: Path, running: list) -> None:
+    """The CSIDriver, CRDs, the plugin and its sidecars; each sidecar goes into `running` as it
+    starts, so the caller stops those a later failure leaves behind."""
     from tests.e2e import sidecars
     from tests.e2e.csi import CSI_DIR, NAMESPACE, start_plugin, start_resizer, start_sidecar
 
@@ -167,12 +168,10 @@ def start_csi(cluster: Cluster, bin_dir: Path) -> list:
                     "crd/volumesnapshots.snapshot.storage.k8s.io",
                     "crd/volumesnapshotcontents.snapshot.storage.k8s.io",
                     "crd/volumesnapshotclasses.snapshot.storage.k8s.io")
-    running = []
     start_plugin(cluster)
     for name in ("csi-provisioner", "snapshot-controller", "csi-snapshotter"):
         running.append(start_sidecar(cluster, name, bin_dir))
     start_resizer(cluster, bin_dir)
-    return running
 
 
 def lift_csi_guards(cluster: Cluster) -> None:
@@ -207,7 +206,7 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
             cluster.ctr("images", "tag", "--force", APP_IMAGE, name)
         cluster.start_control_plane()
         cluster.start_kubelet()
-        running = start_csi(cluster, bin_dir)
+        start_csi(cluster, bin_dir, running)
         print(f"cluster, plugin and sidecars up in {time.monotonic() - started:.0f}s", flush=True)
         assert cluster.kubeconfig
         argv = suite_argv(suite, focus=focus, skip=skip, report_dir=report_dir, kubeconfig=cluster.kubeconfig,
@@ -218,12 +217,13 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
                                   env={**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}).returncode
         print(f"e2e.test exited {code} after {time.monotonic() - started:.0f}s", flush=True)
     finally:
-        for name, path in [(s.name, s.log_path) for s in running]:
-            (report_dir / f"{name}.log").write_bytes(path.read_bytes()) if path.exists() else None
+        for sidecar in running:
+            if sidecar.log_path.exists():
+                (report_dir / sidecar.log_path.name).write_bytes(sidecar.log_path.read_bytes())
         sidecars.stop_all(running)
         for name in ("csi-resizer", "csi"):
             cluster.stop_process(name)
-        for name in ("csi", "csi-resizer", "kubelet"):
+        for name in ("csi", "csi-resizer", "kubelet", "containerd"):
             log = cluster.logs / f"{name}.log"
             if log.exists():
                 (report_dir / log.name).write_bytes(log.read_bytes())
