@@ -5,12 +5,14 @@ CSI scenarios create."""
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 from tests.e2e import sidecars
-from tests.e2e.claims import describe
+from tests.e2e.claims import delete_pod, describe, file_in_volume, wait_released
 from tests.e2e.harness import APP_IMAGE, REPO, Cluster, wait_for
-from tests.e2e.pods import KEEP_RUNNING
+from tests.e2e.pods import KEEP_RUNNING, claim
 
 DRIVER = "loop.flexvol.io"
 NAMESPACE = "flexvol"
@@ -133,3 +135,99 @@ def start_resizer(cluster: Cluster, bin_dir: Path) -> None:
     assert cluster.kubeconfig
     cluster.spawn("csi-resizer", [str(bin_dir / "csi-resizer"), f"--csi-address={plugin_socket(cluster)}",
                                   f"--kubeconfig={cluster.kubeconfig}", "--leader-election=false", "--v=2"])
+
+
+def _cached_sidecars() -> bool:
+    """Whether scripts/csi-sidecars-build.sh has already built its pinned releases here (any Go
+    version): then build() only prints the bin dir."""
+    script = sidecars.BUILD_SCRIPT.read_text()
+    found = dict(re.findall(r'^(PROVISIONER|RESIZER|SNAPSHOTTER)_VERSION="([^"]+)"', script, re.M))
+    parent = Path(os.environ.get("FLEXVOL_CSI_SIDECARS_CACHE", "/var/cache/flexvol-csi-sidecars"))
+    key = (f"provisioner-{found.get('PROVISIONER')}.resizer-{found.get('RESIZER')}"
+           f".snapshotter-{found.get('SNAPSHOTTER')}.")
+    return any(parent.glob(f"{key}*/bin/.complete"))
+
+
+def sidecars_bin_dir() -> tuple[Path | None, str]:
+    """The sidecars' bin dir, or None and why the CSI scenarios are left out. FLEXVOL_E2E_CSI:
+    `auto` (the default) runs them when the sidecars are built already, `build` builds them
+    first (about 15 cold minutes on two cores), `0` leaves them out."""
+    mode = os.environ.get("FLEXVOL_E2E_CSI", "auto")
+    if mode == "0":
+        return None, "FLEXVOL_E2E_CSI=0"
+    if mode == "auto" and not _cached_sidecars():
+        return None, (f"the CSI sidecars are not built on this machine: run {sidecars.BUILD_SCRIPT.name} "
+                      "once (about 15 minutes cold) or set FLEXVOL_E2E_CSI=build")
+    return sidecars.build(), ""
+
+
+def provisioner_log(cluster: Cluster) -> str:
+    return sidecars.collect_logs(cluster.csi_sidecars, 40)  # type: ignore[attr-defined]
+
+
+def wait_claim_bound(cluster: Cluster, name: str) -> dict:
+    return wait_for(f"claim {name} to bind",
+                    lambda: (c := cluster.get("pvc", name)).get("status", {}).get("phase") == "Bound" and c,
+                    120, on_timeout=lambda: describe(cluster, "pvc", name) + "\n" + provisioner_log(cluster)
+                    + "\n" + cluster.log_tail("csi"))
+
+
+def volume_of(pv: dict) -> str:
+    return pv["spec"]["csi"]["volumeHandle"]
+
+
+def release_pod(cluster: Cluster, name: str, volume: str) -> None:
+    delete_pod(cluster, name)
+    wait_released(cluster, volume)
+    wait_for(f"pod {name} to go", lambda: not cluster.kubectl("get", "pod", name, "--ignore-not-found",
+                                                             "-o", "name"), 60)
+
+
+def published(cluster: Cluster, storage_class: str) -> dict | None:
+    """This node's CSIStorageCapacity object for the class, once it has a capacity."""
+    for item in capacities(cluster):
+        labels = ((item.get("nodeTopology") or {}).get("matchLabels") or {})
+        mine = labels == {TOPOLOGY_KEY: cluster.node_name}
+        if item["storageClassName"] == storage_class and mine and item.get("capacity"):
+            return item
+    return None
+
+
+# Appends a line to /data/ticks every half second: a pod that keeps using its volume.
+TICK_SCRIPT = 'trap "exit 0" TERM\nwhile true; do date +%s%N >> /data/ticks; sleep 0.5; done'
+
+
+def ticks(cluster: Cluster, volume: str) -> int:
+    return len(file_in_volume(cluster, volume, "ticks").splitlines())
+
+
+def restart_exited_sidecars(cluster: Cluster) -> list[str]:
+    """Start again the sidecars that exited: they exit once they find the plugin's socket gone
+    ("Lost connection to CSI driver, exiting"), and in the DaemonSet the kubelet restarts their
+    containers; here the test does. The names of those restarted."""
+    bin_dir = sidecars.build()
+    running = cluster.csi_sidecars  # type: ignore[attr-defined]
+    restarted = []
+    for index, sidecar in enumerate(running):
+        if not sidecar.alive():
+            running[index] = start_sidecar(cluster, sidecar.name, bin_dir)
+            restarted.append(sidecar.name)
+    resizer = cluster.procs.get("csi-resizer")
+    if resizer is None or resizer.poll() is not None:
+        start_resizer(cluster, bin_dir)
+        restarted.append("csi-resizer")
+    return restarted
+
+
+def snapshot(name: str, claim_name: str) -> dict:
+    return {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"volumeSnapshotClassName": "flexvol-csi",
+                     "source": {"persistentVolumeClaimName": claim_name}}}
+
+
+def restored_claim(name: str, snapshot_name: str, storage_class: str, size: str = "64Mi") -> dict:
+    spec = claim(name, size=size, storage_class=storage_class)
+    spec["spec"]["dataSource"] = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
+                                  "name": snapshot_name}
+    return spec

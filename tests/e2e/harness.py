@@ -470,6 +470,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         if not errors:
             shutil.rmtree(self.base, ignore_errors=True)
+            if self.base.exists():  # something nothing above knew of kept it
+                errors.append(f"{self.base} could not be removed")
         self._lock.close()
         return errors
 
@@ -485,7 +487,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         """Pod volume dirs the driver guarded and a failed test left unmounted (README, Reboots):
         without this the temporary root cannot be removed."""
         errors = []
-        for target in self.kubelet_root.glob("pods/*/volumes/*/*"):
+        # FlexVolume: pods/<uid>/volumes/<driver>/<name>; CSI: .../kubernetes.io~csi/<pv>/mount
+        # and the staging dir plugins/kubernetes.io/csi/<driver>/<hash>/globalmount.
+        targets = [*self.kubelet_root.glob("pods/*/volumes/*/*"),
+                   *self.kubelet_root.glob("pods/*/volumes/kubernetes.io~csi/*/mount"),
+                   *self.kubelet_root.glob("plugins/kubernetes.io/csi/*/*/globalmount")]
+        for target in targets:
             try:
                 guard.lift_write_guard(str(target))
             except FlexvolError as error:
