@@ -162,7 +162,8 @@ def start_csi(cluster: Cluster, bin_dir: Path, running: list) -> None:
 
     cluster.kubectl("apply", "-f", str(CSI_DIR / "csidriver.yaml"))
     cluster.kubectl("create", "namespace", NAMESPACE)
-    for crd in sorted(sidecars.crd_dir(bin_dir).glob("snapshot.storage.k8s.io_*.yaml")):
+    # The group snapshot CRDs too: without them the snapshot-controller waits for them first.
+    for crd in sorted(sidecars.crd_dir(bin_dir).glob("*.yaml")):
         cluster.kubectl("apply", "-f", str(crd))
     cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
                     "crd/volumesnapshots.snapshot.storage.k8s.io",
