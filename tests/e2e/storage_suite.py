@@ -22,8 +22,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,9 +98,10 @@ def install_pod_network(cluster: Cluster) -> None:
     conf, bin_dir = cluster.base / "cni" / "conf", cluster.base / "cni" / "bin"
     conf.mkdir(parents=True, exist_ok=True)
     bin_dir.mkdir(parents=True, exist_ok=True)
-    plugin = bin_dir / NETWORK_TYPE
-    plugin.write_bytes(NETWORK_PLUGIN.read_bytes())
-    plugin.chmod(0o755)
+    for name in (NETWORK_TYPE, "loopback"):  # containerd adds a loopback network of its own
+        plugin = bin_dir / name
+        plugin.write_bytes(NETWORK_PLUGIN.read_bytes())
+        plugin.chmod(0o755)
     (conf / "05-pods.conflist").write_text(json.dumps(
         {"cniVersion": "0.4.0", "name": "flexvol-e2e-pods",
          "plugins": [{"type": NETWORK_TYPE, "leaseDir": str(cluster.base / "cni" / "leases")}]}))
@@ -199,8 +202,10 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
     print(f"machine lock after {time.monotonic() - waited:.0f}s; cluster root {cluster.base}", flush=True)
     running: list = []
     code = 1
+    prefix = Path(tempfile.mkdtemp(prefix=f"{TEST_PREFIX}e2e-opt-", dir="/tmp"))
     try:
         started = time.monotonic()
+        cluster.install_driver(prefix)  # `flexvol` in the cluster's bin dir, as the CSI scenarios
         install_pod_network(cluster)
         start_runtime(cluster)
         for name in suite_images(suite):
@@ -230,6 +235,7 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
                 (report_dir / log.name).write_bytes(log.read_bytes())
         lift_csi_guards(cluster)
         errors = cluster.stop()
+        shutil.rmtree(prefix, ignore_errors=True)
         if errors:
             print(f"cleanup of {cluster.base} failed: {errors}", file=sys.stderr)
             code = code or 1
