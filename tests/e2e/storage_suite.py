@@ -45,8 +45,9 @@ SUBSET = [
     r"Dynamic PV \(ext4\)\] volumes should store data",
     r"Dynamic PV \(block volmode\)\] volumes should store data",
     r"Dynamic PV \(ext4\)\] volumes should allow exec of files on the volume",
-    r"Dynamic PV \(default fs\)\(allowExpansion\)\] volume-expand should resize volume when PVC is edited "
-    r"while pod",
+    # xfs: online ext4 growth needs CAP_SYS_RESOURCE, which a host without it in its bounding
+    # set cannot give the plugin (README, CSI: Expansion).
+    r"Dynamic PV \(xfs\)\] volume-expand should resize volume when PVC is edited while pod",
     r"Dynamic PV \(default fs\)\] provisioning should provision storage with snapshot data source \[",
     r"CSI Ephemeral-volume \(default fs\)\] ephemeral should create read/write inline ephemeral volume",
 ]
