@@ -46,4 +46,8 @@ else
     # later runs take minutes. CI runs the CSI scenarios always: FLEXVOL_E2E_CSI=build.
     echo "== e2e"
     FLEXVOL_E2E_CSI="${FLEXVOL_E2E_CSI:-build}" .venv/bin/python -m pytest -m e2e tests/e2e
+    # Kubernetes' own storage suite (e2e.test's External Storage specs) against `flexvol csi`:
+    # the quick subset that fits CI; `--all` runs the rest (README, Tested against a real cluster).
+    echo "== Kubernetes storage suite (quick subset)"
+    .venv/bin/python -m tests.e2e.storage_suite
 fi
