@@ -148,14 +148,9 @@ def release(target: str) -> bool:
 
 
 def _unbind(opened: mountdir.MountDir) -> None:
-    released = 0
-    while opened.covered() or kernel.mounts_at(opened.path):
-        if released >= 8:
-            raise Refused(f"{opened.path} still has mounts stacked on it after 8 unmounts")
-        run(["umount", "-c", opened.child_proc_path], timeout=MOUNT_TIMEOUT, what="umount",
-            pass_fds=(opened.parent_fd,))
-        released += 1
-        checkpoint("unbound")
+    from flexvol.core.mounting import release_mount_dir
+
+    release_mount_dir(opened, step="unbound", stacked=Refused)
 
 
 def _unlink(parent_fd: int, name: str, *, close: bool = False) -> None:

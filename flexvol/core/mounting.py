@@ -96,17 +96,20 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
     return True
 
 
-def release_mount_dir(opened: mountdir.MountDir) -> int:
-    """Unmount what is mounted over an opened mount dir, reached through its open parent (so
-    a rename or a symlink swapped into its path cannot redirect it); return how many went."""
+def release_mount_dir(opened: mountdir.MountDir, *, step: str = "unmounted",
+                      stacked: type[FlexvolError] = FlexvolError) -> int:
+    """Unmount what is mounted over an opened mount dir (or a device file bound onto), reached
+    through its open parent (so a rename or a symlink swapped into its path cannot redirect
+    it); return how many went. `step` names the checkpoint after each unmount, `stacked` the
+    error for a pile of mounts that does not end."""
     released = 0
     while opened.covered() or kernel.mounts_at(opened.path):
         if released >= 8:
-            raise FlexvolError(f"{opened.path} still has mounts stacked on it after 8 unmounts")
+            raise stacked(f"{opened.path} still has mounts stacked on it after 8 unmounts")
         run(["umount", "-c", opened.child_proc_path], timeout=MOUNT_TIMEOUT, what="umount",
             pass_fds=(opened.parent_fd,))
         released += 1
-        checkpoint("unmounted")
+        checkpoint(step)
     return released
 
 

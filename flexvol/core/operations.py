@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None:
     """Leave the volume made, formatted and mounted at `target` with the spec's mode."""
     from flexvol.core import kernel, mounting
-    from flexvol.core.errors import CommandFailed
     from flexvol.core.undo import Undo
 
     target = mounting.check_target(target, config)
@@ -60,16 +59,26 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
                                      fs_type=spec.fs_type, mount_options=spec.mount_options,
                                      pod=f"{spec.pod_namespace}/{spec.pod_name}" if spec.pod_name else "")
             record, device = _ready(config, spec, undo, call, may_create=not spec.read_only)
-            try:
-                mounting.ensure_mounted(device, target, spec, undo, config=config)
-            except CommandFailed as error:
-                raise mounting.explain_mount_failure(record, device, error) from None
-            if mounting.apply_fs_group(target, spec):
-                checkpoint("fsgroup-applied")
+            _mount_with_group(config, record, device, target, spec, undo)
         except BaseException:
             _rolled_back(undo, call)
             raise
         undo.commit()
+
+
+def _mount_with_group(config: Config, record: state.Record, device: str, target: str,
+                      spec: VolumeSpec, undo: Undo) -> None:
+    """Mount the ready device at `target` (a failure explained from the record) and give its
+    root to the pod's fsGroup: the mount's last steps, also the stage's (staging.py)."""
+    from flexvol.core import mounting
+    from flexvol.core.errors import CommandFailed
+
+    try:
+        mounting.ensure_mounted(device, target, spec, undo, config=config)
+    except CommandFailed as error:
+        raise mounting.explain_mount_failure(record, device, error) from None
+    if mounting.apply_fs_group(target, spec):
+        checkpoint("fsgroup-applied")
 
 
 def _ready(config: Config, spec: VolumeSpec, undo: Undo, call: CallInfo, *, may_create: bool,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from flexvol.core import operations, state
 from flexvol.core.errors import Refused
-from flexvol.core.faults import checkpoint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ def stage(config: Config, target: str, spec: VolumeSpec, call: CallInfo, *, bloc
     with the spec's mode; a raw block volume (`block`) never formatted, its loop device's node
     bound onto the file `target` (made here). Returns the loop device."""
     from flexvol.core import devicenode, mounting
-    from flexvol.core.errors import CommandFailed
     from flexvol.core.undo import Undo
 
     what = "staging path"
@@ -57,13 +55,8 @@ def stage(config: Config, target: str, spec: VolumeSpec, call: CallInfo, *, bloc
                 devicenode.set_read_only(device, spec.read_only)
                 devicenode.ensure_bound(device, target, spec.read_only, undo, config=config, what=what)
             else:
-                try:
-                    mounting.ensure_mounted(device, target, spec, undo, config=config)
-                except CommandFailed as error:
-                    raise mounting.explain_mount_failure(record, device, error) from None
-                # The pod's fsGroup (CSI volume_mount_group), as the mount operation applies it.
-                if mounting.apply_fs_group(target, spec):
-                    checkpoint("fsgroup-applied")
+                # The pod's fsGroup is CSI's volume_mount_group here.
+                operations._mount_with_group(config, record, device, target, spec, undo)
         except BaseException:
             operations._rolled_back(undo, call)
             raise
