@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import release
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_release_is_read_from_the_built_directory(tmp_path: Path) -> None:
@@ -58,3 +62,13 @@ def test_log_lines_are_quoted_as_each_release_writes_them() -> None:
     assert release.plugin_loaded(True, "flexvol/loop") == '"Loaded volume plugin" pluginName="flexvol/loop"'
     assert release.setup_succeeded(False, "pv") == 'MountVolume.SetUp succeeded for volume "pv"'
     assert release.setup_succeeded(True, "pv") == 'MountVolume.SetUp succeeded for volume \\"pv\\"'
+
+
+def test_test_sh_refuses_an_unknown_e2e_choice_before_running_anything(tmp_path: Path) -> None:
+    """FLEXVOL_E2E picks the releases (current, legacy, all); a typo must fail at once, not
+    after the minutes of tests before the e2e stage."""
+    done = subprocess.run(["bash", str(REPO / "test.sh")], capture_output=True, text=True,
+                          env={**os.environ, "FLEXVOL_E2E": "1.20"}, cwd=tmp_path, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "FLEXVOL_E2E=1.20: choose current (the default), legacy or all" in done.stderr
+    assert "== ruff" not in done.stdout
