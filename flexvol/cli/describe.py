@@ -86,7 +86,8 @@ def volume_events(item: VolumeView, calls: list[dict]) -> list[Event]:
     return events
 
 
-def facts(item: VolumeView, busy: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
+def facts(item: VolumeView, busy: list[tuple[int, str, str]],
+          snapshots: list[dict] | None = None) -> list[tuple[str, str]]:
     record = item.record or Record(item.volume_id, 0, "", "")
     formatted = record.formatted or {}
     rows = [
@@ -117,17 +118,32 @@ def facts(item: VolumeView, busy: list[tuple[int, str, str]]) -> list[tuple[str,
     rows.append(("Mounts", "\n".join(mounts) or "<none>"))
     if busy:
         rows.append(("Used by", "\n".join(f"pid {pid} ({name}): {path}" for pid, name, path in busy)))
+    if snapshots is not None:
+        rows.append(("Snapshots", snapshot_lines(snapshots)))
     return rows
 
 
+def snapshot_lines(snapshots: list[dict]) -> str:
+    """One line per ready snapshot of the volume, with what its file holds, then the total."""
+    if not snapshots:
+        return "<none>"
+    lines = [f"{row['name']}  holds {readable_bytes(row['allocated_bytes'])} of "
+             f"{readable_bytes(row['size_bytes'])}, {row.get('method')}, {row.get('created_at')}"
+             for row in snapshots]
+    if len(snapshots) > 1:
+        lines.append(f"{len(snapshots)} snapshots hold "
+                     f"{readable_bytes(sum(int(row['allocated_bytes']) for row in snapshots))}")
+    return "\n".join(lines)
+
+
 def describe(item: VolumeView, calls: list[dict], busy: list[tuple[int, str, str]],
-             now: float | None = None) -> Group:
+             now: float | None = None, snapshots: list[dict] | None = None) -> Group:
     """The whole `show` text: facts, then `Events:` with TYPE REASON AGE MESSAGE."""
     now = time.time() if now is None else now
     head = Table(box=None, pad_edge=False, show_header=False)
     head.add_column(no_wrap=True, style="bold")
     head.add_column(overflow="fold")
-    for key, value in facts(item, busy):
+    for key, value in facts(item, busy, snapshots):
         head.add_row(f"{key}:", Text(value))
     events = volume_events(item, calls)
     if not events:
@@ -142,5 +158,5 @@ def describe(item: VolumeView, calls: list[dict], busy: list[tuple[int, str, str
 
 
 def print_describe(out: Console, item: VolumeView, calls: list[dict],
-                   busy: list[tuple[int, str, str]]) -> None:
-    out.print(describe(item, calls, busy))
+                   busy: list[tuple[int, str, str]], snapshots: list[dict] | None = None) -> None:
+    out.print(describe(item, calls, busy, snapshots=snapshots))

@@ -1,4 +1,4 @@
-"""snapshot create, ls, show, delete: point-in-time copies of this node's volumes."""
+"""snapshot create, ls, show, delete, manifest: point-in-time copies of this node's volumes."""
 
 from __future__ import annotations
 
@@ -160,6 +160,33 @@ def show(name: NameArgument,
                          ("Frozen", "yes" if row.get("frozen") else "no (not mounted)"),
                          ("Created", row.get("created_at")), ("File", row["file"])):
         out.print(f"{label + ':':<12}{value}", markup=False)
+
+
+@snapshot_app.command("manifest")
+@friendly_errors
+def manifest(name: NameArgument,
+             namespace: Annotated[str, typer.Option("--namespace", "-n",
+                                                    help="The VolumeSnapshot's namespace: its claims' own.")],
+             snapshot_name: Annotated[str, typer.Option(
+                 "--name", help="The VolumeSnapshot's name (default: the snapshot's).")] = "",
+             root: RootOption = DEFAULT_ROOT) -> None:
+    """Print the VolumeSnapshotContent and VolumeSnapshot that make snapshot NAME a claim's
+    data source.
+
+    FlexVolume volumes have no CSI snapshotter: the content is pre-provisioned, its snapshot
+    handle is NAME, and 'flexvol provisioner' restores a claim whose dataSource names the
+    VolumeSnapshot on this node. Deleting the objects keeps the snapshot (deletionPolicy Retain).
+
+    Example: [bold]flexvol snapshot manifest data-1-monday -n shop | kubectl apply -f -[/]
+    """
+    import yaml
+
+    from flexvol.provisioning.names import PROVISIONER_NAME
+    from flexvol.toolkit import snapshot_objects
+
+    config = load_config(root, must_exist=True)
+    docs = snapshot_objects.objects(config, name, namespace, snapshot_name or name, PROVISIONER_NAME)
+    typer.echo(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), nl=False)
 
 
 @snapshot_app.command("delete")

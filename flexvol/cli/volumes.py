@@ -122,6 +122,9 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
         raise Refused(f"volume {volume_id} does not exist", "see 'flexvol ls'")
     calls = [entry for entry in journal.read_entries(config) if entry.get("volume") == volume_id][-last:]
     busy = inventory.holders([mount.path for mount in item.mounts]) if item.mounts else []
+    from flexvol.toolkit import snapshotting
+
+    snapshots = snapshotting.listing(config, volume_id)
     if json_output:
         import time
 
@@ -131,11 +134,12 @@ def show(volume_id: VolumeArgument, json_output: JsonOption = False, root: RootO
         record = item.record.to_json() if item.record else None
         print_json({**item.as_dict(), "record": record, "calls": calls,
                     "events": [event.as_dict(now) for event in volume_events(item, calls)],
-                    "processes": [{"pid": pid, "name": name, "path": path} for pid, name, path in busy]})
+                    "processes": [{"pid": pid, "name": name, "path": path} for pid, name, path in busy],
+                    "snapshots": snapshots})
         return
     from flexvol.cli.describe import print_describe
 
-    print_describe(console(), item, calls, busy)
+    print_describe(console(), item, calls, busy, snapshots)
 
 
 @app.command()

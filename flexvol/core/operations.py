@@ -38,6 +38,8 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
     call.target = target
     call.volume_id = spec.volume_id
     state.ensure_dirs(config)
+    if (spec.from_snapshot or spec.from_volume) and not spec.read_only:
+        _made_from_source(config, spec, call)
     with state.VolumeLock(config, spec.volume_id):
         here = kernel.mounts_at(target)
         if here:
@@ -64,6 +66,20 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
             _rolled_back(undo, call)
             raise
         undo.commit()
+
+
+def _made_from_source(config: Config, spec: VolumeSpec, call: CallInfo) -> None:
+    """A provisioned volume with a data source is made, at its first mount, as a copy of that
+    snapshot or volume (restore.create_from takes the locks, and removes what a killed copy
+    left); once its file exists it is an ordinary volume and the source is never read again."""
+    if os.path.exists(config.backing_file(spec.volume_id)):
+        record = state.load_record(config, spec.volume_id)
+        if record is None or not record.restoring:
+            return
+    from flexvol.core import restore
+
+    restore.create_from(config, spec, call, from_snapshot=spec.from_snapshot,
+                        from_volume=spec.from_volume)
 
 
 def _mount_with_group(config: Config, record: state.Record, device: str, target: str,

@@ -31,6 +31,10 @@ ALLOCATION = "allocation"
 THIN = "thin"
 THICK = "thick"
 ALLOCATIONS = (THIN, THICK)
+# A provisioned PV whose claim had a data source: its volume is made at the first mount as a copy
+# of that snapshot (restore) or of that volume on the same node (clone), never blank.
+FROM_SNAPSHOT = "fromSnapshot"
+FROM_VOLUME = "fromVolume"
 DEFAULT_ALLOCATION = THICK
 DEFAULT_SIZE = 1 << 30
 # Loop devices count 512-byte sectors; round to whole 4 KiB pages so every filesystem block fits.
@@ -45,6 +49,8 @@ class VolumeSpec:
 
     __slots__ = (
         "allocation",
+        "from_snapshot",
+        "from_volume",
         "fs_group",
         "fs_type",
         "mount_options",
@@ -64,7 +70,8 @@ class VolumeSpec:
                  mount_options: tuple[str, ...] = (), fs_group: int | None = None,
                  pv_name: str = "", pod_uid: str = "", pod_name: str = "", pod_namespace: str = "",
                  secrets: dict[str, bytes] | None = None,
-                 allocation: str = DEFAULT_ALLOCATION) -> None:
+                 allocation: str = DEFAULT_ALLOCATION, from_snapshot: str = "",
+                 from_volume: str = "") -> None:
         self.volume_id = volume_id
         self.size_bytes = size_bytes
         self.size_given = size_given
@@ -80,6 +87,9 @@ class VolumeSpec:
         self.secrets = secrets or {}
         # only for a volume this call creates: an existing one keeps what its record says
         self.allocation = allocation
+        # only for a volume this call creates: its source (options FROM_SNAPSHOT, FROM_VOLUME)
+        self.from_snapshot = from_snapshot
+        self.from_volume = from_volume
 
     @property
     def mode(self) -> str:
@@ -113,7 +123,26 @@ def parse_spec(options: dict[str, str]) -> VolumeSpec:
         pod_namespace=options.get(POD_NAMESPACE, ""),
         secrets=decode_secrets(options),
         allocation=check_allocation(options.get(ALLOCATION, "")),
+        **check_source(options, volume_id),
     )
+
+
+def check_source(options: dict[str, str], volume_id: str) -> dict[str, str]:
+    """The FROM_SNAPSHOT or FROM_VOLUME option, checked as a name: {} when neither is given."""
+    found = {key: options[key] for key in (FROM_SNAPSHOT, FROM_VOLUME) if options.get(key)}
+    if not found:
+        return {}
+    if len(found) > 1:
+        raise InvalidInput(f"options {FROM_SNAPSHOT!r} and {FROM_VOLUME!r} are both set",
+                           "a volume is made from one source")
+    [(key, name)] = found.items()
+    if (len(name) > 63 or name[0] not in VOLUME_ID_FIRST
+            or any(char not in VOLUME_ID_REST for char in name)):
+        raise InvalidInput(f"option {key!r} is invalid: {name[:80]!r}",
+                           "name a snapshot or volume: 1 to 63 characters of a-z, 0-9, '.', '_' or '-'")
+    if key == FROM_VOLUME and name == volume_id:
+        raise InvalidInput(f"volume {volume_id} cannot be a clone of itself", f"fix option {key!r}")
+    return {"from_snapshot" if key == FROM_SNAPSHOT else "from_volume": name}
 
 
 def check_volume_id(value: str | None) -> str:

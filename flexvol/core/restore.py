@@ -42,6 +42,16 @@ if TYPE_CHECKING:
     from flexvol.core.snapshots import Progress
 
 
+# What the provisioning agent writes into a record before the volume's file exists.
+_OWNER_FIELDS = ("pv_name", "pv_uid", "namespace", "claim")
+
+
+def _placeholder(record: state.Record) -> bool:
+    """A record with no file, no filesystem and no copy under way: only its owner is known."""
+    return not (record.formatted or record.mkfs_started or record.block or record.restoring
+                or record.restored_from)
+
+
 def _check_kind(volume_id: str, block: bool, fs_type: str) -> None:
     """A copy keeps its source's kind: a raw block source makes a raw block volume (never
     formatted), a filesystem source a filesystem volume (never exposed raw)."""
@@ -79,8 +89,12 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
                 {key: (existing.restored_from or {}).get(key) for key in wanted} == wanted:
             call.notes.append(f"volume {new} was made from it already")  # a repeat of this call
             return existing
-        if os.path.exists(config.backing_file(new)) or existing is not None:
+        if os.path.exists(config.backing_file(new)) or (existing is not None and not _placeholder(existing)):
             raise Refused(f"volume {new} already exists", "choose another name")
+        if existing is not None:
+            # The node agent recorded the volume's owner before its first mount: kept.
+            fields = {**{key: getattr(existing, key) for key in _OWNER_FIELDS
+                         if getattr(existing, key) is not None}, **(fields or {})}
         source_lock = lock(config, from_snapshot) if from_snapshot else \
             state.VolumeLock(config, from_volume, wait=30)
         with source_lock:

@@ -102,7 +102,8 @@ class Agent:
         node = self.cluster.get_node(self.node_name)
         self.warn_pool(pool, node)
         uid = (node or {}).get("metadata", {}).get("uid")
-        body = capacity.capacity_object(self.node_name, uid, total, volumes, self.reclaimed)
+        body = capacity.capacity_object(self.node_name, uid, total, volumes, self.reclaimed,
+                                        capacity.ready_snapshots(self.config))
         current = self.cluster.get_capacity(self.node_name)
         if capacity.same_figures(current, body):
             return current  # type: ignore[return-value]

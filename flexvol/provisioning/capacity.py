@@ -35,10 +35,27 @@ def measure(config: Config, limit: int | None = None) -> tuple[int, dict[str, in
     return (min(total, limit) if limit is not None else total), volumes, pool
 
 
+def ready_snapshots(config: Config) -> dict[str, dict]:
+    """The node's snapshots whose record says ready (checked here, on the node), for the
+    provisioner to restore claims from: name -> {volume, sizeBytes, fsType[, block]}."""
+    from flexvol.core import snapshots
+
+    found = {}
+    for record in snapshots.list_snapshots(config, on_corrupt=lambda *_: None):
+        entry = {"volume": record.source_volume, "sizeBytes": int(record.size_bytes),
+                 "fsType": record.fs_type or ""}
+        if record.block:
+            entry["block"] = True
+        found[record.name] = entry
+    return dict(sorted(found.items()))
+
+
 def capacity_object(node: str, node_uid: str | None, capacity_bytes: int,
-                    volumes: dict[str, int], reclaimed: dict[str, str] | None = None) -> dict:
+                    volumes: dict[str, int], reclaimed: dict[str, str] | None = None,
+                    snapshots: dict[str, dict] | None = None) -> dict:
     """The NodeCapacity body; `reclaimed` (PV name -> UID) lists the PVs whose volume the agent
-    deleted, for the provisioner to delete (the agent may not delete PVs)."""
+    deleted, for the provisioner to delete (the agent may not delete PVs); `snapshots` the
+    node's ready snapshots (ready_snapshots)."""
     body = {
         "apiVersion": f"{names.CAPACITY_GROUP}/{names.CAPACITY_VERSION}",
         "kind": names.CAPACITY_KIND,
@@ -49,6 +66,7 @@ def capacity_object(node: str, node_uid: str | None, capacity_bytes: int,
         "freeBytes": max(0, capacity_bytes - sum(volumes.values())),
         "volumes": dict(sorted(volumes.items())),
         "reclaimed": dict(sorted((reclaimed or {}).items())),
+        "snapshots": dict(sorted((snapshots or {}).items())),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if node_uid:
@@ -62,8 +80,8 @@ def same_figures(old: dict | None, new: dict) -> bool:
     """Unchanged apart from the time stamp: no write needed."""
     if old is None:
         return False
-    if any(old.get(key, {} if key == "reclaimed" else None) != new[key]
-           for key in ("committedBytes", "volumes", "reclaimed")):
+    if any(old.get(key, {} if key in ("reclaimed", "snapshots") else None) != new[key]
+           for key in ("committedBytes", "volumes", "reclaimed", "snapshots")):
         return False
     before, now = int(old.get("capacityBytes") or 0), new["capacityBytes"]
     return before - SHRINK_STEP < now < before + max(GROW_STEP, before // 100)

@@ -7,6 +7,7 @@ tested against recorded objects and know nothing of the client library.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flexvol.core import options as option_keys
 from flexvol.core.errors import InvalidInput
@@ -21,6 +22,9 @@ from flexvol.core.options import (
     parse_spec,
 )
 from flexvol.provisioning import names
+
+if TYPE_CHECKING:
+    from flexvol.provisioning.sources import DataSource
 
 IGNORE = "ignore"        # not ours, or nothing left to do: no event
 WAIT = "wait"            # ours, but Kubernetes has a step to take first
@@ -46,6 +50,10 @@ class VolumeRequest:
     class_name: str
     # the class's `allocation` parameter as written ("" when it names none: the driver's default)
     allocation: str = ""
+    # the claim's dataSource (sources.py): the volume is a copy of it, made on its node
+    data_source: DataSource | None = None
+    # the class's fsType as written ("" when it names none: a copy keeps its source's)
+    class_fs_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,9 +151,9 @@ def volume_request(claim: dict, storage_class: dict) -> VolumeRequest:
     if spec.get("selector"):
         raise InvalidInput(f"claim {key} has a selector; dynamically provisioned volumes "
                            "cannot match one", "remove spec.selector")
-    if spec.get("dataSource") or spec.get("dataSourceRef"):
-        raise InvalidInput(f"claim {key} asks for a data source; flexvol cannot clone or "
-                           "restore volumes", "remove spec.dataSource")
+    from flexvol.provisioning import sources
+
+    data_source = sources.requested(claim)
     size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "")
     if not size:
         raise InvalidInput(f"claim {key} requests no storage", "set resources.requests.storage")
@@ -176,6 +184,8 @@ def volume_request(claim: dict, storage_class: dict) -> VolumeRequest:
         reclaim_policy=storage_class.get("reclaimPolicy") or "Delete",
         class_name=class_name,
         allocation=allocation,
+        data_source=data_source,
+        class_fs_type=parameters.get("fsType") or "",
     )
 
 
@@ -193,8 +203,9 @@ def driver_options(volume_id: str, size: str, mount_options: tuple[str, ...],
 
 
 def build_pv(request: VolumeRequest, claim: dict, node: str, hostname: str,
-             provisioner: str) -> dict:
-    """The PersistentVolume for `claim`, pinned to the node whose hostname label is `hostname`."""
+             provisioner: str, source_options: dict[str, str] | None = None) -> dict:
+    """The PersistentVolume for `claim`, pinned to the node whose hostname label is `hostname`;
+    `source_options` name the snapshot or volume its volume is copied from (sources.py)."""
     meta = claim["metadata"]
     return {
         "apiVersion": "v1",
@@ -223,7 +234,8 @@ def build_pv(request: VolumeRequest, claim: dict, node: str, hostname: str,
                 "driver": provisioner,
                 "fsType": request.fs_type,
                 "options": driver_options(request.volume_id, request.size,
-                                          request.mount_options, request.allocation),
+                                          request.mount_options, request.allocation)
+                | (source_options or {}),
             },
             "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                 {"key": names.HOSTNAME_LABEL, "operator": "In", "values": [hostname]},

@@ -20,6 +20,7 @@ from flexvol.provisioning.cluster import AlreadyExists, ApiError, Conflict, Gone
 
 T = TypeVar("T")
 CAPACITY = (names.CAPACITY_GROUP, names.CAPACITY_VERSION, names.CAPACITY_PLURAL)
+SNAPSHOT_API = ("snapshot.storage.k8s.io", "v1")
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -131,6 +132,14 @@ class KubeCluster:
     def get_claim(self, namespace: str, name: str) -> dict | None:
         return optional(self.core.read_namespaced_persistent_volume_claim, name, namespace)
 
+    def get_volume_snapshot(self, namespace: str, name: str) -> dict | None:
+        return snapshot_object(self.custom.get_namespaced_custom_object, *SNAPSHOT_API, namespace,
+                               "volumesnapshots", name)
+
+    def get_volume_snapshot_content(self, name: str) -> dict | None:
+        return snapshot_object(self.custom.get_cluster_custom_object, *SNAPSHOT_API,
+                               "volumesnapshotcontents", name)
+
     def list_pods(self, namespace: str) -> list[dict]:
         return raw(self.core.list_namespaced_pod, namespace).get("items") or []
 
@@ -167,3 +176,24 @@ class KubeCluster:
 
     def replace_lease(self, namespace: str, body: dict) -> dict:
         return raw(self.coordination.replace_namespaced_lease, body["metadata"]["name"], namespace, body)
+
+
+def snapshot_object(function: Callable[..., object], *args: object) -> dict | None:
+    """A snapshot API object, None when it does not exist; sources.MissingApi when the API
+    server has no such resource at all (a 404 that names no object: the CRD is missing)."""
+    from flexvol.provisioning.sources import MissingApi
+
+    try:
+        return function(*args)  # type: ignore[return-value]
+    except ApiException as error:
+        if error.status != 404:
+            raise translate(error) from None
+        try:
+            details = json.loads(error.body or "{}").get("details") or {}
+        except (TypeError, ValueError):
+            details = {}
+        if details.get("name"):
+            return None
+        raise MissingApi(str(args[-2])) from None
+    except (HTTPError, OSError) as error:
+        raise translate(error) from None

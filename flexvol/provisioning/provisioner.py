@@ -13,12 +13,13 @@ preceded by a fresh look at the leader lease; a replica that lost it writes noth
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 
 from flexvol.core import faults
-from flexvol.provisioning import claims, names, ownership, placement
+from flexvol.provisioning import claims, names, ownership, placement, sources
 from flexvol.provisioning.cluster import (
     AlreadyExists,
     ApiError,
@@ -73,6 +74,14 @@ class Provisioner:
     def _provision(self, claim: dict, decision: claims.ClaimDecision, pvs: list[dict]) -> None:
         request = decision.request
         assert request is not None
+        source = None
+        if request.data_source is not None:
+            source = self._source(claim, request, decision.selected_node, pvs)
+            if source is None:
+                return
+            # A copy keeps its source's filesystem and is made on its source's node.
+            request = dataclasses.replace(request, fs_type=source.fs_type)
+            decision = dataclasses.replace(decision, request=request, selected_node=source.node)
         if decision.selected_node:
             node = self.cluster.get_node(decision.selected_node)
             if node is None:
@@ -83,6 +92,8 @@ class Provisioner:
                                            self.cluster.get_capacity(decision.selected_node),
                                            pvs, self.name)
             chosen = placement.check_node(decision.selected_node, budget, request.size_bytes)
+            if source is not None and chosen.node:
+                chosen = placement.Placement(chosen.node, f"placed on {chosen.node}, beside its source")
         else:
             nodes = {node["metadata"]["name"]: node for node in self.cluster.list_nodes()}
             capacities = {item["metadata"]["name"]: item for item in self.cluster.list_capacities()}
@@ -103,7 +114,8 @@ class Provisioner:
                         f"node {chosen.node} has no {names.HOSTNAME_LABEL} label, which the PV's "
                         "node affinity needs")
             return
-        pv = claims.build_pv(request, claim, chosen.node, hostname, self.name)
+        pv = claims.build_pv(request, claim, chosen.node, hostname, self.name,
+                             source.driver_options if source else None)
         # Test hooks (faults.py): the end-to-end suite kills the provisioner at these two steps
         # and checks that a restart converges on one PV.
         faults.checkpoint("provision:pv-create")
@@ -120,9 +132,22 @@ class Provisioner:
             return
         faults.checkpoint("provision:pv-created")
         pvs.append(pv)
+        copied = f", a copy of {source.what} made at its first mount" if source else ""
         self._event(claim, "Normal", "ProvisioningSucceeded",
-                    f"created PersistentVolume {request.pv_name} ({request.size}, {request.fs_type}): "
-                    f"{chosen.message}")
+                    f"created PersistentVolume {request.pv_name} ({request.size}, {request.fs_type}"
+                    f"{copied}): {chosen.message}")
+
+    def _source(self, claim: dict, request: claims.VolumeRequest, selected_node: str | None,
+                pvs: list[dict]) -> sources.Source | None:
+        """The claim's data source resolved and checked, or None after an event saying why."""
+        assert request.data_source is not None
+        try:
+            source = sources.resolve(self.cluster, claim, request.data_source, pvs, self.name)
+            sources.check_fits(source, request, request.class_fs_type, selected_node)
+        except sources.SourceProblem as problem:
+            self._event(claim, "Warning", "ProvisioningFailed", str(problem))
+            return None
+        return source
 
     def _event(self, claim: dict, event_type: str, reason: str, message: str) -> None:
         self.recorder.record(claim, "PersistentVolumeClaim", event_type, reason, message)

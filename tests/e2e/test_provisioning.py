@@ -4,6 +4,7 @@ scenarios write."""
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from flexvol.core.quantity import format_bytes, parse_quantity
+from tests.e2e import sidecars
 from tests.e2e.claims import (
     DF_SCRIPT,
     describe,
@@ -25,6 +27,7 @@ from tests.e2e.provisioning import (
     BUDGET_BYTES,
     CRD,
     backing_file,
+    capacity,
     flexvol,
     lease_renewal,
     pvs_for_claim,
@@ -217,3 +220,60 @@ def test_a_provisioned_xfs_claim_grows_in_the_running_pod(provisioning: Cluster)
     release(cluster, "growing-app", "growing", volume)
     wait_reclaimed(cluster, pv_name, volume)
     assert "VolumeFailedDelete" not in reasons(cluster, "PersistentVolume", pv_name, AGENT)
+
+
+def test_claims_cloned_from_a_claim_and_restored_from_a_snapshot_read_its_bytes(
+        provisioning: Cluster) -> None:
+    """Issue 18 item 4: a claim whose dataSource is another claim, and one whose dataSource is a
+    pre-provisioned VolumeSnapshot of a flexvol snapshot, start with the source's bytes."""
+    cluster = provisioning
+    for crd in ("volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"):
+        cluster.kubectl("apply", "-f", str(sidecars.crd_dir(sidecars.build())
+                                           / f"snapshot.storage.k8s.io_{crd}.yaml"))
+        cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
+                        f"crd/{crd}.snapshot.storage.k8s.io")
+    cluster.apply(provisioned_class(LOCAL), provisioned_class("flexvol-now", binding="Immediate"),
+                  claim("origin", size="64Mi", storage_class=LOCAL))
+    marker = "bytes of the origin " + claim_uid(cluster, "origin")
+    cluster.apply(claim_pod("origin-app", f'echo "{marker}" > /data/message && sync', "origin"))
+    origin = wait_bound(cluster, "origin")["spec"]["volumeName"]
+    wait_running(cluster, "origin-app")
+    assert wait_file(cluster, origin, "message") == marker + "\n"
+
+    # The snapshot, taken while the pod keeps the volume mounted, and its two objects.
+    root = ["--root", str(cluster.data_root)]
+    cluster.run([flexvol(cluster), "snapshot", "create", origin, "origin-snap", *root])
+    printed = cluster.run([flexvol(cluster), "snapshot", "manifest", "origin-snap", "-n", "default",
+                           *root]).stdout
+    cluster.kubectl("apply", "-f", "-", input=printed)
+    wait_for("the agent to publish snapshot origin-snap",
+             lambda: "origin-snap" in (capacity(cluster).get("snapshots") or {}), 60,
+             on_timeout=lambda: json.dumps(capacity(cluster)) + cluster.log_tail("agent"))
+
+    clone = claim("cloned", size="96Mi", storage_class="flexvol-now")
+    clone["spec"]["dataSource"] = {"kind": "PersistentVolumeClaim", "name": "origin"}
+    restored = claim("restored", size="64Mi", storage_class=LOCAL)
+    restored["spec"]["dataSource"] = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
+                                      "name": "origin-snap"}
+    cluster.apply(clone, restored)
+    volumes = {}
+    sources = (("cloned", "fromVolume", origin), ("restored", "fromSnapshot", "origin-snap"))
+    for name, option, source in sources:
+        cluster.apply(claim_pod(f"{name}-app", "cat /data/message > /data/read && sync", name))
+        volume = volumes[name] = wait_bound(cluster, name, timeout=120)["spec"]["volumeName"]
+        pv = cluster.get("pv", volume)
+        assert pv["spec"]["flexVolume"]["options"][option] == source, pv["spec"]["flexVolume"]
+        assert pv["metadata"]["annotations"]["flexvol.io/node"] == cluster.node_name
+        wait_running(cluster, f"{name}-app")
+        assert wait_file(cluster, volume, "read") == marker + "\n"
+        record = json.loads((cluster.data_root / "records" / f"{volume}.json").read_text())
+        assert record["restored_from"][option.replace("from", "from_").lower()] == source, record
+    assert Path(backing_file(cluster, volumes["cloned"])).stat().st_size == parse_quantity("96Mi")
+
+    for name, volume in (("cloned", volumes["cloned"]), ("restored", volumes["restored"]),
+                         ("origin", origin)):
+        release(cluster, f"{name}-app", name, volume)
+        wait_reclaimed(cluster, volume, volume)
+    cluster.kubectl("delete", "volumesnapshot", "origin-snap")
+    cluster.kubectl("delete", "volumesnapshotcontent", "flexvol-origin-snap")
+    cluster.run([flexvol(cluster), "snapshot", "delete", "origin-snap", "--yes", *root])

@@ -40,6 +40,9 @@ class FakeCluster:
         self.pv_watch: list[tuple[str, dict]] = []
         self.writes: list[str] = []
         self.failures: dict[str, ApiError] = {}
+        # snapshot.storage.k8s.io objects; None: the cluster has no such CRDs
+        self.volume_snapshots: dict[tuple[str, str], dict] | None = {}
+        self.snapshot_contents: dict[str, dict] = {}
 
     # ---- test-side helpers -------------------------------------------------------------------
 
@@ -153,6 +156,20 @@ class FakeCluster:
     def get_claim(self, namespace: str, name: str) -> dict | None:
         self._check("get_claim")
         return copy.deepcopy(self.claims.get((namespace, name)))
+
+    def get_volume_snapshot(self, namespace: str, name: str) -> dict | None:
+        from flexvol.provisioning.sources import MissingApi
+
+        if self.volume_snapshots is None:
+            raise MissingApi("volumesnapshots")
+        return copy.deepcopy(self.volume_snapshots.get((namespace, name)))
+
+    def get_volume_snapshot_content(self, name: str) -> dict | None:
+        from flexvol.provisioning.sources import MissingApi
+
+        if self.volume_snapshots is None:
+            raise MissingApi("volumesnapshotcontents")
+        return copy.deepcopy(self.snapshot_contents.get(name))
 
     def list_pods(self, namespace: str) -> list[dict]:
         self._check("list_pods")

@@ -23,6 +23,9 @@ CSI_DEPLOY = DEPLOY / "csi"
 PROVISIONER_CALLS = {
     ("", "persistentvolumeclaims", "list"),     # list_claims
     ("", "persistentvolumeclaims", "watch"),    # watch_claims
+    ("", "persistentvolumeclaims", "get"),      # get_claim: the source of a clone
+    ("snapshot.storage.k8s.io", "volumesnapshots", "get"),          # a restore's source
+    ("snapshot.storage.k8s.io", "volumesnapshotcontents", "get"),
     ("", "persistentvolumes", "list"),          # list_pvs
     ("", "persistentvolumes", "create"),        # create_pv
     ("", "persistentvolumes", "delete"),        # delete_pv: PVs the agents reclaimed

@@ -120,7 +120,7 @@ def test_multi_node_access_modes_are_refused_with_the_reason(mode: str) -> None:
 @pytest.mark.parametrize(("spec", "words"), [
     ({"volumeMode": "Block"}, "volumeMode Block"),
     ({"selector": {"matchLabels": {"disk": "fast"}}}, "selector"),
-    ({"dataSource": {"kind": "PersistentVolumeClaim", "name": "old"}}, "data source"),
+    ({"dataSource": {"kind": "ConfigMap", "name": "old"}}, "restores VolumeSnapshots"),
     ({"resources": {}}, "requests no storage"),
     ({"resources": {"requests": {"storage": "lots"}}}, "not a valid quantity"),
     ({"accessModes": []}, "no access mode"),
