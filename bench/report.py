@@ -142,7 +142,7 @@ def _snapshot_rows(runs: dict, figures: list[dict[str, object]], table: Table) -
             figures.append({"figure": name, "volume": runs["volume"], "holds_mib": runs["holds_mib"],
                             "driver": mine, "floor": run["floor_command"], "floor_stats": floor,
                             "ratio": ratio, "target": None, "met": None})
-            table.add_row(f"{name}, {runs['volume']} holding {runs['holds_mib']} MiB",
+            table.add_row(f"{name} {runs['volume']}/{runs['holds_mib']}MiB",
                           f"{mine['median']:.1f}", f"{mine['min']:.1f}", f"{mine['max']:.1f}",
                           f"{run['floor_command']} {floor['median']:.1f}", f"{ratio:.2f}x", "", "")
 
