@@ -81,6 +81,10 @@ def render_report(results: dict[str, object]) -> dict[str, object]:
         table.add_row(f"{parallel['volumes']} parallel unmounts (wall)",
                       f"{parallel['unmount_wall_ms']:.0f}", "", "", "", "", "", "")
 
+    snapshot_runs = results.get("snapshots")
+    if isinstance(snapshot_runs, dict):
+        _snapshot_rows(snapshot_runs, figures, table)
+
     data_path = results.get("data path")
     if isinstance(data_path, list):
         for job in data_path:
@@ -108,6 +112,11 @@ def _csi_rows(csi: dict, figures: list[dict[str, object]], table: Table) -> None
     table.add_row("CSI lifecycle (6 RPCs)", f"{plugin['median']:.1f}", f"{plugin['min']:.1f}",
                   f"{plugin['max']:.1f}", f"shell floor {floor['median']:.1f}", f"{ratio:.2f}x",
                   f"<= {target}x", _mark(ratio <= target))
+    cpu = csi.get("cpu ms per lifecycle")
+    if cpu:
+        figures.append({"figure": "csi lifecycle cpu ms", **cpu})
+        table.add_row("  CPU time per lifecycle", f"{cpu['plugin']:.1f}", "", "",
+                      f"shell floor {cpu['shell floor']:.1f}", "", "", "")
     for rpc, sides in csi["per rpc"].items():
         mine, base = _stats(sides["plugin"]), _stats(sides["shell floor"])
         overhead = round(mine["median"] - base["median"], 2)
@@ -118,6 +127,24 @@ def _csi_rows(csi: dict, figures: list[dict[str, object]], table: Table) -> None
         table.add_row(f"  {rpc}", f"{mine['median']:.1f}", f"{mine['min']:.1f}", f"{mine['max']:.1f}",
                       f"shell floor {base['median']:.1f}", f"{overhead:+.1f} ms",
                       f"< {CSI_RPC_OVERHEAD_MS:.0f} ms", _mark(met))
+
+
+def _snapshot_rows(runs: dict, figures: list[dict[str, object]], table: Table) -> None:
+    """Snapshot and restore on each data root, each against that root's `cp` of the file."""
+    for root, run in runs.items():
+        if not isinstance(run, dict):
+            continue
+        floor = _stats(run["floor"])
+        for action in ("snapshot", "restore"):
+            mine = _stats(run[action])
+            ratio = round(mine["median"] / floor["median"], 2)
+            name = f"{action}, {root} ({run['method']})"
+            figures.append({"figure": name, "volume": runs["volume"], "holds_mib": runs["holds_mib"],
+                            "driver": mine, "floor": run["floor_command"], "floor_stats": floor,
+                            "ratio": ratio, "target": None, "met": None})
+            table.add_row(f"{name} {runs['volume']}/{runs['holds_mib']}MiB",
+                          f"{mine['median']:.1f}", f"{mine['min']:.1f}", f"{mine['max']:.1f}",
+                          f"{run['floor_command']} {floor['median']:.1f}", f"{ratio:.2f}x", "", "")
 
 
 def _mark(met: bool | None) -> str:

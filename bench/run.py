@@ -6,7 +6,8 @@
 Rounds are interleaved and shuffled, so slow moments of the machine hit driver and floor
 alike; figures are medians (with min and max) and the targets are ratios, never absolute
 times (but for each CSI RPC's time above its floor's). The CSI figure drives a `flexvol csi`
-started once for the run over its unix socket (bench/csi_lifecycle.py). Needs root: it uses
+started once for the run over its unix socket (bench/csi_lifecycle.py); the snapshot figures
+beside `cp` are bench/snapshots.py. Needs root: it uses
 real loop devices under its own temporary directory.
 """
 
@@ -32,13 +33,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from csi_lifecycle import csi_lifecycle  # noqa: E402
 from floors import ATTACH, FRESH, PYTHON_START, WARM, render  # noqa: E402
+from snapshots import snapshot_figures  # noqa: E402
 
 from flexvol.core import guard, kernel, state  # noqa: E402
 from flexvol.core.config import Config  # noqa: E402
 
 GiB = 1 << 30
 # What --only names, in the order a run measures them.
-FIGURES = ("fresh", "warm", "csi", "attach", "init", "scale", "parallel")
+FIGURES = ("fresh", "warm", "csi", "attach", "init", "scale", "parallel", "snapshots")
 OPTIONS = ('{{"kubernetes.io/fsType":"ext4","kubernetes.io/readwrite":"rw",'
            '"kubernetes.io/pvOrVolumeName":"{pv}","volumeID":"{vid}","size":"{size}"}}')
 
@@ -300,6 +302,8 @@ def main() -> int:
             results["scale"] = scale(bench, rounds, sizes, mounted=0 if args.quick else 100)
         if wanted("parallel"):
             results["parallel"] = parallel(bench, 16 if args.quick else 100)
+        if wanted("snapshots"):
+            results["snapshots"] = snapshot_figures(work / "snapshots", rounds, args.quick)
         if args.fio and not args.quick:
             from fio_jobs import data_path
 

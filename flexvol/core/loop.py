@@ -112,8 +112,12 @@ def _record_loop(config: Config, record: state.Record, device: str | None) -> No
 
     Saved before the device is bound, so a call killed at any point leaves a record that leads
     the next call to the device (loop_candidates). Not fsynced: a lost one makes the next call
-    attach a second device, which release_loop detaches once nothing mounts it.
+    attach a second device, which release_loop detaches once nothing mounts it. Not written
+    again when it names this device already (the kernel hands out the lowest free number, most
+    often the one the volume had last time): it says the same, a record write saved.
     """
+    if device is not None and record.loop_device == device and not record.loop_attaching:
+        return
     if device is None:
         record.loop_attaching = True
     else:

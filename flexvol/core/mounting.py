@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 
-from flexvol.core import guard, kernel, state
+from flexvol.core import guard, kernel, mountcall, state
 from flexvol.core.config import Config
 from flexvol.core.errors import CommandFailed, FlexvolError, Refused
 from flexvol.core.faults import checkpoint
@@ -86,7 +86,14 @@ def ensure_mounted(device: str, target: str, spec: VolumeSpec, undo: Undo, *,
     # -c: the target is the open dir's /proc/self/fd path, used as it is, never resolved.
     argv = ["mount", "-c", "-t", spec.fs_type, "-o", ",".join(options),
             "-r" if spec.read_only else "-w", device, opened.proc_path]
-    run(argv, timeout=MOUNT_TIMEOUT, what="mount", pass_fds=(opened.fd,))
+    flags = mountcall.flags_of(options)
+    if flags is None:
+        run(argv, timeout=MOUNT_TIMEOUT, what="mount", pass_fds=(opened.fd,))
+    else:
+        # mount(2) in-process, mount(8) if that fails (mountcall.py).
+        flags |= mountcall.MS_RDONLY if spec.read_only else 0
+        mountcall.mount(device, opened.proc_path, spec.fs_type, flags, argv, timeout=MOUNT_TIMEOUT,
+                        pass_fds=(opened.fd,))
     undo.push(f"unmount {target}", lambda: release_mount_dir(opened),
               lambda: "still mounted" if opened.covered() else "")
     checkpoint("mounted")
@@ -106,8 +113,8 @@ def release_mount_dir(opened: mountdir.MountDir, *, step: str = "unmounted",
     while opened.covered() or kernel.mounts_at(opened.path):
         if released >= 8:
             raise stacked(f"{opened.path} still has mounts stacked on it after 8 unmounts")
-        run(["umount", "-c", opened.child_proc_path], timeout=MOUNT_TIMEOUT, what="umount",
-            pass_fds=(opened.parent_fd,))
+        mountcall.umount(opened.child_proc_path, ["umount", "-c", opened.child_proc_path],
+                         timeout=MOUNT_TIMEOUT, pass_fds=(opened.parent_fd,))
         released += 1
         checkpoint(step)
     return released

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-from flexvol.core import devicenode, growth, guard, kernel, loop, mountdir, mounting, state
+from flexvol.core import devicenode, growth, guard, kernel, loop, mountcall, mountdir, mounting, state
 from flexvol.core.config import Config
 from flexvol.core.errors import Refused
 from flexvol.core.faults import checkpoint
@@ -336,8 +336,9 @@ def bind(config: Config, staging: str, target: str, device: str, volume_id: str,
         # the bind in place, and the rollback must remove it.
         undo.push(f"unmount {target}", lambda: mounting.release_mount_dir(opened),
                   lambda: "still mounted" if opened.covered() else "")
-        run(["mount", "-c", "--bind", source.child_proc_path, opened.proc_path],
-            timeout=mounting.MOUNT_TIMEOUT, what="mount", pass_fds=(source.parent_fd, opened.fd))
+        mountcall.mount(source.child_proc_path, opened.proc_path, None, mountcall.MS_BIND,
+                        ["mount", "-c", "--bind", source.child_proc_path, opened.proc_path],
+                        timeout=mounting.MOUNT_TIMEOUT, pass_fds=(source.parent_fd, opened.fd))
     if read_only:
         # Read-only is a flag of the bind itself, set by a remount of what the dir's name shows
         # now (the bind, not the dir beneath it); the remount replaces every per-mount flag, so

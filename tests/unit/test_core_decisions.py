@@ -323,6 +323,45 @@ def test_no_device_attaches_exactly_one(config: Config, monkeypatch: pytest.Monk
     assert sysfs.attached == [path]
 
 
+@pytest.mark.parametrize(("recorded", "writes"), [("/dev/loop99", 0), ("/dev/loop5", 1), (None, 1)],
+                         ids=["same-number-again", "another-number", "none-recorded"])
+def test_attaching_the_device_the_record_names_already_writes_no_record(
+        config: Config, monkeypatch: pytest.MonkeyPatch, recorded: str | None, writes: int) -> None:
+    """The record is saved before the bind only when it would say something new: a volume
+    bound again to the number it had last time (the kernel's lowest free one) keeps its record."""
+    from flexvol.core import loopdev
+
+    make_file(config, "v1", written=False)
+    sysfs = Sysfs(monkeypatch, {})
+    monkeypatch.undo()  # the real _attach_loop, over a scripted loopdev.attach
+    monkeypatch.setattr(kernel, "loop_backing_file", lambda device: sysfs.devices.get(device))
+    monkeypatch.setattr(kernel, "loop_devices", sysfs.scan)
+    monkeypatch.setattr(kernel, "read_only", lambda device: False)
+    seen: list[str | None] = []
+
+    def attach(file: str, before_bind: object) -> str:
+        before_bind("/dev/loop99")  # type: ignore[operator]
+        on_disk = state.load_record(config, "v1")
+        seen.append(on_disk.loop_device if on_disk is not None else None)
+        sysfs.devices["/dev/loop99"] = os.path.realpath(file)
+        return "/dev/loop99"
+
+    monkeypatch.setattr(loopdev, "attach", attach)
+    record = loop_record(config, recorded)
+    saved: list[str] = []
+    real_write = state.atomic_write
+    monkeypatch.setattr(state, "atomic_write", lambda target, data, durable=True: saved.append(target)
+                        or real_write(target, data, durable=durable))
+    undo = Undo()
+    assert loop.ensure_loop(config, record, undo) == "/dev/loop99"
+    assert sysfs.scans == 1 and len(saved) == writes
+    # Written or not, the record on disk names the device before it is bound.
+    assert seen == ["/dev/loop99"]
+    on_disk = state.load_record(config, "v1")
+    assert on_disk is not None and on_disk.loop_device == "/dev/loop99" and not on_disk.loop_attaching
+    undo.commit()
+
+
 def test_device_of_a_deleted_file_refuses_a_new_attach(config: Config,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     path = make_file(config, "v1", written=False)
