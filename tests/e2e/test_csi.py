@@ -20,7 +20,9 @@ from tests.e2e.claims import (
     DF_SCRIPT,
     delete_pod,
     describe,
+    file_in_volume,
     grow_to_400mi,
+    released,
     wait_file,
     wait_running,
 )
@@ -35,7 +37,12 @@ from tests.e2e.csi import (
     block_pod,
     bound_pv,
     csi_class,
+    delete_claims,
     flexvol,
+    node_logs,
+    plugin_calls,
+    plugin_failures,
+    plugin_log_mark,
     provisioner_log,
     published,
     pv_gone,
@@ -47,6 +54,7 @@ from tests.e2e.csi import (
     start_plugin,
     start_resizer,
     start_sidecar,
+    target_records,
     ticks,
     volume_loops,
     volume_of,
@@ -337,6 +345,65 @@ def test_the_plugin_killed_and_restarted_under_running_pods(csi: Cluster) -> Non
                  120, on_timeout=lambda: provisioner_log(cluster) + cluster.log_tail("csi"))
 
 
+def test_a_kubelet_restart_keeps_a_csi_volume_in_use_and_tears_down_a_pod_deleted_meanwhile(
+        csi: Cluster) -> None:
+    cluster = csi
+    cluster.apply(claim("csi-up", size="64Mi", storage_class=DELETE_CLASS),
+                  claim("csi-left", size="64Mi", storage_class=DELETE_CLASS),
+                  claim_pod("csi-up-pod", f"echo before > /data/message && sync\n{TICK_SCRIPT}", "csi-up"),
+                  claim_pod("csi-left-pod", "echo left > /data/l && sync && echo WROTE", "csi-left"))
+    wait_claim_bound(cluster, "csi-up")
+    wait_claim_bound(cluster, "csi-left")
+    kept, left = volume_of(bound_pv(cluster, "csi-up")), volume_of(bound_pv(cluster, "csi-left"))
+    wait_for("the pod's first ticks", lambda: ticks(cluster, kept) > 2, 120,
+             on_timeout=lambda: node_logs(cluster))
+    wait_log(cluster, "csi-left-pod", "WROTE")
+    mounts = {vol: sorted(cluster.volume_mounts(vol)) for vol in (kept, left)}
+    loops = {vol: volume_loops(cluster, vol) for vol in (kept, left)}
+    records = {vol: target_records(cluster, vol) for vol in (kept, left)}
+    # The staging dir and the pod's dir of each: mounted, one loop device, both recorded.
+    assert all(len(mounts[vol]) == 2 and len(loops[vol]) == 1 and records[vol] == mounts[vol]
+               for vol in (kept, left)), (mounts, loops, records)
+    mark = plugin_log_mark(cluster)
+
+    cluster.restart_kubelet()
+    pv_name = cluster.get("pvc", "csi-up")["spec"]["volumeName"]
+    wait_for("the restarted kubelet to confirm the running pod's volume",
+             lambda: cluster.setup_succeeded(pv_name) in cluster.current_log("kubelet"), 120,
+             on_timeout=lambda: node_logs(cluster))
+    before = ticks(cluster, kept)
+    wait_for("ticks after the kubelet's restart", lambda: ticks(cluster, kept) >= before + 2, 30)
+    assert sorted(cluster.volume_mounts(kept)) == mounts[kept]
+    assert volume_loops(cluster, kept) == loops[kept]
+    # What the restarted kubelet asked again (stage and publish of a volume set up already)
+    # succeeded without a second mount.
+    calls = plugin_calls(cluster, mark, kept)
+    print(f"\nthe plugin's calls for {kept} after the kubelet's restart: {calls}")
+    assert not plugin_failures(cluster, mark, kept), calls
+
+    cluster.stop_kubelet()
+    delete_pod(cluster, "csi-left-pod")
+    time.sleep(3)
+    # Nobody is there to tear the volume down: it stays mounted until the kubelet is back.
+    assert sorted(cluster.volume_mounts(left)) == mounts[left]
+    cluster.restart_kubelet()
+    wait_for(f"volume {left} to be unpublished, unstaged and its loop device released",
+             lambda: released(cluster, left), 120, on_timeout=lambda: node_logs(cluster))
+    calls = plugin_calls(cluster, mark, left)
+    assert "NodeUnpublishVolume OK" in calls and "NodeUnstageVolume OK" in calls, calls
+    assert not plugin_failures(cluster, mark, left), calls
+    assert not target_records(cluster, left) and backing(cluster, left).exists()
+    # The running pod kept its volume through both restarts.
+    assert sorted(cluster.volume_mounts(kept)) == mounts[kept]
+    before = ticks(cluster, kept)
+    wait_for("ticks after the second restart", lambda: ticks(cluster, kept) >= before + 2, 30)
+    assert file_in_volume(cluster, kept, "message") == "before\n"
+
+    release_pod(cluster, "csi-up-pod", kept)
+    assert not target_records(cluster, kept)
+    delete_claims(cluster, ("csi-up", kept), ("csi-left", left))
+
+
 def test_a_snapshot_of_a_running_pods_claim_restores_into_a_new_claim(csi: Cluster) -> None:
     cluster = csi
     bin_dir = sidecars.build()
@@ -383,3 +450,4 @@ def test_a_snapshot_of_a_running_pods_claim_restores_into_a_new_claim(csi: Clust
     finally:
         print("\n" + sidecars.collect_logs(running, 40))
         sidecars.stop_all(running)
+
