@@ -231,3 +231,56 @@ def restored_claim(name: str, snapshot_name: str, storage_class: str, size: str 
     spec["spec"]["dataSource"] = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
                                   "name": snapshot_name}
     return spec
+
+
+def plugin_log_mark(cluster: Cluster) -> int:
+    """Where the plugin's log ends now: plugin_calls reads what comes after it."""
+    path = cluster.logs / "csi.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+_CALL = re.compile(r"\b(Node\w+|CreateVolume|DeleteVolume) (\S+) (\w+) [\d.]+ms")
+
+
+def plugin_calls(cluster: Cluster, mark: int, volume: str) -> list[str]:
+    """The plugin's calls for `volume` logged since `mark`, as "NodeStageVolume OK"."""
+    with open(cluster.logs / "csi.log", "rb") as log:
+        log.seek(mark)
+        text = log.read().decode(errors="replace")
+    return [f"{m[1]} {m[3]}" for m in _CALL.finditer(text) if m[2] == volume]
+
+
+def plugin_failures(cluster: Cluster, mark: int, volume: str) -> list[str]:
+    return [call for call in plugin_calls(cluster, mark, volume) if not call.endswith(" OK")]
+
+
+def target_records(cluster: Cluster, volume: str) -> list[str]:
+    """The mount dirs the plugin has recorded for `volume` (state/targets)."""
+    from flexvol.core import layout
+    from flexvol.core.config import Config
+
+    return sorted(target.path for _path, target in layout.iter_targets(Config(str(cluster.data_root)))
+                  if target.volume_id == volume)
+
+
+def node_logs(cluster: Cluster) -> str:
+    """For a failure message: the kubelet's errors about the driver and the plugin's last lines."""
+    return cluster.errors_in_log(needle=DRIVER) + "\n" + cluster.log_tail("csi")
+
+
+def clone_claim(name: str, source: str, storage_class: str, size: str = "64Mi") -> dict:
+    spec = claim(name, size=size, storage_class=storage_class)
+    spec["spec"]["dataSource"] = {"kind": "PersistentVolumeClaim", "name": source}
+    return spec
+
+
+def delete_claims(cluster: Cluster, *pairs: tuple[str, str]) -> None:
+    """Delete each (claim, volume) and wait until its PV and backing file are gone."""
+    for claim_name, vol in pairs:
+        pv_name = cluster.get("pvc", claim_name)["spec"]["volumeName"]
+        cluster.kubectl("delete", "pvc", claim_name, "--wait=false")
+        wait_for(f"volume {vol} to be deleted",
+                 lambda pv_name=pv_name, vol=vol: pv_gone(cluster, pv_name)
+                 and not backing(cluster, vol).exists(),
+                 120, on_timeout=lambda: provisioner_log(cluster) + node_logs(cluster))
+        assert not volume_loops(cluster, vol) and not target_records(cluster, vol)

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,32 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval
             extra = on_timeout() if on_timeout else ""
             raise E2EError(f"timed out after {timeout:.0f}s waiting for {what}{last_error}\n{extra}")
         time.sleep(interval)
+
+
+def _maybe_device_node(backing: str) -> bool:
+    """Whether a backing file /sys names may be a device node (others' loop devices over
+    regular files are never opened)."""
+    try:
+        return backing == "/" or stat.S_ISBLK(os.stat(backing).st_mode)
+    except OSError:
+        return False
+
+
+def _backing_rdev(device: str) -> int | None:
+    """The device number of a loop device's backing file when that is a device node
+    (LOOP_GET_STATUS64's lo_rdev), else 0; None if it cannot be read."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        status = bytearray(232)  # struct loop_info64
+        fcntl.ioctl(fd, 0x4C05, status)  # LOOP_GET_STATUS64
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int.from_bytes(status[16:24], sys.byteorder)
 
 
 class Cluster:
@@ -499,9 +526,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 errors.append(str(error))
         return errors
 
+    def stacked_loops(self) -> list[str]:
+        """Loop devices over one of this node's volume loop devices: the kubelet holds a raw
+        block volume's device open through one (its backing file is the device node, which
+        /sys shows as "/" once unmounted), and it keeps the one under it attached."""
+        ours = self.loops()
+        numbers = {os.stat(device).st_rdev for device in ours if os.path.exists(device)}
+        return [device for device, backing in kernel.loop_devices().items() if device not in ours
+                and _maybe_device_node(backing) and _backing_rdev(device) in numbers]
+
     def _detach_loops(self) -> list[str]:
         errors = []
-        for device in self.loops():
+        for device in [*self.stacked_loops(), *self.loops()]:
             done = subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
             if done.returncode:
                 errors.append(f"losetup -d {device}: {done.stderr.decode().strip()}")

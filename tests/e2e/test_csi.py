@@ -20,7 +20,9 @@ from tests.e2e.claims import (
     DF_SCRIPT,
     delete_pod,
     describe,
+    file_in_volume,
     grow_to_400mi,
+    released,
     wait_file,
     wait_running,
 )
@@ -34,8 +36,14 @@ from tests.e2e.csi import (
     block_claim,
     block_pod,
     bound_pv,
+    clone_claim,
     csi_class,
+    delete_claims,
     flexvol,
+    node_logs,
+    plugin_calls,
+    plugin_failures,
+    plugin_log_mark,
     provisioner_log,
     published,
     pv_gone,
@@ -47,6 +55,7 @@ from tests.e2e.csi import (
     start_plugin,
     start_resizer,
     start_sidecar,
+    target_records,
     ticks,
     volume_loops,
     volume_of,
@@ -337,6 +346,125 @@ def test_the_plugin_killed_and_restarted_under_running_pods(csi: Cluster) -> Non
                  120, on_timeout=lambda: provisioner_log(cluster) + cluster.log_tail("csi"))
 
 
+def test_a_kubelet_restart_keeps_a_csi_volume_in_use_and_tears_down_a_pod_deleted_meanwhile(
+        csi: Cluster) -> None:
+    cluster = csi
+    cluster.apply(claim("csi-up", size="64Mi", storage_class=DELETE_CLASS),
+                  claim("csi-left", size="64Mi", storage_class=DELETE_CLASS),
+                  claim_pod("csi-up-pod", f"echo before > /data/message && sync\n{TICK_SCRIPT}", "csi-up"),
+                  claim_pod("csi-left-pod", "echo left > /data/l && sync && echo WROTE", "csi-left"))
+    wait_claim_bound(cluster, "csi-up")
+    wait_claim_bound(cluster, "csi-left")
+    kept, left = volume_of(bound_pv(cluster, "csi-up")), volume_of(bound_pv(cluster, "csi-left"))
+    wait_for("the pod's first ticks", lambda: ticks(cluster, kept) > 2, 120,
+             on_timeout=lambda: node_logs(cluster))
+    wait_log(cluster, "csi-left-pod", "WROTE")
+    mounts = {vol: sorted(cluster.volume_mounts(vol)) for vol in (kept, left)}
+    loops = {vol: volume_loops(cluster, vol) for vol in (kept, left)}
+    records = {vol: target_records(cluster, vol) for vol in (kept, left)}
+    # The staging dir and the pod's dir of each: mounted, one loop device, both recorded.
+    assert all(len(mounts[vol]) == 2 and len(loops[vol]) == 1 and records[vol] == mounts[vol]
+               for vol in (kept, left)), (mounts, loops, records)
+    mark = plugin_log_mark(cluster)
+
+    cluster.restart_kubelet()
+    pv_name = cluster.get("pvc", "csi-up")["spec"]["volumeName"]
+    wait_for("the restarted kubelet to confirm the running pod's volume",
+             lambda: cluster.setup_succeeded(pv_name) in cluster.current_log("kubelet"), 120,
+             on_timeout=lambda: node_logs(cluster))
+    before = ticks(cluster, kept)
+    wait_for("ticks after the kubelet's restart", lambda: ticks(cluster, kept) >= before + 2, 30)
+    assert sorted(cluster.volume_mounts(kept)) == mounts[kept]
+    assert volume_loops(cluster, kept) == loops[kept]
+    # What the restarted kubelet asked again (stage and publish of a volume set up already)
+    # succeeded without a second mount.
+    calls = plugin_calls(cluster, mark, kept)
+    print(f"\nthe plugin's calls for {kept} after the kubelet's restart: {calls}")
+    assert not plugin_failures(cluster, mark, kept), calls
+
+    cluster.stop_kubelet()
+    delete_pod(cluster, "csi-left-pod")
+    time.sleep(3)
+    # Nobody is there to tear the volume down: it stays mounted until the kubelet is back.
+    assert sorted(cluster.volume_mounts(left)) == mounts[left]
+    cluster.restart_kubelet()
+    wait_for(f"volume {left} to be unpublished, unstaged and its loop device released",
+             lambda: released(cluster, left), 120, on_timeout=lambda: node_logs(cluster))
+    calls = plugin_calls(cluster, mark, left)
+    assert "NodeUnpublishVolume OK" in calls and "NodeUnstageVolume OK" in calls, calls
+    assert not plugin_failures(cluster, mark, left), calls
+    assert not target_records(cluster, left) and backing(cluster, left).exists()
+    # The running pod kept its volume through both restarts.
+    assert sorted(cluster.volume_mounts(kept)) == mounts[kept]
+    before = ticks(cluster, kept)
+    wait_for("ticks after the second restart", lambda: ticks(cluster, kept) >= before + 2, 30)
+    assert file_in_volume(cluster, kept, "message") == "before\n"
+
+    release_pod(cluster, "csi-up-pod", kept)
+    assert not target_records(cluster, kept)
+    delete_claims(cluster, ("csi-up", kept), ("csi-left", left))
+
+
+# A block pod's first start writes the bytes; a later start finds them (KEPT) or says it did not.
+BOOT_BLOCK_SCRIPT = ('v=$(dd if=/dev/xvda bs=10 count=1 2>/dev/null | tr -d "\\000")\n'
+                     'if [ "$v" = boot-bytes ]; then echo KEPT:$v; elif [ -z "$v" ]; then '
+                     'echo boot-bytes | dd of=/dev/xvda bs=512 conv=sync 2>/dev/null && sync && echo FRESH; '
+                     'else echo LOST:$v; fi')
+
+
+def test_after_a_simulated_reboot_csi_pods_come_back_with_their_data(csi: Cluster) -> None:
+    cluster = csi
+    cluster.apply(claim("csi-boot", size="64Mi", storage_class=DELETE_CLASS),
+                  block_claim("csi-boot-blk", DELETE_CLASS),
+                  # Each start of the container appends a line: the second start must see the first's.
+                  claim_pod("csi-boot-pod", "echo started >> /data/starts && sync", "csi-boot"),
+                  block_pod("csi-boot-blkpod", BOOT_BLOCK_SCRIPT, "csi-boot-blk"))
+    wait_claim_bound(cluster, "csi-boot")
+    wait_claim_bound(cluster, "csi-boot-blk")
+    fs, blk = volume_of(bound_pv(cluster, "csi-boot")), volume_of(bound_pv(cluster, "csi-boot-blk"))
+    assert wait_file(cluster, fs, "starts") == "started\n"
+    wait_log(cluster, "csi-boot-blkpod", "FRESH")
+    records = {vol: target_records(cluster, vol) for vol in (fs, blk)}
+    assert all(len(records[vol]) == 2 for vol in (fs, blk)), records
+    print(f"\nloop devices over the volumes' own: {cluster.stacked_loops()}")
+    mark = plugin_log_mark(cluster)
+
+    # Power off: the plugin dies with the node, every mount and loop device goes.
+    plugin = cluster.procs["csi"]
+    os.kill(plugin.pid, signal.SIGKILL)
+    plugin.wait(10)
+    cluster.simulate_reboot()
+    assert not cluster.mounts(cluster.kubelet_root)
+    assert not volume_loops(cluster, fs) and not volume_loops(cluster, blk) and not cluster.stacked_loops()
+    # The plugin's records are on disk and outlive the power cycle: stale until it is back.
+    assert {vol: target_records(cluster, vol) for vol in (fs, blk)} == records
+
+    start_plugin(cluster)
+    restarted = restart_exited_sidecars(cluster)
+    print(f"\nrestarted after the reboot: {restarted}")
+    starts = wait_for("the pod to start again on its volume",
+                      lambda: (t := file_in_volume(cluster, fs, "starts")).count("started") == 2 and t,
+                      180, on_timeout=lambda: describe(cluster, "pod", "csi-boot-pod") + node_logs(cluster))
+    assert starts == "started\nstarted\n"
+    log = wait_log(cluster, "csi-boot-blkpod", "KEPT:", timeout=180)
+    assert "KEPT:boot-bytes" in log, log
+    for vol in (fs, blk):
+        calls = plugin_calls(cluster, mark, vol)
+        print(f"the plugin's calls for {vol} after the reboot: {calls}")
+        assert "NodeStageVolume OK" in calls and "NodePublishVolume OK" in calls, calls
+        assert not plugin_failures(cluster, mark, vol), calls
+        assert len(volume_loops(cluster, vol)) == 1, volume_loops(cluster, vol)
+    assert sorted(cluster.volume_mounts(fs)) == records[fs] == target_records(cluster, fs)
+
+    for pod_name, vol in (("csi-boot-pod", fs), ("csi-boot-blkpod", blk)):
+        delete_pod(cluster, pod_name)
+        wait_for(f"volume {vol} to be released", lambda vol=vol: released(cluster, vol), 120,
+                 on_timeout=lambda: node_logs(cluster))
+        assert not target_records(cluster, vol)
+    assert not cluster.stacked_loops()
+    delete_claims(cluster, ("csi-boot", fs), ("csi-boot-blk", blk))
+
+
 def test_a_snapshot_of_a_running_pods_claim_restores_into_a_new_claim(csi: Cluster) -> None:
     cluster = csi
     bin_dir = sidecars.build()
@@ -383,3 +511,31 @@ def test_a_snapshot_of_a_running_pods_claim_restores_into_a_new_claim(csi: Clust
     finally:
         print("\n" + sidecars.collect_logs(running, 40))
         sidecars.stop_all(running)
+
+
+def test_a_clone_of_a_claim_holds_its_bytes_and_is_a_volume_of_its_own(csi: Cluster) -> None:
+    cluster = csi
+    cluster.apply(claim("csi-clonesrc", size="64Mi", storage_class=DELETE_CLASS),
+                  claim_pod("csi-clonesrc-pod", "echo clone-bytes > /data/c && sync && echo WROTE\n"
+                            + TICK_SCRIPT, "csi-clonesrc"))
+    wait_log(cluster, "csi-clonesrc-pod", "WROTE")
+    source = volume_of(bound_pv(cluster, "csi-clonesrc"))
+    cluster.apply(clone_claim("csi-clone", "csi-clonesrc", DELETE_CLASS),
+                  claim_pod("csi-clone-pod", "echo READ:$(cat /data/c) && echo mine > /data/mine && sync "
+                            "&& echo WROTE", "csi-clone"))
+    wait_claim_bound(cluster, "csi-clone")
+    log = wait_log(cluster, "csi-clone-pod", "WROTE")
+    assert "READ:clone-bytes" in log, log
+    clone = volume_of(bound_pv(cluster, "csi-clone"))
+    assert clone != source
+    assert backing(cluster, clone).stat().st_ino != backing(cluster, source).stat().st_ino
+    # Separate volumes: the clone's write is not in the source, the source's later ticks are
+    # not in the clone.
+    assert file_in_volume(cluster, clone, "mine") == "mine\n"
+    assert file_in_volume(cluster, source, "mine") == ""
+    before = ticks(cluster, source)
+    wait_for("the source pod's ticks", lambda: ticks(cluster, source) >= before + 2, 30)
+    assert ticks(cluster, clone) <= before
+    for pod_name, vol in (("csi-clone-pod", clone), ("csi-clonesrc-pod", source)):
+        release_pod(cluster, pod_name, vol)
+    delete_claims(cluster, ("csi-clone", clone), ("csi-clonesrc", source))
