@@ -22,8 +22,9 @@ from floors import CSI_STEPS, render_csi
 REPO = Path(__file__).resolve().parents[1]
 NODE = "bench-node"
 RPCS = tuple(name for name, _ in CSI_STEPS)
-# The StorageClass in deploy/csi/storageclass.yaml, as the external-provisioner passes it.
-PARAMETERS = {"fsType": "ext4", "allocation": "thick"}
+# The StorageClass in deploy/csi/storageclass.yaml, as the external-provisioner passes it (its
+# csi.storage.k8s.io/fstype becomes the capability's fs_type).
+PARAMETERS = {"allocation": "thick"}
 
 
 class Plugin:

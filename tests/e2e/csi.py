@@ -67,7 +67,7 @@ def csi_class(name: str, reclaim: str = "Delete", fs_type: str | None = None,
     spec["reclaimPolicy"] = reclaim
     spec["volumeBindingMode"] = binding
     if fs_type:
-        spec["parameters"]["fsType"] = fs_type
+        spec["parameters"]["csi.storage.k8s.io/fstype"] = fs_type
     return spec
 
 

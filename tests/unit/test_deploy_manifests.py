@@ -327,6 +327,7 @@ def test_csi_provisioner_runs_on_each_node_with_capacity() -> None:
 
 
 def test_csi_storage_class_names_the_driver_and_parameters_it_accepts() -> None:
+    from flexvol.core.filesystems import FILESYSTEMS
     from flexvol.csi import names as csi_names
     from flexvol.csi.controller import parse_parameters
 
@@ -337,8 +338,14 @@ def test_csi_storage_class_names_the_driver_and_parameters_it_accepts() -> None:
     assert storage_class["allowVolumeExpansion"] is True
     assert csi_pb2.NodeServiceCapability.RPC.EXPAND_VOLUME in _node_capabilities()
     assert csi_pb2.ControllerServiceCapability.RPC.EXPAND_VOLUME in _controller_capabilities()
+    # The filesystem goes the standard way: the external-provisioner takes
+    # csi.storage.k8s.io/fstype out of the parameters into the capability's fs_type (a plain
+    # fsType parameter draws its deprecation warning).
+    parameters = dict(storage_class["parameters"])
+    assert "fsType" not in parameters
+    assert parameters.pop("csi.storage.k8s.io/fstype") in FILESYSTEMS
     # CreateVolume's own check: a misspelt key or value raises INVALID_ARGUMENT here.
-    assert parse_parameters(storage_class["parameters"]) == ("ext4", "thick")
+    assert parse_parameters(parameters) == ("", "thick")
 
 
 def test_csi_rbac_grants_the_node_provisioner_exactly_what_it_calls() -> None:
