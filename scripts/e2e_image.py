@@ -1,8 +1,9 @@
 """Packs one static binary into a single-layer docker-archive image, for `ctr images import`.
 
-Usage: e2e_image.py OUT.tar NAME:TAG BINARY PATH_IN_IMAGE [--applets]
+Usage: e2e_image.py [--over BASE.tar] OUT.tar NAME:TAG BINARY PATH_IN_IMAGE [--applets] [--cmd WORD]
 --applets adds a symlink in the binary's directory for each busybox applet, and makes `sh` the
-default command. Entry point otherwise: the binary itself.
+default command. Entry point otherwise: the binary itself, with WORD as its default argument.
+--over puts the binary's layer over BASE.tar's layers (an archive this script wrote).
 `write_archive` packs layer tarballs made elsewhere (scripts/flexvol_image.py uses it).
 """
 
@@ -78,15 +79,36 @@ def write_archive(out: str, ref: str, layers: list[str], exec_config: dict,
             tar.addfile(info, io.BytesIO(data))
 
 
+def _base_layers(base: str, into: str) -> list[str]:
+    """BASE.tar's layer tarballs, extracted into `into`, lowest first."""
+    with tarfile.open(base) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layers = []
+        for i, name in enumerate(manifest[0]["Layers"]):
+            path = os.path.join(into, f"base{i}.tar")
+            with open(path, "wb") as f:
+                f.write(tar.extractfile(name).read())  # type: ignore[union-attr]
+            layers.append(path)
+    return layers
+
+
 def main(argv: list[str]) -> None:
+    base = None
+    if argv[0] == "--over":
+        base, argv = argv[1], argv[2:]
     out, ref, binary, path = argv[:4]
-    applets = "--applets" in argv[4:]
-    exec_config = {"Cmd": ["sh"]} if applets else {"Entrypoint": [path]}
+    options = argv[4:]
+    applets = "--applets" in options
+    exec_config: dict = {"Cmd": ["sh"]} if applets else {"Entrypoint": [path]}
+    if "--cmd" in options:
+        exec_config["Cmd"] = [options[options.index("--cmd") + 1]]
     exec_config["Env"] = ["PATH=/bin:/usr/bin:/sbin:/usr/sbin"]
-    with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(out)), suffix=".layer") as layer:
-        layer.write(_layer(binary, path, applets))
-        layer.flush()
-        write_archive(out, ref, [layer.name], exec_config)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out))) as tmp:
+        layers = _base_layers(base, tmp) if base else []
+        layer = os.path.join(tmp, "top.tar")
+        with open(layer, "wb") as f:
+            f.write(_layer(binary, path, applets))
+        write_archive(out, ref, [*layers, layer], exec_config)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ e2e.test (scripts/k8s-e2e-suite-build.sh) given tests/e2e/storage/flexvol-csi-dr
 Needs root; waits for /run/flexvol-e2e.lock like every cluster of the harness. Two things the
 one-node cluster lacks are provided for the suite only: a pod network (pods get an address from
 tests/e2e/storage/pod-network and are reached only through the kubelet) and the suite's images
-(its busybox and nginx names are given to the offline busybox image; every such pod gets its
-command from the test). The suite's ginkgo JSON report and logs stay in --report-dir.
+(its busybox and nginx names are given to the offline busybox image, every such pod gets its
+command from the test; agnhost is built from the release's sources, scripts/k8s-e2e-agnhost-build.sh).
+The suite's ginkgo JSON report and logs stay in --report-dir.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from tests.e2e.harness import APP_IMAGE, REPO, Cluster
 
 SUITE_BUILD = REPO / "scripts" / "k8s-e2e-suite-build.sh"
+AGNHOST_BUILD = REPO / "scripts" / "k8s-e2e-agnhost-build.sh"
 STORAGE_DIR = REPO / "tests" / "e2e" / "storage"
 DRIVER_FILE = STORAGE_DIR / "flexvol-csi-driver.yaml"
 NETWORK_PLUGIN = STORAGE_DIR / "pod-network"
@@ -53,17 +55,19 @@ SUBSET = [
 ]
 # The suite's images whose pods always get a command; the offline busybox image runs them.
 BUSYBOX_LIKE = re.compile(r"/e2e-test-images/(busybox|nginx):")
+# agnhost, built from the release's sources (scripts/k8s-e2e-agnhost-build.sh), under each name.
+AGNHOST = re.compile(r"/e2e-test-images/agnhost:")
 
 
 def subset_focus() -> str:
     return FOCUS_ALL + ".*(" + "|".join(SUBSET) + ")"
 
 
-def build_suite() -> Path:
-    """e2e.test, built once per release (the script's last line is its path)."""
-    done = subprocess.run(["bash", str(SUITE_BUILD)], stdout=subprocess.PIPE, text=True, check=False)
+def build_suite(script: Path = SUITE_BUILD) -> Path:
+    """e2e.test (or agnhost's image), built once per release (the script's last line is its path)."""
+    done = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
-        raise SystemExit(f"{SUITE_BUILD.name} failed ({done.returncode}); its log is above")
+        raise SystemExit(f"{script.name} failed ({done.returncode}); its log is above")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -87,10 +91,20 @@ def suite_argv(suite: Path, *, focus: str, skip: str, report_dir: Path, kubeconf
     return argv
 
 
-def suite_images(suite: Path) -> list[str]:
-    """The suite's image names the offline busybox image stands in for."""
+def suite_images(suite: Path, pattern: re.Pattern = BUSYBOX_LIKE) -> list[str]:
+    """The suite's image names the offline busybox (or agnhost) image stands in for."""
     done = subprocess.run([str(suite), "-list-images"], capture_output=True, text=True, check=True)
-    return [name for name in done.stdout.split() if BUSYBOX_LIKE.search(name)]
+    return [name for name in done.stdout.split() if pattern.search(name)]
+
+
+def load_images(cluster: Cluster, suite: Path, agnhost: Path) -> None:
+    for name in suite_images(suite):
+        cluster.ctr("images", "tag", "--force", APP_IMAGE, name)
+    cluster.ctr("images", "import", str(agnhost))
+    built = (agnhost.parent / "image").read_text().strip()
+    for name in suite_images(suite, AGNHOST):
+        if name != built:
+            cluster.ctr("images", "tag", "--force", built, name)
 
 
 def install_pod_network(cluster: Cluster) -> None:
@@ -197,7 +211,7 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
     from tests.e2e import sidecars
     from tests.e2e.harness import build
 
-    binaries, bin_dir = build(), sidecars.build()
+    binaries, bin_dir, agnhost = build(), sidecars.build(), build_suite(AGNHOST_BUILD)
     waited = time.monotonic()
     cluster = Cluster(binaries, f"{TEST_PREFIX}e2e-storage-suite-")  # waits for the machine lock
     print(f"machine lock after {time.monotonic() - waited:.0f}s; cluster root {cluster.base}", flush=True)
@@ -209,8 +223,7 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
         cluster.install_driver(prefix)  # `flexvol` in the cluster's bin dir, as the CSI scenarios
         install_pod_network(cluster)
         start_runtime(cluster)
-        for name in suite_images(suite):
-            cluster.ctr("images", "tag", "--force", APP_IMAGE, name)
+        load_images(cluster, suite, agnhost)
         cluster.start_control_plane()
         cluster.start_kubelet()
         start_csi(cluster, bin_dir, running)
