@@ -12,9 +12,9 @@ e2e.test (scripts/k8s-e2e-suite-build.sh) given tests/e2e/storage/flexvol-csi-dr
 Needs root; waits for /run/flexvol-e2e.lock like every cluster of the harness. Two things the
 one-node cluster lacks are provided for the suite only: a pod network (pods get an address from
 tests/e2e/storage/pod-network and are reached only through the kubelet) and the suite's images
-(its busybox and nginx names are given to the offline busybox image, every such pod gets its
-command from the test; agnhost is built from the release's sources, scripts/k8s-e2e-agnhost-build.sh).
-The suite's ginkgo JSON report and logs stay in --report-dir.
+(its busybox, nginx and glibc-dns-testing names are given to the offline busybox image, every
+such pod gets its command from the test; agnhost is built from the release's sources,
+scripts/k8s-e2e-agnhost-build.sh). The suite's ginkgo JSON report and logs stay in --report-dir.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ SUBSET = [
     r"Dynamic PV \(default fs\)\] provisioning should provision storage with snapshot data source \[",
     r"CSI Ephemeral-volume \(default fs\)\] ephemeral should create read/write inline ephemeral volume",
 ]
-# The suite's images whose pods always get a command; the offline busybox image runs them.
-BUSYBOX_LIKE = re.compile(r"/e2e-test-images/(busybox|nginx):")
+# The suite's images whose pods always get a command; the offline busybox image runs them
+# (glibc-dns-testing: multivolume's pods, a shell loop, then dd and sha256sum through exec).
+BUSYBOX_LIKE = re.compile(r"/e2e-test-images/(busybox|nginx|glibc-dns-testing):")
 # agnhost, built from the release's sources (scripts/k8s-e2e-agnhost-build.sh), under each name.
 AGNHOST = re.compile(r"/e2e-test-images/agnhost:")
 

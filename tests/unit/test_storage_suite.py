@@ -192,10 +192,40 @@ def test_the_suite_is_given_the_driver_the_repository_and_the_clusters_paths(tmp
 @pytest.mark.parametrize("name, stands_in", [
     ("registry.k8s.io/e2e-test-images/busybox:1.37.0-2", True),
     ("registry.k8s.io/e2e-test-images/nginx:1.27.0-2", True),
+    ("registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1", True),
     ("registry.k8s.io/e2e-test-images/agnhost:2.66.1", False),
 ])
 def test_only_images_whose_pods_get_a_command_are_stood_in_for(name: str, stands_in: bool) -> None:
     assert bool(storage_suite.BUSYBOX_LIKE.search(name)) is stands_in
+    assert bool(storage_suite.AGNHOST.search(name)) is (name.split("/")[-1].startswith("agnhost:"))
+
+
+def test_agnhosts_image_is_its_binary_over_the_busybox_layers_with_upstreams_entry_point(
+        tmp_path: Path) -> None:
+    import importlib.util
+    import tarfile
+
+    spec = importlib.util.spec_from_file_location("e2e_image", REPO / "scripts" / "e2e_image.py")
+    assert spec and spec.loader
+    e2e_image = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e_image)
+    (tmp_path / "busybox").write_bytes(b"not really busybox")
+    (tmp_path / "agnhost").write_bytes(b"not really agnhost")
+    e2e_image.main([str(tmp_path / "app.tar"), "app:1", str(tmp_path / "busybox"), "/bin/busybox"])
+    e2e_image.main(["--over", str(tmp_path / "app.tar"), str(tmp_path / "agnhost.tar"),
+                    "registry.k8s.io/e2e-test-images/agnhost:2.66.1", str(tmp_path / "agnhost"), "/agnhost",
+                    "--cmd", "pause"])
+    with tarfile.open(tmp_path / "agnhost.tar") as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        config = json.load(tar.extractfile(manifest["Config"]))  # type: ignore[arg-type]
+        files = []
+        for layer in manifest["Layers"]:
+            with tarfile.open(fileobj=tar.extractfile(layer)) as inner:
+                files.append(inner.getnames())
+    assert manifest["RepoTags"] == ["registry.k8s.io/e2e-test-images/agnhost:2.66.1"]
+    assert "bin/busybox" in files[0] and "agnhost" in files[1]
+    assert config["config"]["Entrypoint"] == ["/agnhost"] and config["config"]["Cmd"] == ["pause"]
+    assert len(config["rootfs"]["diff_ids"]) == 2
 
 
 def test_pod_network_namespaces_stay_inside_the_clusters_root(tmp_path: Path) -> None:
