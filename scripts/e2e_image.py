@@ -1,9 +1,10 @@
 """Packs one static binary into a single-layer docker-archive image, for `ctr images import`.
 
-Usage: e2e_image.py [--over BASE.tar] OUT.tar NAME:TAG BINARY PATH_IN_IMAGE [--applets] [--cmd WORD]
+Usage: e2e_image.py [--over BASE.tar] OUT.tar NAME:TAG BINARY PATH_IN_IMAGE [--applets] [--cmd WORD] [--libs]
 --applets adds a symlink in the binary's directory for each busybox applet, and makes `sh` the
 default command. Entry point otherwise: the binary itself, with WORD as its default argument.
 --over puts the binary's layer over BASE.tar's layers (an archive this script wrote).
+--libs adds the (host) binary's shared libraries at their paths.
 `write_archive` packs layer tarballs made elsewhere (scripts/flexvol_image.py uses it).
 """
 
@@ -20,7 +21,37 @@ import tempfile
 from pathlib import PurePosixPath
 
 
-def _layer(binary: str, path: str, applets: bool) -> bytes:
+def _shared_libraries(binary: str) -> list[str]:
+    """The paths the dynamic loader opens for `binary` (ldd's), the loader itself included."""
+    listing = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in listing.splitlines():
+        words = line.replace("=>", " ").split()
+        found += [word for word in words if word.startswith("/")][:1]
+    return found
+
+
+def _add_libraries(tar: tarfile.TarFile, binary: str) -> None:
+    """A dynamically linked host binary's libraries, at the same paths, as plain files."""
+    dirs: set[PurePosixPath] = set()
+    for lib in _shared_libraries(binary):
+        target = PurePosixPath(lib.lstrip("/"))
+        for d in reversed(target.parents[:-1]):
+            if d not in dirs:
+                dirs.add(d)
+                info = tarfile.TarInfo(str(d))
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+        with open(os.path.realpath(lib), "rb") as f:
+            data = f.read()
+        info = tarfile.TarInfo(str(target))
+        info.size = len(data)
+        info.mode = 0o755
+        tar.addfile(info, io.BytesIO(data))
+
+
+def _layer(binary: str, path: str, applets: bool, libs: bool = False) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         target = PurePosixPath(path.lstrip("/"))
@@ -36,6 +67,8 @@ def _layer(binary: str, path: str, applets: bool) -> bytes:
         info.size = len(data)
         info.mode = 0o755
         tar.addfile(info, io.BytesIO(data))
+        if libs:
+            _add_libraries(tar, binary)
         if applets:
             listing = subprocess.run([binary, "--list"], capture_output=True, text=True, check=True).stdout
             for name in sorted(set(listing.split()) - {target.name}):
@@ -107,7 +140,7 @@ def main(argv: list[str]) -> None:
         layers = _base_layers(base, tmp) if base else []
         layer = os.path.join(tmp, "top.tar")
         with open(layer, "wb") as f:
-            f.write(_layer(binary, path, applets))
+            f.write(_layer(binary, path, applets, "--libs" in options))
         write_archive(out, ref, [*layers, layer], exec_config)
 
 

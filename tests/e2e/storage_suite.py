@@ -12,9 +12,10 @@ e2e.test (scripts/k8s-e2e-suite-build.sh) given tests/e2e/storage/flexvol-csi-dr
 Needs root; waits for /run/flexvol-e2e.lock like every cluster of the harness. Two things the
 one-node cluster lacks are provided for the suite only: a pod network (pods get an address from
 tests/e2e/storage/pod-network and are reached only through the kubelet) and the suite's images
-(its busybox, nginx and glibc-dns-testing names are given to the offline busybox image, every
-such pod gets its command from the test; agnhost is built from the release's sources,
-scripts/k8s-e2e-agnhost-build.sh). The suite's ginkgo JSON report and logs stay in --report-dir.
+(its busybox and nginx names are given to the offline busybox image, every such pod gets its
+command from the test; glibc-dns-testing's to that image with GNU dd; agnhost is built from the
+release's sources, scripts/k8s-e2e-agnhost-build.sh). The ginkgo JSON report and logs stay in
+--report-dir.
 """
 
 from __future__ import annotations
@@ -53,9 +54,13 @@ SUBSET = [
     r"Dynamic PV \(default fs\)\] provisioning should provision storage with snapshot data source \[",
     r"CSI Ephemeral-volume \(default fs\)\] ephemeral should create read/write inline ephemeral volume",
 ]
-# The suite's images whose pods always get a command; the offline busybox image runs them
-# (glibc-dns-testing: multivolume's pods, a shell loop, then dd and sha256sum through exec).
-BUSYBOX_LIKE = re.compile(r"/e2e-test-images/(busybox|nginx|glibc-dns-testing):")
+# The suite's images whose pods always get a command; the offline busybox image runs them.
+BUSYBOX_LIKE = re.compile(r"/e2e-test-images/(busybox|nginx):")
+# multivolume's pods: `dd oflag=nocache`, which only GNU dd has (busybox's sh runs its own dd
+# applet, so the shell is the host's dash): busybox with the host's dd and dash over it.
+GLIBC = re.compile(r"/e2e-test-images/glibc-dns-testing:")
+GLIBC_TOOLS = (("/usr/bin/dd", "/bin/dd"), ("/bin/dash", "/bin/sh"))
+IMAGE_TOOL = REPO / "scripts" / "e2e_image.py"
 # agnhost, built from the release's sources (scripts/k8s-e2e-agnhost-build.sh), under each name.
 AGNHOST = re.compile(r"/e2e-test-images/agnhost:")
 
@@ -98,9 +103,22 @@ def suite_images(suite: Path, pattern: re.Pattern = BUSYBOX_LIKE) -> list[str]:
     return [name for name in done.stdout.split() if pattern.search(name)]
 
 
+def glibc_image(app: Path, name: str, work: Path) -> Path:
+    """The busybox image `app` with GLIBC_TOOLS (and their libraries) over it, named `name`."""
+    image = app
+    for index, (tool, path) in enumerate(GLIBC_TOOLS):
+        out = work / f"glibc-{index}.tar"
+        subprocess.run([sys.executable, str(IMAGE_TOOL), "--over", str(image), str(out), name, tool, path,
+                        "--libs"], check=True)
+        image = out
+    return image
+
+
 def load_images(cluster: Cluster, suite: Path, agnhost: Path) -> None:
     for name in suite_images(suite):
         cluster.ctr("images", "tag", "--force", APP_IMAGE, name)
+    for name in suite_images(suite, GLIBC):
+        cluster.ctr("images", "import", str(glibc_image(cluster.images / "app.tar", name, cluster.base)))
     cluster.ctr("images", "import", str(agnhost))
     built = (agnhost.parent / "image").read_text().strip()
     for name in suite_images(suite, AGNHOST):

@@ -192,12 +192,37 @@ def test_the_suite_is_given_the_driver_the_repository_and_the_clusters_paths(tmp
 @pytest.mark.parametrize("name, stands_in", [
     ("registry.k8s.io/e2e-test-images/busybox:1.37.0-2", True),
     ("registry.k8s.io/e2e-test-images/nginx:1.27.0-2", True),
-    ("registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1", True),
+    ("registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1", False),
     ("registry.k8s.io/e2e-test-images/agnhost:2.66.1", False),
 ])
 def test_only_images_whose_pods_get_a_command_are_stood_in_for(name: str, stands_in: bool) -> None:
     assert bool(storage_suite.BUSYBOX_LIKE.search(name)) is stands_in
     assert bool(storage_suite.AGNHOST.search(name)) is (name.split("/")[-1].startswith("agnhost:"))
+    assert bool(storage_suite.GLIBC.search(name)) is ("glibc" in name)
+
+
+def test_multivolumes_glibc_pods_get_gnu_dd_whose_nocache_busybox_lacks(tmp_path: Path) -> None:
+    """`dd ... oflag=nocache` (the suite's CheckWriteToPath) through the image's own /bin/sh."""
+    import tarfile
+
+    apps = sorted(Path("/var/cache/flexvol-k8s").glob("*/images/app.tar"))  # the cluster build's
+    if not apps or os.geteuid() != 0:
+        pytest.skip("needs root and the cluster build's busybox image (scripts/k8s-current-build.sh)")
+    image = storage_suite.glibc_image(apps[-1], "glibc:1", tmp_path)
+    root = tmp_path / "root"
+    with tarfile.open(image) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        for layer in manifest["Layers"]:
+            with tarfile.open(fileobj=tar.extractfile(layer)) as inner:
+                for member in inner.getmembers():  # an upper layer's file replaces a symlink, as in overlayfs
+                    if not member.isdir() and (root / member.name).is_symlink():
+                        (root / member.name).unlink()
+                    inner.extract(member, root)
+    script = "echo aGVsbG8K | base64 -d | dd of=/tmp/x oflag=nocache bs=6 count=1 && cat /tmp/x"
+    done = subprocess.run(["chroot", str(root), "/bin/sh", "-c", script], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello\n"
 
 
 def test_agnhosts_image_is_its_binary_over_the_busybox_layers_with_upstreams_entry_point(
