@@ -262,3 +262,30 @@ def test_pod_network_namespaces_stay_inside_the_clusters_root(tmp_path: Path) ->
     runtime = patched.split("[plugins.'io.containerd.cri.v1.runtime']\n", 1)[1].split("\n  [", 1)[0]
     assert "  netns_mounts_under_state_dir = true" in runtime.splitlines()
     assert patched.replace("  netns_mounts_under_state_dir = true\n", "") == config
+
+
+def test_pre_provisioned_snapshot_contents_get_the_nodes_managed_by_label() -> None:
+    """Under distributed snapshotting the node's csi-snapshotter sees labelled contents only."""
+    import threading
+
+    stop = threading.Event()
+    listed = {"items": [
+        {"metadata": {"name": "pre-provisioned"}, "spec": {"driver": "loop.flexvol.io"}},
+        {"metadata": {"name": "made-from-a-pv", "labels": {storage_suite.MANAGED_BY: "vm"}},
+         "spec": {"driver": "loop.flexvol.io"}},
+        {"metadata": {"name": "another-driver"}, "spec": {"driver": "hostpath.csi.k8s.io"}},
+    ]}
+    calls: list[tuple[str, ...]] = []
+
+    class FakeCluster:
+        node_name = "vm"
+
+        def kubectl(self, *args: str, check: bool = True) -> str:
+            calls.append(args)
+            if args[0] == "label":
+                stop.set()
+            return json.dumps(listed) if args[0] == "get" else ""
+
+    storage_suite.label_contents(FakeCluster(), stop)  # type: ignore[arg-type]
+    assert [call for call in calls if call[0] == "label"] == [
+        ("label", "volumesnapshotcontent", "pre-provisioned", f"{storage_suite.MANAGED_BY}=vm")]
