@@ -12,8 +12,10 @@ e2e.test (scripts/k8s-e2e-suite-build.sh) given tests/e2e/storage/flexvol-csi-dr
 Needs root; waits for /run/flexvol-e2e.lock like every cluster of the harness. Two things the
 one-node cluster lacks are provided for the suite only: a pod network (pods get an address from
 tests/e2e/storage/pod-network and are reached only through the kubelet) and the suite's images
-(its busybox and nginx names are given to the offline busybox image; every such pod gets its
-command from the test). The suite's ginkgo JSON report and logs stay in --report-dir.
+(its busybox and nginx names are given to the offline busybox image, every such pod gets its
+command from the test; glibc-dns-testing's to that image with GNU dd; agnhost is built from the
+release's sources, scripts/k8s-e2e-agnhost-build.sh). The ginkgo JSON report and logs stay in
+--report-dir.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from tests.e2e.harness import APP_IMAGE, REPO, Cluster
 
 SUITE_BUILD = REPO / "scripts" / "k8s-e2e-suite-build.sh"
+AGNHOST_BUILD = REPO / "scripts" / "k8s-e2e-agnhost-build.sh"
 STORAGE_DIR = REPO / "tests" / "e2e" / "storage"
 DRIVER_FILE = STORAGE_DIR / "flexvol-csi-driver.yaml"
 NETWORK_PLUGIN = STORAGE_DIR / "pod-network"
@@ -50,20 +54,36 @@ SUBSET = [
     r"Dynamic PV \(xfs\)\] volume-expand should resize volume when PVC is edited while pod",
     r"Dynamic PV \(default fs\)\] provisioning should provision storage with snapshot data source \[",
     r"CSI Ephemeral-volume \(default fs\)\] ephemeral should create read/write inline ephemeral volume",
+    # CSIStorageCapacity, subPath (agnhost's pods; a subpath escaping the volume is refused), two
+    # pods on one volume, a clone, a Block claim refused to a filesystem pod, offline growth.
+    r"Dynamic PV \(default fs\)\] capacity provides storage capacity information",
+    r"Dynamic PV \(default fs\)\] subPath should support existing directory$",
+    r"Dynamic PV \(default fs\)\] subPath should fail if subpath with backstepping is outside the volume",
+    r"Dynamic PV \(ext4\)\] multiVolume should concurrently access the single volume from pods on the same",
+    r"Dynamic PV \(block volmode\)\] multiVolume should concurrently access the volume and its clone",
+    r"Dynamic PV \(block volmode\)\] volumeMode should fail to use a volume in a pod with mismatched mode",
+    r"Dynamic PV \(xfs\)\] volume-expand Verify if offline PVC expansion works",
 ]
 # The suite's images whose pods always get a command; the offline busybox image runs them.
 BUSYBOX_LIKE = re.compile(r"/e2e-test-images/(busybox|nginx):")
+# multivolume's pods: `dd oflag=nocache`, which only GNU dd has (busybox's sh runs its own dd
+# applet, so the shell is the host's dash): busybox with the host's dd and dash over it.
+GLIBC = re.compile(r"/e2e-test-images/glibc-dns-testing:")
+GLIBC_TOOLS = (("/usr/bin/dd", "/bin/dd"), ("/bin/dash", "/bin/sh"))
+IMAGE_TOOL = REPO / "scripts" / "e2e_image.py"
+# agnhost, built from the release's sources (scripts/k8s-e2e-agnhost-build.sh), under each name.
+AGNHOST = re.compile(r"/e2e-test-images/agnhost:")
 
 
 def subset_focus() -> str:
     return FOCUS_ALL + ".*(" + "|".join(SUBSET) + ")"
 
 
-def build_suite() -> Path:
-    """e2e.test, built once per release (the script's last line is its path)."""
-    done = subprocess.run(["bash", str(SUITE_BUILD)], stdout=subprocess.PIPE, text=True, check=False)
+def build_suite(script: Path = SUITE_BUILD) -> Path:
+    """e2e.test (or agnhost's image), built once per release (the script's last line is its path)."""
+    done = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
-        raise SystemExit(f"{SUITE_BUILD.name} failed ({done.returncode}); its log is above")
+        raise SystemExit(f"{script.name} failed ({done.returncode}); its log is above")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -87,10 +107,33 @@ def suite_argv(suite: Path, *, focus: str, skip: str, report_dir: Path, kubeconf
     return argv
 
 
-def suite_images(suite: Path) -> list[str]:
-    """The suite's image names the offline busybox image stands in for."""
+def suite_images(suite: Path, pattern: re.Pattern = BUSYBOX_LIKE) -> list[str]:
+    """The suite's image names the offline busybox (or agnhost) image stands in for."""
     done = subprocess.run([str(suite), "-list-images"], capture_output=True, text=True, check=True)
-    return [name for name in done.stdout.split() if BUSYBOX_LIKE.search(name)]
+    return [name for name in done.stdout.split() if pattern.search(name)]
+
+
+def glibc_image(app: Path, name: str, work: Path) -> Path:
+    """The busybox image `app` with GLIBC_TOOLS (and their libraries) over it, named `name`."""
+    image = app
+    for index, (tool, path) in enumerate(GLIBC_TOOLS):
+        out = work / f"glibc-{index}.tar"
+        subprocess.run([sys.executable, str(IMAGE_TOOL), "--over", str(image), str(out), name, tool, path,
+                        "--libs"], check=True)
+        image = out
+    return image
+
+
+def load_images(cluster: Cluster, suite: Path, agnhost: Path) -> None:
+    for name in suite_images(suite):
+        cluster.ctr("images", "tag", "--force", APP_IMAGE, name)
+    for name in suite_images(suite, GLIBC):
+        cluster.ctr("images", "import", str(glibc_image(cluster.images / "app.tar", name, cluster.base)))
+    cluster.ctr("images", "import", str(agnhost))
+    built = (agnhost.parent / "image").read_text().strip()
+    for name in suite_images(suite, AGNHOST):
+        if name != built:
+            cluster.ctr("images", "tag", "--force", built, name)
 
 
 def install_pod_network(cluster: Cluster) -> None:
@@ -179,6 +222,25 @@ def start_csi(cluster: Cluster, bin_dir: Path, running: list) -> None:
     start_resizer(cluster, bin_dir)
 
 
+MANAGED_BY = "snapshot.storage.kubernetes.io/managed-by"
+
+
+def label_contents(cluster: Cluster, stop: threading.Event) -> None:
+    """What an operator does for a pre-provisioned VolumeSnapshotContent under distributed
+    snapshotting: the node-deployed csi-snapshotter watches only contents labelled MANAGED_BY
+    with its node, and the snapshot-controller labels only the contents it makes from a PV."""
+    while not stop.wait(2):
+        try:
+            listed = json.loads(cluster.kubectl("get", "volumesnapshotcontents", "-o", "json"))
+            for content in listed["items"]:
+                labels = content["metadata"].get("labels") or {}
+                if content["spec"].get("driver") == DRIVER and MANAGED_BY not in labels:
+                    cluster.kubectl("label", "volumesnapshotcontent", content["metadata"]["name"],
+                                    f"{MANAGED_BY}={cluster.node_name}", check=False)
+        except Exception as error:  # the next round tries again
+            print(f"labelling snapshot contents: {error}", file=sys.stderr)
+
+
 def lift_csi_guards(cluster: Cluster) -> None:
     """CSI target and staging dirs a failed spec left guarded (README, Reboots), so the
     cluster's root can be removed."""
@@ -197,11 +259,12 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
     from tests.e2e import sidecars
     from tests.e2e.harness import build
 
-    binaries, bin_dir = build(), sidecars.build()
+    binaries, bin_dir, agnhost = build(), sidecars.build(), build_suite(AGNHOST_BUILD)
     waited = time.monotonic()
     cluster = Cluster(binaries, f"{TEST_PREFIX}e2e-storage-suite-")  # waits for the machine lock
     print(f"machine lock after {time.monotonic() - waited:.0f}s; cluster root {cluster.base}", flush=True)
     running: list = []
+    stop_labelling = threading.Event()
     code = 1
     prefix = Path(tempfile.mkdtemp(prefix=f"{TEST_PREFIX}e2e-opt-", dir="/tmp"))
     try:
@@ -209,8 +272,7 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
         cluster.install_driver(prefix)  # `flexvol` in the cluster's bin dir, as the CSI scenarios
         install_pod_network(cluster)
         start_runtime(cluster)
-        for name in suite_images(suite):
-            cluster.ctr("images", "tag", "--force", APP_IMAGE, name)
+        load_images(cluster, suite, agnhost)
         cluster.start_control_plane()
         cluster.start_kubelet()
         start_csi(cluster, bin_dir, running)
@@ -219,11 +281,16 @@ def run_on_cluster(suite: Path, focus: str, skip: str, report_dir: Path, timeout
         argv = suite_argv(suite, focus=focus, skip=skip, report_dir=report_dir, kubeconfig=cluster.kubeconfig,
                           kubelet_root=cluster.kubelet_root, kubectl=cluster.bin / "kubectl", timeout=timeout)
         started = time.monotonic()
+        labeller = threading.Thread(target=label_contents, args=(cluster, stop_labelling), daemon=True)
+        labeller.start()
         with open(report_dir / "e2e.log", "w") as log:
             code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False,
                                   env={**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}).returncode
+        stop_labelling.set()
+        labeller.join()
         print(f"e2e.test exited {code} after {time.monotonic() - started:.0f}s", flush=True)
     finally:
+        stop_labelling.set()
         for sidecar in running:
             if sidecar.log_path.exists():
                 (report_dir / sidecar.log_path.name).write_bytes(sidecar.log_path.read_bytes())

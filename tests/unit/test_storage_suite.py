@@ -192,10 +192,65 @@ def test_the_suite_is_given_the_driver_the_repository_and_the_clusters_paths(tmp
 @pytest.mark.parametrize("name, stands_in", [
     ("registry.k8s.io/e2e-test-images/busybox:1.37.0-2", True),
     ("registry.k8s.io/e2e-test-images/nginx:1.27.0-2", True),
+    ("registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1", False),
     ("registry.k8s.io/e2e-test-images/agnhost:2.66.1", False),
 ])
 def test_only_images_whose_pods_get_a_command_are_stood_in_for(name: str, stands_in: bool) -> None:
     assert bool(storage_suite.BUSYBOX_LIKE.search(name)) is stands_in
+    assert bool(storage_suite.AGNHOST.search(name)) is (name.split("/")[-1].startswith("agnhost:"))
+    assert bool(storage_suite.GLIBC.search(name)) is ("glibc" in name)
+
+
+def test_multivolumes_glibc_pods_get_gnu_dd_whose_nocache_busybox_lacks(tmp_path: Path) -> None:
+    """`dd ... oflag=nocache` (the suite's CheckWriteToPath) through the image's own /bin/sh."""
+    import tarfile
+
+    apps = sorted(Path("/var/cache/flexvol-k8s").glob("*/images/app.tar"))  # the cluster build's
+    if not apps or os.geteuid() != 0:
+        pytest.skip("needs root and the cluster build's busybox image (scripts/k8s-current-build.sh)")
+    image = storage_suite.glibc_image(apps[-1], "glibc:1", tmp_path)
+    root = tmp_path / "root"
+    with tarfile.open(image) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        for layer in manifest["Layers"]:
+            with tarfile.open(fileobj=tar.extractfile(layer)) as inner:
+                for member in inner.getmembers():  # an upper layer's file replaces a symlink, as in overlayfs
+                    if not member.isdir() and (root / member.name).is_symlink():
+                        (root / member.name).unlink()
+                    inner.extract(member, root)
+    script = "echo aGVsbG8K | base64 -d | dd of=/tmp/x oflag=nocache bs=6 count=1 && cat /tmp/x"
+    done = subprocess.run(["chroot", str(root), "/bin/sh", "-c", script], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello\n"
+
+
+def test_agnhosts_image_is_its_binary_over_the_busybox_layers_with_upstreams_entry_point(
+        tmp_path: Path) -> None:
+    import importlib.util
+    import tarfile
+
+    spec = importlib.util.spec_from_file_location("e2e_image", REPO / "scripts" / "e2e_image.py")
+    assert spec and spec.loader
+    e2e_image = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e_image)
+    (tmp_path / "busybox").write_bytes(b"not really busybox")
+    (tmp_path / "agnhost").write_bytes(b"not really agnhost")
+    e2e_image.main([str(tmp_path / "app.tar"), "app:1", str(tmp_path / "busybox"), "/bin/busybox"])
+    e2e_image.main(["--over", str(tmp_path / "app.tar"), str(tmp_path / "agnhost.tar"),
+                    "registry.k8s.io/e2e-test-images/agnhost:2.66.1", str(tmp_path / "agnhost"), "/agnhost",
+                    "--cmd", "pause"])
+    with tarfile.open(tmp_path / "agnhost.tar") as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        config = json.load(tar.extractfile(manifest["Config"]))  # type: ignore[arg-type]
+        files = []
+        for layer in manifest["Layers"]:
+            with tarfile.open(fileobj=tar.extractfile(layer)) as inner:
+                files.append(inner.getnames())
+    assert manifest["RepoTags"] == ["registry.k8s.io/e2e-test-images/agnhost:2.66.1"]
+    assert "bin/busybox" in files[0] and "agnhost" in files[1]
+    assert config["config"]["Entrypoint"] == ["/agnhost"] and config["config"]["Cmd"] == ["pause"]
+    assert len(config["rootfs"]["diff_ids"]) == 2
 
 
 def test_pod_network_namespaces_stay_inside_the_clusters_root(tmp_path: Path) -> None:
@@ -207,3 +262,30 @@ def test_pod_network_namespaces_stay_inside_the_clusters_root(tmp_path: Path) ->
     runtime = patched.split("[plugins.'io.containerd.cri.v1.runtime']\n", 1)[1].split("\n  [", 1)[0]
     assert "  netns_mounts_under_state_dir = true" in runtime.splitlines()
     assert patched.replace("  netns_mounts_under_state_dir = true\n", "") == config
+
+
+def test_pre_provisioned_snapshot_contents_get_the_nodes_managed_by_label() -> None:
+    """Under distributed snapshotting the node's csi-snapshotter sees labelled contents only."""
+    import threading
+
+    stop = threading.Event()
+    listed = {"items": [
+        {"metadata": {"name": "pre-provisioned"}, "spec": {"driver": "loop.flexvol.io"}},
+        {"metadata": {"name": "made-from-a-pv", "labels": {storage_suite.MANAGED_BY: "vm"}},
+         "spec": {"driver": "loop.flexvol.io"}},
+        {"metadata": {"name": "another-driver"}, "spec": {"driver": "hostpath.csi.k8s.io"}},
+    ]}
+    calls: list[tuple[str, ...]] = []
+
+    class FakeCluster:
+        node_name = "vm"
+
+        def kubectl(self, *args: str, check: bool = True) -> str:
+            calls.append(args)
+            if args[0] == "label":
+                stop.set()
+            return json.dumps(listed) if args[0] == "get" else ""
+
+    storage_suite.label_contents(FakeCluster(), stop)  # type: ignore[arg-type]
+    assert [call for call in calls if call[0] == "label"] == [
+        ("label", "volumesnapshotcontent", "pre-provisioned", f"{storage_suite.MANAGED_BY}=vm")]
