@@ -162,11 +162,15 @@ def release_mount(target: str) -> int:
 
 
 def apply_fs_group(target: str, spec: VolumeSpec) -> bool:
-    """Give the volume's root directory to the pod's fsGroup, setgid, without a recursive walk.
+    """Give the volume to the pod's fsGroup: its root directory setgid and group rwx, and, only
+    when the root belongs to another group, every file below it too (groupwalk).
 
-    New files inherit the group through the setgid bit; the kubelet's recursive chown on every
-    mount (kubernetes #68680) is avoided by declaring the fsGroup capability false. The root is
-    reached without following symlinks, and only once something is mounted over the dir.
+    New files inherit the group through the setgid bit, so a remount with the same group walks
+    nothing: the kubelet's recursive chown on every mount (kubernetes #68680) is avoided by
+    declaring the fsGroup capability false. A pod with a different fsGroup gets the files the
+    earlier pods wrote, as the kubelet's own change would give them. The tree is changed before
+    the root, so a walk cut short is done again by the next mount. The root is reached without
+    following symlinks, and only once something is mounted over the dir.
     """
     if spec.fs_group is None or spec.read_only:
         return False
@@ -181,6 +185,10 @@ def apply_fs_group(target: str, spec: VolumeSpec) -> bool:
             info = os.fstat(fd)
             changed = False
             if info.st_gid != spec.fs_group:
+                from flexvol.core.groupwalk import give_tree_to_group
+
+                give_tree_to_group(fd, spec.fs_group)
+                checkpoint("fsgroup-tree")
                 os.fchown(fd, -1, spec.fs_group)
                 changed = True
             mode = stat.S_IMODE(info.st_mode)

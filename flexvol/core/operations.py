@@ -53,6 +53,9 @@ def mount(config: Config, target: str, spec: VolumeSpec, call: CallInfo) -> None
                               f"refusing to change it to {spec.mode}",
                               "unmount it first")
             call.notes.append("already mounted")
+            # A call killed between its mount and the fsGroup step left the group to this one.
+            if mounting.apply_fs_group(target, spec):
+                checkpoint("fsgroup-applied")
             return
         undo = Undo()
         try:

@@ -1,7 +1,8 @@
 """Who may use a volume, as the FlexVolume front end decides it (README, fsGroup and Threat model).
 
 - volume_mount_group (the pod's fsGroup, VOLUME_MOUNT_GROUP): the volume's root directory goes
-  to that group with the setgid bit and group rwx (mounting.apply_fs_group), no recursive walk;
+  to that group with the setgid bit and group rwx (mounting.apply_fs_group), and the files below
+  it too when the root belonged to another group (the kubelet's OnRootMismatch rule);
 - the pod's namespace (podInfoOnMount's `csi.storage.k8s.io/pod.namespace`): a volume belongs to
   the namespace that first published it (backing.check_namespace), and a pod of another
   namespace is refused with PERMISSION_DENIED unless an operator ran `flexvol share`.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from tests.helpers.driver import Driver, is_mount_point, options
@@ -174,6 +175,65 @@ def test_fs_group_applied_to_volume_root_without_recursion(driver: Driver) -> No
     driver.ok("mount", legacy, options("v2", **{"kubernetes.io/fsGroup": "3000"}))
     assert os.stat(legacy).st_gid == 3000
     driver.ok("unmount", legacy)
+
+
+def test_a_pod_with_another_fs_group_gets_the_files_earlier_pods_wrote(driver: Driver,
+                                                                       tmp_path: Path) -> None:
+    """Regression: only the volume's root changed group, so a second pod with a different
+    fsGroup could not write the files the first pod made (Kubernetes' storage suite,
+    fsGroupChangePolicy). Now the tree follows the root, never through a symlink, and a
+    remount with the same group walks nothing."""
+    outside = tmp_path / "host-file"
+    outside.write_text("host")
+    outside.chmod(0o600)
+    first = driver.dir("a")
+    driver.ok("mount", first, options("v1", **{"kubernetes.io/mounterArgs.FsGroup": "2000"}))
+    os.makedirs(f"{first}/d/e")
+    Path(f"{first}/d/e/f").write_text("data")
+    os.chmod(f"{first}/d/e/f", 0o600)
+    os.chown(f"{first}/d/e/f", 1000, 2000)
+    os.symlink(outside, f"{first}/link")
+    driver.ok("unmount", first)
+
+    second = driver.dir("b")
+    driver.ok("mount", second, options("v1", **{"kubernetes.io/mounterArgs.FsGroup": "3000"}))
+    for name, bits in (("d", 0o2770), ("d/e", 0o2770), ("d/e/f", 0o660), ("lost+found", 0o2770)):
+        info = os.lstat(f"{second}/{name}")
+        assert info.st_gid == 3000, name
+        assert info.st_mode & bits == bits, (name, oct(info.st_mode))
+    assert os.lstat(f"{second}/d/e/f").st_uid == 1000
+    assert os.lstat(f"{second}/link").st_gid == 3000
+    assert (outside.stat().st_gid, outside.stat().st_mode & 0o7777) == (0, 0o600)
+    assert os.stat(second).st_gid == 3000
+    # Same group again: the root says the tree is done; a file changed meanwhile is left alone.
+    os.chown(f"{second}/d/e/f", 1000, 0)
+    driver.ok("unmount", second)
+    driver.ok("mount", first, options("v1", **{"kubernetes.io/mounterArgs.FsGroup": "3000"}))
+    assert os.lstat(f"{first}/d/e/f").st_gid == 0
+    driver.ok("unmount", first)
+
+
+def test_a_group_change_killed_half_way_is_finished_by_the_next_mount(driver: Driver) -> None:
+    """The tree is changed before the root: a mount killed after the walk began leaves the
+    root in the old group, so the retry walks again."""
+    first = driver.dir("a")
+    driver.ok("mount", first, options("v1", **{"kubernetes.io/mounterArgs.FsGroup": "2000"}))
+    Path(f"{first}/f").write_text("data")
+    driver.ok("unmount", first)
+    killing = driver.env()
+    driver.env = lambda: {**killing, "FLEXVOL_TEST_HOOKS": "1",  # type: ignore[method-assign]
+                          "FLEXVOL_TEST_KILL_AT": "fsgroup-tree"}
+    argv = [str(driver.executable), "mount", first,
+            options("v1", **{"kubernetes.io/mounterArgs.FsGroup": "3000"})]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=driver.env(), timeout=120,
+                          check=False)
+    assert done.returncode == -9, done
+    assert os.stat(first).st_gid == 2000  # the walk ran, the root was not changed yet
+    driver.env = lambda: killing  # type: ignore[method-assign]
+    driver.ok("mount", first, options("v1", **{"kubernetes.io/mounterArgs.FsGroup": "3000"}))
+    assert os.stat(first).st_gid == 3000
+    assert os.lstat(f"{first}/f").st_gid == 3000
+    driver.ok("unmount", first)
 
 
 def test_mount_options_from_allowlist_are_applied(driver: Driver) -> None:
