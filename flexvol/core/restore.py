@@ -60,6 +60,23 @@ def _check_kind(volume_id: str, block: bool, fs_type: str) -> None:
                       "block volume", "check it with 'flexvol fsck'")
 
 
+def _check_source_owner(config: Config, spec: VolumeSpec, volume: str, what: str) -> None:
+    """A pod may copy only what it could mount: the source volume's namespace must be the pod's
+    (or the volume shareable), as for a mount (backing.check_namespace, README Threat model).
+    Otherwise any pod could read another namespace's data through an inline volume's
+    fromVolume / fromSnapshot option. Calls without a pod namespace (the toolkit, CSI, whose CO
+    checks the data source's namespace) are not checked here; nothing is claimed."""
+    if not spec.pod_namespace:
+        return
+    owner_record = state.load_record(config, volume) if volume else None
+    owner = owner_record.namespace if owner_record is not None else None
+    if owner and owner != spec.pod_namespace and not owner_record.shareable:  # type: ignore[union-attr]
+        raise Refused(f"{what} holds data of namespace {owner}; refusing to copy it for pod "
+                      f"{spec.pod_namespace}/{spec.pod_name or '?'}",
+                      f"copy a volume of namespace {spec.pod_namespace}, or have an operator run "
+                      f"'flexvol share {volume}'")
+
+
 def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapshot: str = "",
                 from_volume: str = "", created_by: str = "", progress: Progress | None = None,
                 fields: dict | None = None) -> state.Record:
@@ -113,6 +130,8 @@ def create_from(config: Config, spec: VolumeSpec, call: CallInfo, *, from_snapsh
                 source = {"from_volume": from_volume}
                 block = bool(origin.block)
             _check_kind(new, block, fs_type)
+            _check_source_owner(config, spec, from_volume or origin.source_volume,
+                                f"snapshot {from_snapshot}" if from_snapshot else f"volume {from_volume}")
             source_size = os.stat(path).st_size
             size = max(source_size, spec.size_bytes if spec.size_given else 0)
             from flexvol.core import backing

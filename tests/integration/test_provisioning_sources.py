@@ -17,7 +17,7 @@ from flexvol.provisioning.agent import Agent
 from flexvol.provisioning.cluster import EventRecorder
 from flexvol.provisioning.provisioner import Provisioner
 from tests.helpers.cli import flexvol
-from tests.helpers.driver import MINIMAL_PATH, Driver, parse_reply
+from tests.helpers.driver import MINIMAL_PATH, Driver, is_mount_point, options, parse_reply
 from tests.helpers.fakekube import FakeCluster, fixture
 from tests.integration.test_provisioning_flow import kubelet_options
 
@@ -151,3 +151,34 @@ def test_a_first_mount_killed_while_copying_leaves_no_half_volume(driver: Driver
     assert sorted(os.listdir(driver.root / "volumes")) == sorted([f"{SOURCE_PV}.img", f"{volume_id}.img"])
     assert parse_reply(driver.ok("mount", driver.dir("killed"), kubelet_options(pv)).output)
     driver.ok("unmount", driver.dir("killed"))
+
+
+def test_a_pod_cannot_copy_another_namespaces_volume_or_snapshot(driver: Driver) -> None:
+    """Regression: fromVolume / fromSnapshot in a pod's inline flexVolume copied any volume on
+    the node, so a pod of one namespace could read another namespace's data through a copy.
+    The source's owner is checked as for a mount; the refused copy makes nothing."""
+    def pod_options(volume: str, namespace: str, **extra: str) -> str:
+        return options(volume, **{"kubernetes.io/pod.namespace": namespace, "kubernetes.io/pod.name": "p",
+                                  **extra})
+
+    source = driver.dir("source")
+    driver.ok("mount", source, pod_options("secret-data", "shop"))
+    with open(os.path.join(source, "data.bin"), "wb") as handle:
+        handle.write(b"shop's data")
+    driver.ok("unmount", source)
+    snapshot = flexvol("snapshot", "create", "secret-data", "secret-snap", root=str(driver.root))
+    assert snapshot.exit_code == 0, snapshot.output
+
+    for option, name in (("fromVolume", "secret-data"), ("fromSnapshot", "secret-snap")):
+        thief = driver.dir(f"thief-{option}")
+        stolen = f"stolen-{option.lower()}"
+        refused = driver.fail("mount", thief, pod_options(stolen, "other", **{option: name}))
+        assert "namespace shop" in refused.message and "flexvol share" in refused.message, refused.output
+        assert not os.path.exists(driver.backing_file(stolen))
+        assert not is_mount_point(thief)
+        # The owner's own pods may copy it.
+        mine = driver.dir(f"mine-{option}")
+        driver.ok("mount", mine, pod_options(f"copy-{option.lower()}", "shop", **{option: name}))
+        with open(os.path.join(mine, "data.bin"), "rb") as handle:
+            assert handle.read() == b"shop's data"
+        driver.ok("unmount", mine)
