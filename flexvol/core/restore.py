@@ -192,7 +192,7 @@ def _place(config: Config, record: state.Record, partial: str, source: dict, met
            formatted: dict | None) -> state.Record:
     """Rename the whole copy into place, then record it made (and formatted, for a filesystem)."""
     os.rename(partial, config.backing_file(record.volume_id))
-    _fsync_dir(config.volumes_dir)
+    state.fsync_dir(config.volumes_dir)
     checkpoint("restore-renamed")
     if formatted is not None:
         record.formatted = formatted
@@ -220,14 +220,6 @@ def _finish(config: Config, record: state.Record, size: int, call: CallInfo,
             loop.release_loop(config, new)
     backing.ensure_reserved(config, record, strict=True, progress=progress)
     return state.load_record(config, new) or record
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def discard_restore(config: Config, volume_id: str) -> list[str]:

@@ -52,11 +52,7 @@ def atomic_write(path: str, data: bytes, *, durable: bool = True) -> None:
             os.close(fd)
         os.rename(temporary, path)
         if durable:
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(directory)
     except OSError as error:
         try:
             os.unlink(temporary)
@@ -93,15 +89,20 @@ def write_hint(error: OSError) -> str:
     return "check that the data root is writable"
 
 
+def fsync_dir(directory: str) -> None:
+    """Make the renames and removals in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def remove(path: str, *, durable: bool = False) -> bool:
     try:
         os.unlink(path)
         if durable:
-            dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(os.path.dirname(path))
     except FileNotFoundError:
         return False
     except OSError as error:

@@ -150,16 +150,8 @@ def _link_new(config: Config, temporary: str, name: str, volume_id: str) -> bool
         except OSError as error:
             raise FlexvolError(f"cannot name the copy {destination}: {error.strerror}",
                                state.write_hint(error)) from None
-    _fsync_dir(config.volumes_dir)
+    state.fsync_dir(config.volumes_dir)
     return True
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def copy_sparse(device: str, destination: str) -> None:

@@ -128,6 +128,17 @@ def sidecar_tail(running: list[sidecars.Sidecar]) -> str:
     return sidecars.collect_logs(running, 30)
 
 
+def install_snapshot_crds(cluster: Cluster, bin_dir: Path) -> None:
+    """The snapshot CRDs of the snapshotter's release, established. The group snapshot ones too:
+    without them the snapshot-controller retries listing VolumeGroupSnapshots for 30 s first."""
+    for crd in sorted(sidecars.crd_dir(bin_dir).glob("*.yaml")):
+        cluster.kubectl("apply", "-f", str(crd))
+    cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
+                    "crd/volumesnapshots.snapshot.storage.k8s.io",
+                    "crd/volumesnapshotcontents.snapshot.storage.k8s.io",
+                    "crd/volumesnapshotclasses.snapshot.storage.k8s.io")
+
+
 def start_resizer(cluster: Cluster, bin_dir: Path) -> None:
     """csi-resizer beside the plugin, as deploy/csi does not run it (README, CSI: no per-node
     mode). On a one-node cluster the one resizer calls the node's own plugin, which holds every

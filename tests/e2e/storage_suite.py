@@ -204,18 +204,18 @@ def format_summary(found: dict[str, list[tuple[str, str]]]) -> str:
 def start_csi(cluster: Cluster, bin_dir: Path, running: list) -> None:
     """The CSIDriver, CRDs, the plugin and its sidecars; each sidecar goes into `running` as it
     starts, so the caller stops those a later failure leaves behind."""
-    from tests.e2e import sidecars
-    from tests.e2e.csi import CSI_DIR, NAMESPACE, start_plugin, start_resizer, start_sidecar
+    from tests.e2e.csi import (
+        CSI_DIR,
+        NAMESPACE,
+        install_snapshot_crds,
+        start_plugin,
+        start_resizer,
+        start_sidecar,
+    )
 
     cluster.kubectl("apply", "-f", str(CSI_DIR / "csidriver.yaml"))
     cluster.kubectl("create", "namespace", NAMESPACE)
-    # The group snapshot CRDs too: without them the snapshot-controller waits for them first.
-    for crd in sorted(sidecars.crd_dir(bin_dir).glob("*.yaml")):
-        cluster.kubectl("apply", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
-                    "crd/volumesnapshots.snapshot.storage.k8s.io",
-                    "crd/volumesnapshotcontents.snapshot.storage.k8s.io",
-                    "crd/volumesnapshotclasses.snapshot.storage.k8s.io")
+    install_snapshot_crds(cluster, bin_dir)
     start_plugin(cluster)
     for name in ("csi-provisioner", "snapshot-controller", "csi-snapshotter"):
         running.append(start_sidecar(cluster, name, bin_dir))

@@ -40,6 +40,7 @@ from tests.e2e.csi import (
     csi_class,
     delete_claims,
     flexvol,
+    install_snapshot_crds,
     node_logs,
     plugin_calls,
     plugin_failures,
@@ -468,14 +469,7 @@ def test_after_a_simulated_reboot_csi_pods_come_back_with_their_data(csi: Cluste
 def test_a_snapshot_of_a_running_pods_claim_restores_into_a_new_claim(csi: Cluster) -> None:
     cluster = csi
     bin_dir = sidecars.build()
-    # The group snapshot CRDs too: without them the snapshot-controller retries listing
-    # VolumeGroupSnapshots for 30 s before it starts.
-    for crd in sorted(sidecars.crd_dir(bin_dir).glob("*.yaml")):
-        cluster.kubectl("apply", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
-                    "crd/volumesnapshots.snapshot.storage.k8s.io",
-                    "crd/volumesnapshotcontents.snapshot.storage.k8s.io",
-                    "crd/volumesnapshotclasses.snapshot.storage.k8s.io")
+    install_snapshot_crds(cluster, bin_dir)
     cluster.kubectl("apply", "-f", str(CSI_DIR / "snapshotclass.yaml"))
     running = [start_sidecar(cluster, name, bin_dir) for name in ("snapshot-controller", "csi-snapshotter")]
     try:

@@ -21,6 +21,7 @@ from tests.e2e.claims import (
     wait_file,
     wait_running,
 )
+from tests.e2e.csi import install_snapshot_crds
 from tests.e2e.harness import DRIVER_NAME, Cluster, wait_for
 from tests.e2e.pods import claim, claim_pod, provisioned_class
 from tests.e2e.provisioning import (
@@ -227,11 +228,7 @@ def test_claims_cloned_from_a_claim_and_restored_from_a_snapshot_read_its_bytes(
     """Issue 18 item 4: a claim whose dataSource is another claim, and one whose dataSource is a
     pre-provisioned VolumeSnapshot of a flexvol snapshot, start with the source's bytes."""
     cluster = provisioning
-    for crd in ("volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"):
-        cluster.kubectl("apply", "-f", str(sidecars.crd_dir(sidecars.build())
-                                           / f"snapshot.storage.k8s.io_{crd}.yaml"))
-        cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
-                        f"crd/{crd}.snapshot.storage.k8s.io")
+    install_snapshot_crds(cluster, sidecars.build())
     cluster.apply(provisioned_class(LOCAL), provisioned_class("flexvol-now", binding="Immediate"),
                   claim("origin", size="64Mi", storage_class=LOCAL))
     marker = "bytes of the origin " + claim_uid(cluster, "origin")
